@@ -889,6 +889,8 @@ def train(
         weight_decay=weight_decay,
     )
     recipe.update({k: v for k, v in given.items() if v is not None})
+    if warmup_epochs is None and recipe["warmup_epochs"] != PAPER_WARMUP:  # short runs: shorter warm-up
+        recipe["warmup_epochs"] = min(recipe["warmup_epochs"], recipe["epochs"] / 4)
     model_options = {**recipe.pop("model_options", {}), **model_options}
     _check_recipe(
         lr=recipe["lr"],
@@ -988,7 +990,9 @@ def train(
                 num_classes=len(data.class_names),
                 precision=precision,
                 zero_init_residual=zero_init_residual,
-                sync_bn=sync_bn,
+                # one replica: plain BatchNorm already sees the whole batch (and Keras'
+                # synchronized variant differs from it numerically there)
+                sync_bn=sync_bn and replicas > 1,
                 options=model_options,
             )
             learning_rate = compile_model(
