@@ -138,17 +138,12 @@ def _input_size(model, image_size):
 
 def _model_preprocessing(model):
     """The preprocessing mode of a model built by this package, else None."""
+    # Not guessed from model.name: "resnet50" is the name of v1 (caffe) and v1.5 (torch).
     try:
         from keras_resnet.preprocessing import preprocessing_mode
 
         return preprocessing_mode(model)
-    except Exception:  # not one of ours, or models.py cannot tell: the caller decides
-        pass
-    try:
-        from keras_resnet.models import model_info
-
-        return model_info(model.name)["preprocessing"]
-    except Exception:
+    except Exception:  # not one of ours, or this version cannot tell: the caller decides
         return None
 
 
@@ -177,15 +172,9 @@ def cached_imagenet_class_names():
     """
     try:
         from keras_resnet import preprocessing as kp
+        from keras_resnet.weights import cache_dir
 
-        try:
-            from keras_resnet.weights import cache_dir
-
-            folder = cache_dir()
-        except ImportError:
-            keras_home = os.environ.get("KERAS_HOME", os.path.join(os.path.expanduser("~"), ".keras"))
-            folder = os.path.join(keras_home, "models")
-        path = os.path.join(folder, kp.CLASS_INDEX_FILE)
+        path = os.path.join(cache_dir(), kp.CLASS_INDEX_FILE)
         if os.path.isfile(path):
             return kp.imagenet_class_names(path)
     except Exception:  # unreadable or malformed cache: fall back to generic names
@@ -385,6 +374,20 @@ def list_versions(export_dir):
     )
 
 
+def _free_version(export_dir, version):
+    """``version`` checked to be unused in ``export_dir``; None -> the next free one."""
+    if version is None:
+        return (list_versions(export_dir) or [0])[-1] + 1
+    version = _check_positive_int("version", version)
+    if os.path.exists(os.path.join(export_dir, str(version))):
+        raise ValueError(
+            f"version {version} already exists in {export_dir!r} and versions are never "
+            "overwritten; pass another version, or version=None for the next one. "
+            f"Received: version={version}"
+        )
+    return version
+
+
 def export_saved_model(
     model,
     export_dir,
@@ -425,17 +428,8 @@ def export_saved_model(
     export_dir = os.fspath(export_dir)
     if os.path.exists(export_dir) and not os.path.isdir(export_dir):
         raise ValueError(f"export_dir must be a folder. Received: export_dir={export_dir!r}")
-    if version is None:
-        version = (list_versions(export_dir) or [0])[-1] + 1
-    else:
-        version = _check_positive_int("version", version)
+    version = _free_version(export_dir, version)
     target = os.path.join(export_dir, str(version))
-    if os.path.exists(target):
-        raise ValueError(
-            f"version {version} already exists in {export_dir!r} and versions are never "
-            "overwritten; pass another version, or version=None for the next one. "
-            f"Received: version={version}"
-        )
     if fold_bn:
         model = _fold_batch_norm(model)
 
@@ -476,11 +470,10 @@ def resolve_saved_model_path(path):
 def _refuse_existing(path, name="path"):
     if os.path.exists(path):
         raise ValueError(f"{name} already exists and is never overwritten. Received: {name}={path!r}")
-    folder = os.path.dirname(os.path.abspath(path))
-    os.makedirs(folder, exist_ok=True)
 
 
 def _write_atomically(path, data):
+    os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
     staging = os.path.join(os.path.dirname(os.path.abspath(path)), f".tmp-{os.path.basename(path)}-{os.getpid()}")
     try:
         with open(staging, "wb") as f:
@@ -543,6 +536,19 @@ def _as_pixel_batch(images, height, width):
     return np.stack(out).astype("float32")
 
 
+def saved_model_metadata(path):
+    """The ``keras_resnet_export.json`` asset of a SavedModel version this module wrote."""
+    path = resolve_saved_model_path(path)
+    meta_path = os.path.join(path, "assets", METADATA_ASSET)
+    if not os.path.isfile(meta_path):
+        raise ValueError(
+            f"saved_model has no assets/{METADATA_ASSET}: it was not written by "
+            f"keras_resnet.export. Received: saved_model={path!r}"
+        )
+    with open(meta_path, encoding="utf-8") as f:
+        return json.load(f)
+
+
 def export_tflite(
     model,
     path,
@@ -556,14 +562,17 @@ def export_tflite(
     """Export ``predict_pixels`` (preprocessing baked in) to a TFLite flatbuffer.
 
     Args:
+        model: a ``keras.Model`` (resolved as in :func:`export_saved_model`), or the
+            path of a SavedModel written by :func:`export_saved_model`, converted as it is
+            (``class_names``, ``preprocessing`` and ``image_size`` are then ignored).
         quantize: ``"none"`` (float32), ``"dynamic"`` (int8 weights, float activations)
             or ``"int8"`` (int8 weights and activations, calibrated on
             ``representative_images``; float32 input and output).
         representative_images: images for int8 calibration: arrays (any size, 0..255)
             or image file paths; resized to the input size like ``serving_default``.
 
-    Returns ``path``. Run it with ``tf.lite.Interpreter(...).get_signature_runner(
-    "predict_pixels")(pixels=...)["probabilities"]``.
+    Returns ``path``. Run it with :func:`tflite_probabilities`, or
+    ``tf.lite.Interpreter(...).get_signature_runner("predict_pixels")(pixels=...)``.
     """
     if quantize not in QUANTIZATIONS:
         raise ValueError(f"quantize must be one of {QUANTIZATIONS}. Received: quantize={quantize!r}")
@@ -572,17 +581,26 @@ def export_tflite(
             "representative_images must hold calibration images for quantize='int8'. "
             f"Received: representative_images={representative_images!r}"
         )
-    options = resolve_options(model, class_names=class_names, preprocessing=preprocessing, image_size=image_size)
+    from_saved_model = isinstance(model, (str, os.PathLike))
+    if from_saved_model:
+        saved = resolve_saved_model_path(model)
+        height, width = saved_model_metadata(saved)["image_size"]
+    else:
+        options = resolve_options(
+            model, class_names=class_names, preprocessing=preprocessing, image_size=image_size
+        )
+        height, width = options.height, options.width
     path = os.fspath(path)
     _refuse_existing(path)
     calibration = None
     if quantize == "int8":
-        calibration = _as_pixel_batch(representative_images, options.height, options.width)
+        calibration = _as_pixel_batch(representative_images, height, width)
     import tensorflow as tf
 
     with tempfile.TemporaryDirectory() as scratch:
-        saved = os.path.join(scratch, "saved_model")
-        _write_saved_model(model, options, saved, model_name=model.name)
+        if not from_saved_model:
+            saved = os.path.join(scratch, "saved_model")
+            _write_saved_model(model, options, saved, model_name=model.name)
         converter = tf.lite.TFLiteConverter.from_saved_model(saved, signature_keys=[PIXELS_SIGNATURE])
         if quantize != "none":
             converter.optimizations = [tf.lite.Optimize.DEFAULT]
@@ -794,8 +812,24 @@ def _export_command(argv):
     if args.quantize != "none" and args.format != "tflite":
         raise ValueError(f"--quantize applies to --format tflite only. Received: format={args.format!r}")
 
-    model, name, options, config = _load_for_cli(args)
+    if not (args.model or args.run):
+        raise ValueError("one of --model NAME or --run RUN_DIR is needed. Received: neither")
+    if args.quantize == "int8" and not (args.calibration_images or args.run):
+        raise ValueError(
+            "--quantize int8 needs calibration images: --calibration-images IMAGE... or "
+            "--run RUN_DIR (its training data). Received: neither"
+        )
+    name = os.path.basename(os.path.normpath(args.run)) if args.run else args.model
     export_dir = args.export_dir or os.path.join(DEFAULT_EXPORT_ROOT, name)
+    suffix = "" if args.quantize == "none" else f".{args.quantize}"
+    target = os.path.join(export_dir, f"{name}{suffix}.{args.format}")
+    # refuse before loading anything: an existing version or file is never overwritten
+    if args.format == "saved_model":
+        _free_version(export_dir, args.version)
+    else:
+        _refuse_existing(target)
+
+    model, _, options, config = _load_for_cli(args)
     if args.format == "saved_model":
         path = export_saved_model(
             model, export_dir, version=args.version, top_k=args.top_k, fold_bn=args.fold_bn, **options
@@ -808,14 +842,13 @@ def _export_command(argv):
     resolved = resolve_options(model, **options)
     images, source = _calibration_images(args, config, args.num_calibration)
     if args.format == "onnx":
-        path = export_onnx(model, os.path.join(export_dir, f"{name}.onnx"), **options)
+        path = export_onnx(model, target, **options)
         print(f"ONNX written to {path}")
         runner = onnx_probabilities
     else:
-        suffix = "" if args.quantize == "none" else f".{args.quantize}"
         path = export_tflite(
             model,
-            os.path.join(export_dir, f"{name}{suffix}.tflite"),
+            target,
             quantize=args.quantize,
             representative_images=images,
             **options,
