@@ -656,7 +656,8 @@ def _scan_classes(folder, class_names=None):
 def _load_folder(data_dir, *, seed, holdout_fraction):
     if not isinstance(data_dir, (str, os.PathLike)) or not os.path.isdir(data_dir):
         raise ValueError(
-            f"data_dir must be an existing folder of class subfolders. Received: data_dir={data_dir!r}"
+            "data_dir must be an existing folder of class subfolders. "
+            f"Received: data_dir={data_dir!r}"
         )
     data_dir = os.fspath(data_dir)
     subfolders = {d for d in os.listdir(data_dir) if os.path.isdir(os.path.join(data_dir, d))}
@@ -740,7 +741,9 @@ def _tfds_builder(name, *, tfds_data_dir, manual_dir, download):
     import tensorflow_datasets as tfds
 
     if manual_dir is not None and not os.path.isdir(manual_dir):
-        raise ValueError(f"manual_dir must be an existing folder. Received: manual_dir={manual_dir!r}")
+        raise ValueError(
+            f"manual_dir must be an existing folder. Received: manual_dir={manual_dir!r}"
+        )
     try:
         builder = tfds.builder(name, data_dir=tfds_data_dir)
     except tfds.core.registered.DatasetNotFoundError as error:

@@ -157,7 +157,9 @@ def test_pad_crop_is_a_shift_and_flip_of_the_image(digits, augmentation, flip):
 
 def test_augmentation_reproducible_from_seed_and_varies_with_it(digits):
     def first(seed, epoch=0):
-        ds = digits.train_dataset(64, augmentation="imagenet", seed=seed, start_epoch=epoch, epochs=epoch + 1)
+        ds = digits.train_dataset(
+            64, augmentation="imagenet", seed=seed, start_epoch=epoch, epochs=epoch + 1
+        )
         return next(iter(ds))[0].numpy()
 
     a = first(1)
@@ -297,9 +299,10 @@ def test_folder_holdout_is_fixed_by_seed(tmp_path):
 
 def test_split_folders_and_pixels_equal_pillow(tmp_path):
     root = tmp_path / "splits"
-    _write_class_images(str(root / "train"), 6, size=(24, 24), rng=np.random.default_rng(1))
-    test_files = _write_class_images(str(root / "test"), 3, size=(24, 24), rng=np.random.default_rng(2))
-    _write_class_images(str(root / "val"), 2, size=(24, 24), fmt="jpg", rng=np.random.default_rng(3))
+    rngs = [np.random.default_rng(i) for i in range(3)]
+    _write_class_images(str(root / "train"), 6, size=(24, 24), rng=rngs[0])
+    test_files = _write_class_images(str(root / "test"), 3, size=(24, 24), rng=rngs[1])
+    _write_class_images(str(root / "val"), 2, size=(24, 24), fmt="jpg", rng=rngs[2])
     data = kdata.load_data(data_dir=str(root))
     assert (data.num_train, data.num_val, data.num_test) == (18, 6, 9)
     images, labels = data.raw_images("test", 9)
@@ -413,7 +416,9 @@ def test_tfds_unprepared_offline_fails_fast(tmp_path, offline):
     with pytest.raises(RuntimeError, match="manual_dir"):
         kdata.load_data("imagenet2012", tfds_data_dir=str(tmp_path))
     with pytest.raises(ValueError, match="manual_dir="):
-        kdata.load_data("imagenet2012", tfds_data_dir=str(tmp_path), manual_dir=str(tmp_path / "no"))
+        kdata.load_data(
+            "imagenet2012", tfds_data_dir=str(tmp_path), manual_dir=str(tmp_path / "no")
+        )
 
 
 def test_tfds_unknown_or_unsuitable_dataset(tmp_path, offline):
