@@ -38,18 +38,14 @@ def _check_mode(mode):
         raise ValueError(f"mode must be one of {MODES}. Received: mode={mode!r}")
 
 
-def preprocessing_mode(variant):
-    """The preprocessing mode for a variant name ("v1", "v1.5", "v1d", "v2", "cifar")
-    or a model built by this package (its ``name`` starts with the variant tag)."""
-    if hasattr(variant, "name") and not isinstance(variant, str):
-        from keras_resnet.models import variant_of_model
+def preprocessing_mode(name):
+    """The preprocessing mode for a variant ("v1", "v1.5", "v1d", "v2", "cifar") or a
+    named model ("ResNet50", "ResNet20", ...; see ``keras_resnet.list_models()``)."""
+    if name in VARIANT_MODES:
+        return VARIANT_MODES[name]
+    from keras_resnet.models import model_info
 
-        variant = variant_of_model(variant)
-    if variant not in VARIANT_MODES:
-        raise ValueError(
-            f"variant must be one of {tuple(VARIANT_MODES)}. Received: variant={variant!r}"
-        )
-    return VARIANT_MODES[variant]
+    return model_info(name)["preprocessing"]
 
 
 def preprocess_input(x, *, mode):

@@ -1,0 +1,369 @@
+"""The generic builders (:func:`ResNet`, :func:`CifarResNet`), the head, and the named models.
+
+Named constructors are one line over :func:`ResNet`; everything structural comes from
+:mod:`keras_resnet.specs`.
+"""
+
+import contextlib
+import sys
+
+import keras
+from keras import layers
+
+from keras_resnet import blocks, specs, weights as weights_lib
+from keras_resnet.preprocessing import VARIANT_MODES
+
+POOLINGS = (None, "avg", "max")
+MIN_SIZE = 32
+
+
+def _fail(argument, value, expected):
+    raise ValueError(f"{argument} must be {expected}. Received: {argument}={value!r}")
+
+
+def _resolve_flags(preset, options):
+    """Merge a variant preset, the shared defaults and the caller's options; validate each."""
+    known = set(preset) | set(specs.OPTION_DEFAULTS) | {"kernel_initializer"}
+    unknown = sorted(set(options) - known)
+    if unknown:
+        raise ValueError(
+            f"Unknown option(s) {unknown}. Options are: {sorted(known)}. "
+            f"Received: {', '.join(f'{k}={options[k]!r}' for k in unknown)}"
+        )
+    f = {**preset, **specs.OPTION_DEFAULTS, **options}
+    checks = {
+        "stride_on": (f["stride_on"] in ("first_1x1", "3x3"), "'first_1x1' or '3x3'"),
+        "stride_block": (f["stride_block"] in ("first", "last"), "'first' or 'last'"),
+        "conv_bias": (f["conv_bias"] in (True, False, "unnormalized"), "True, False or 'unnormalized'"),
+        "stem": (f["stem"] in ("7x7", "deep", "cifar"), "'7x7', 'deep' or 'cifar'"),
+        "shortcut": (f["shortcut"] in ("A", "B", "C"), "'A', 'B' or 'C'"),
+        "preact": (isinstance(f["preact"], bool), "a bool"),
+        "avg_down": (isinstance(f["avg_down"], bool), "a bool"),
+        "synchronized_bn": (isinstance(f["synchronized_bn"], bool), "a bool"),
+        "zero_init_residual": (isinstance(f["zero_init_residual"], bool), "a bool"),
+        "bn_epsilon": (_is_num(f["bn_epsilon"]) and f["bn_epsilon"] > 0, "a positive number"),
+        "bn_momentum": (_is_num(f["bn_momentum"]) and 0 <= f["bn_momentum"] < 1, "in [0, 1)"),
+        "width_multiplier": (_is_num(f["width_multiplier"]) and f["width_multiplier"] > 0, "a positive number"),
+        "groups": (_is_int(f["groups"]) and f["groups"] >= 1, "a positive integer"),
+        "width_per_group": (_is_int(f["width_per_group"]) and f["width_per_group"] >= 1, "a positive integer"),
+        "se_ratio": (f["se_ratio"] is None or (_is_num(f["se_ratio"]) and 0 < f["se_ratio"] <= 1), "None or in (0, 1]"),
+        "stochastic_depth_rate": (_is_num(f["stochastic_depth_rate"]) and 0 <= f["stochastic_depth_rate"] < 1, "in [0, 1)"),
+    }
+    for argument, (ok, expected) in checks.items():
+        if not ok:
+            _fail(argument, f[argument], expected)
+    try:
+        f["kernel_regularizer"] = keras.regularizers.get(f["kernel_regularizer"])
+    except (ValueError, TypeError) as e:
+        raise ValueError(
+            "kernel_regularizer must be None, a Keras regularizer or its name. "
+            f"Received: kernel_regularizer={options.get('kernel_regularizer')!r}"
+        ) from e
+    return blocks.Flags(**f)
+
+
+def _is_num(v):
+    return isinstance(v, (int, float)) and not isinstance(v, bool)
+
+
+def _is_int(v):
+    return isinstance(v, int) and not isinstance(v, bool)
+
+
+def _channels_axis():
+    return -1 if keras.config.image_data_format() == "channels_last" else 0
+
+
+def _resolve_input_shape(input_shape, *, include_top, weights, default_size):
+    """keras.applications' rules: a fixed default size with a top, free size without."""
+    spatial = (slice(0, 2) if _channels_axis() == -1 else slice(1, 3))
+    if input_shape is None:
+        size = default_size if include_top else None
+        shape = (size, size, 3) if _channels_axis() == -1 else (3, size, size)
+    else:
+        shape = tuple(input_shape)
+        if len(shape) != 3:
+            _fail("input_shape", input_shape, "a tuple (height, width, channels)")
+        if any(d is not None and (not _is_int(d) or d < 1) for d in shape):
+            _fail("input_shape", input_shape, "positive integers or None")
+    h_w = shape[spatial]
+    channels = shape[_channels_axis()]
+    if include_top and None in h_w:
+        _fail("input_shape", input_shape, "fully defined when include_top=True")
+    if any(d is not None and d < MIN_SIZE for d in h_w):
+        _fail("input_shape", input_shape, f"at least {MIN_SIZE}x{MIN_SIZE}")
+    if weights == "imagenet" and channels != 3:
+        _fail("input_shape", input_shape, "3-channel with weights='imagenet'")
+    if weights == "imagenet" and include_top and tuple(h_w) != (default_size, default_size):
+        _fail("input_shape", input_shape,
+              f"({default_size}, {default_size}, 3) with weights='imagenet' and include_top=True")
+    return shape
+
+
+def _check_head(include_top, pooling, classes, weights):
+    if pooling not in POOLINGS:
+        _fail("pooling", pooling, "one of None, 'avg', 'max'")
+    if not _is_int(classes) or classes < 1:
+        _fail("classes", classes, "a positive integer")
+    if weights == "imagenet" and include_top and classes != 1000:
+        _fail("classes", classes, "1000 with weights='imagenet' and include_top=True")
+    if not isinstance(include_top, bool):
+        _fail("include_top", include_top, "a bool")
+
+
+def _build(*, kind, blocks_per_stage, stem_filters, stage_filters, flags, include_top,
+           input_tensor, input_shape, pooling, classes, classifier_activation, name):
+    if input_tensor is None:
+        img_input = layers.Input(shape=input_shape)
+    elif not keras.backend.is_keras_tensor(input_tensor):
+        img_input = layers.Input(tensor=input_tensor, shape=input_shape)
+    else:
+        img_input = input_tensor
+
+    x = blocks.stem(img_input, flags, blocks.scaled(stem_filters, flags))
+    x = blocks.stages(x, kind, blocks_per_stage, stage_filters, flags)
+    if include_top:
+        x = layers.GlobalAveragePooling2D(name="avg_pool")(x)
+        # Under a mixed policy the classifier (and its softmax) runs in float32.
+        mixed = keras.config.dtype_policy().name.startswith("mixed")
+        x = layers.Dense(classes, activation=classifier_activation, name="predictions",
+                         kernel_regularizer=flags.kernel_regularizer,
+                         dtype="float32" if mixed else None)(x)
+    elif pooling == "avg":
+        x = layers.GlobalAveragePooling2D(name="avg_pool")(x)
+    elif pooling == "max":
+        x = layers.GlobalMaxPooling2D(name="max_pool")(x)
+
+    inputs = keras.utils.get_source_inputs(input_tensor) if input_tensor is not None else img_input
+    with deep_recursion():
+        return keras.Model(inputs, x, name=name)
+
+
+@contextlib.contextmanager
+def deep_recursion(limit=40_000):
+    """Keras walks a functional graph recursively, one frame per layer: ResNet-1202 and
+    ResNet-1001 (thousands of layers) need more than Python's default limit of 1000."""
+    old = sys.getrecursionlimit()
+    sys.setrecursionlimit(max(old, limit))
+    try:
+        yield
+    finally:
+        sys.setrecursionlimit(old)
+
+
+def ResNet(depth, *, variant="v1", include_top=True, weights=None, input_tensor=None,
+           input_shape=None, pooling=None, classes=1000, classifier_activation="softmax",
+           name=None, **options):
+    """Build an ImageNet-style ResNet.
+
+    Args:
+        depth: 18 or 34 (basic blocks); 26, 50, 101, 152 or 200 (bottleneck blocks).
+        variant: "v1" (keras.applications ResNet: stride on the first 1x1, conv biases,
+            BN epsilon 1.001e-5), "v1.5" (torchvision: stride on the 3x3, no conv biases,
+            epsilon 1e-5), "v1d" (v1.5 with deep stem and average-pool shortcut, He et al.
+            2019) or "v2" (keras.applications ResNetV2, pre-activation, He et al. 2016).
+        include_top: whether to add global average pooling and the ``predictions`` Dense.
+        weights: None, "imagenet" (the files keras.applications publishes; "v1" and "v2"
+            at depths 50/101/152) or the path of a weights file (a keras.applications-format
+            legacy ``.h5``, with or without top, or a Keras 3 ``.weights.h5``).
+        input_tensor: optional Keras tensor to use as the model's input.
+        input_shape: (height, width, 3), each side >= 32; default (224, 224, 3) with a top,
+            (None, None, 3) without.
+        pooling: with ``include_top=False``: None (4-D output), "avg" or "max".
+        classes: number of classes of the top.
+        classifier_activation: activation of the top (None for logits).
+        name: model name; default e.g. "resnet50", "resnet50v2", "resnet50_v1_5", "resnet50d".
+        **options: keyword-only flags; see :mod:`keras_resnet.specs` for the variant flags
+            (``preact``, ``stride_on``, ``stride_block``, ``conv_bias``, ``bn_epsilon``,
+            ``stem``, ``shortcut``, ``avg_down``) and ``zero_init_residual``,
+            ``synchronized_bn``, ``bn_momentum``, ``width_multiplier``, ``groups``,
+            ``width_per_group`` (ResNeXt), ``se_ratio`` (squeeze-and-excitation),
+            ``stochastic_depth_rate``, ``kernel_regularizer``, ``kernel_initializer``.
+
+    Returns:
+        A functional ``keras.Model``.
+    """
+    if depth not in specs.DEPTHS:
+        _fail("depth", depth, f"one of {sorted(specs.DEPTHS)}")
+    if variant not in specs.VARIANTS:
+        _fail("variant", variant, f"one of {sorted(specs.VARIANTS)}")
+    kind, blocks_per_stage = specs.DEPTHS[depth]
+    flags = _resolve_flags(specs.VARIANTS[variant], options)
+    if kind == specs.BASIC and (flags.groups != 1 or flags.width_per_group != 64):
+        raise ValueError(
+            "Basic blocks (depths 18, 34) support only groups=1 and width_per_group=64, as "
+            f"torchvision. Received: depth={depth}, groups={flags.groups}, "
+            f"width_per_group={flags.width_per_group}"
+        )
+    if kind == specs.BASIC and options.get("stride_on") == "first_1x1":
+        _fail("stride_on", "first_1x1", "'3x3' for basic blocks (depths 18, 34), which have no 1x1")
+    _check_head(include_top, pooling, classes, weights)
+    if weights == "imagenet":
+        weights_lib.check_imagenet(depth, variant, options)
+    weights_file = weights_lib.check_weights_argument(weights)
+    input_shape = _resolve_input_shape(input_shape, include_top=include_top, weights=weights,
+                                       default_size=224)
+    if name is None:
+        suffix = {"v1": "", "v2": "v2", "v1.5": "_v1_5", "v1d": "d"}[variant]
+        name = f"resnet{depth}{suffix}"
+    model = _build(
+        kind=kind, blocks_per_stage=blocks_per_stage, stem_filters=specs.STEM_FILTERS,
+        stage_filters=specs.STAGE_FILTERS, flags=flags, include_top=include_top,
+        input_tensor=input_tensor, input_shape=input_shape, pooling=pooling, classes=classes,
+        classifier_activation=classifier_activation, name=name,
+    )
+    if weights == "imagenet":
+        weights_lib.load_imagenet(model, depth=depth, variant=variant, include_top=include_top)
+    elif weights_file is not None:
+        weights_lib.load_weights(model, weights_file)
+    return model
+
+
+def CifarResNet(depth, *, shortcut=None, variant="v1", include_top=True, weights=None,
+                input_tensor=None, input_shape=(32, 32, 3), pooling=None, classes=10,
+                classifier_activation="softmax", name=None, **options):
+    """Build a CIFAR ResNet (He et al. 2015, sec. 4.2; He et al. 2016 for ``variant="v2"``).
+
+    Args:
+        depth: v1: 6n+2 with basic blocks (20, 32, 44, 56, 110, 1202 in the paper);
+            v2: 9n+2 with pre-activation bottleneck blocks (164, 1001).
+        shortcut: "A" (zero-padding identity, no parameters; v1 default as in the paper),
+            "B" (projection where the width changes; v2 default) or "C" (projection everywhere).
+        variant: "v1" or "v2".
+        include_top, weights, input_tensor, input_shape, pooling, classes,
+        classifier_activation, name: as :func:`ResNet` (``weights`` None or a file path).
+        **options: the same options as :func:`ResNet`.
+
+    Returns:
+        A functional ``keras.Model`` named e.g. "resnet20" or "resnet164v2".
+    """
+    if variant not in specs.CIFAR_VARIANTS:
+        _fail("variant", variant, f"one of {sorted(specs.CIFAR_VARIANTS)}")
+    spec = specs.cifar_blocks(depth, variant)
+    if spec is None:
+        rule = "6n+2 (e.g. 20, 32, 44, 56, 110, 1202)" if variant == "v1" else "9n+2 (e.g. 164, 1001)"
+        _fail("depth", depth, f"{rule} for CIFAR variant {variant!r}")
+    if shortcut is not None:
+        options["shortcut"] = shortcut
+    if weights == "imagenet":
+        _fail("weights", weights, "None or a path (no published ImageNet weights for CIFAR ResNets)")
+    kind, blocks_per_stage = spec
+    flags = _resolve_flags(specs.CIFAR_VARIANTS[variant], options)
+    _check_head(include_top, pooling, classes, weights)
+    weights_file = weights_lib.check_weights_argument(weights)
+    input_shape = _resolve_input_shape(input_shape, include_top=include_top, weights=weights,
+                                       default_size=32)
+    model = _build(
+        kind=kind, blocks_per_stage=blocks_per_stage, stem_filters=specs.CIFAR_STEM_FILTERS,
+        stage_filters=specs.CIFAR_STAGE_FILTERS, flags=flags, include_top=include_top,
+        input_tensor=input_tensor, input_shape=input_shape, pooling=pooling, classes=classes,
+        classifier_activation=classifier_activation,
+        name=name or f"resnet{depth}{'v2' if variant == 'v2' else ''}",
+    )
+    if weights_file is not None:
+        weights_lib.load_weights(model, weights_file)
+    return model
+
+
+# ---------------------------------------------------------------------------- named models
+
+
+def model_info(name):
+    """Facts about a named model: family, variant, depth, input size, preprocessing mode."""
+    if name not in specs.NAMED_MODELS:
+        _fail("model", name, f"one of the names from keras_resnet.list_models() (e.g. 'ResNet50')")
+    family, variant, depth, extra = specs.NAMED_MODELS[name]
+    return {
+        "name": name,
+        "family": family,
+        "variant": variant,
+        "depth": depth,
+        "input_size": 32 if family == "cifar" else 224,
+        "preprocessing": VARIANT_MODES["cifar" if family == "cifar" else variant],
+        "options": dict(extra),
+    }
+
+
+def list_models():
+    """Every named model, as :func:`model_info` dicts, in table order."""
+    return [model_info(name) for name in specs.NAMED_MODELS]
+
+
+def get_model(name, **kwargs):
+    """Build a named model (any name of :func:`list_models`) with keras.applications-style
+    arguments and options, e.g. ``get_model("ResNet20", classes=10)``."""
+    info = model_info(name)
+    kwargs = {**info["options"], **kwargs}
+    if info["family"] == "cifar":
+        return CifarResNet(info["depth"], variant=info["variant"], **kwargs)
+    return ResNet(info["depth"], variant=info["variant"], **kwargs)
+
+
+def ResNet18(**kwargs):
+    """ResNet-18, basic blocks (He et al. 2015); keras.applications-style v1 flags."""
+    return ResNet(18, variant="v1", **kwargs)
+
+
+def ResNet26(**kwargs):
+    """ResNet-26, bottleneck blocks (2, 2, 2, 2); keras.applications-style v1 flags."""
+    return ResNet(26, variant="v1", **kwargs)
+
+
+def ResNet34(**kwargs):
+    """ResNet-34, basic blocks (He et al. 2015); keras.applications-style v1 flags."""
+    return ResNet(34, variant="v1", **kwargs)
+
+
+def ResNet50(**kwargs):
+    """ResNet-50 as keras.applications.ResNet50 (same layers, names and weights)."""
+    return ResNet(50, variant="v1", **kwargs)
+
+
+def ResNet101(**kwargs):
+    """ResNet-101 as keras.applications.ResNet101 (same layers, names and weights)."""
+    return ResNet(101, variant="v1", **kwargs)
+
+
+def ResNet152(**kwargs):
+    """ResNet-152 as keras.applications.ResNet152 (same layers, names and weights)."""
+    return ResNet(152, variant="v1", **kwargs)
+
+
+def ResNet200(**kwargs):
+    """ResNet-200, bottleneck blocks (3, 24, 36, 3); keras.applications-style v1 flags."""
+    return ResNet(200, variant="v1", **kwargs)
+
+
+def ResNet18V2(**kwargs):
+    """Pre-activation ResNet-18 (He et al. 2016), keras.applications ResNetV2 flags."""
+    return ResNet(18, variant="v2", **kwargs)
+
+
+def ResNet26V2(**kwargs):
+    """Pre-activation ResNet-26 (He et al. 2016), keras.applications ResNetV2 flags."""
+    return ResNet(26, variant="v2", **kwargs)
+
+
+def ResNet34V2(**kwargs):
+    """Pre-activation ResNet-34 (He et al. 2016), keras.applications ResNetV2 flags."""
+    return ResNet(34, variant="v2", **kwargs)
+
+
+def ResNet50V2(**kwargs):
+    """ResNet-50 v2 as keras.applications.ResNet50V2 (same layers, names and weights)."""
+    return ResNet(50, variant="v2", **kwargs)
+
+
+def ResNet101V2(**kwargs):
+    """ResNet-101 v2 as keras.applications.ResNet101V2 (same layers, names and weights)."""
+    return ResNet(101, variant="v2", **kwargs)
+
+
+def ResNet152V2(**kwargs):
+    """ResNet-152 v2 as keras.applications.ResNet152V2 (same layers, names and weights)."""
+    return ResNet(152, variant="v2", **kwargs)
+
+
+def ResNet200V2(**kwargs):
+    """Pre-activation ResNet-200 (He et al. 2016), keras.applications ResNetV2 flags."""
+    return ResNet(200, variant="v2", **kwargs)

@@ -1,0 +1,195 @@
+"""Weight files: the published keras.applications ImageNet files (same names, hashes and
+cache folder as keras.applications), legacy ``.h5`` files loaded by layer name, and Keras 3
+``.weights.h5`` files."""
+
+import hashlib
+import os
+import shutil
+import tempfile
+import urllib.error
+import urllib.request
+
+# The files keras.applications publishes (keras/src/applications/resnet.py):
+# weights name -> (md5 with top, md5 without top).
+BASE_WEIGHTS_PATH = "https://storage.googleapis.com/tensorflow/keras-applications/resnet/"
+WEIGHTS_HASHES = {
+    "resnet50": ("2cb95161c43110f7111970584f804107", "4d473c1dd8becc155b73f8504c6f6626"),
+    "resnet101": ("f1aeb4b969a6efcfb50fad2f0c20cfc5", "88cf7a10940856eca736dc7b7e228a21"),
+    "resnet152": ("100835be76be38e30d865e96f2aaae62", "ee4c566cf9a93f14d82f913c2dc6dd0c"),
+    "resnet50v2": ("3ef43a0b657b3be2300d5770ece849e0", "fac2f116257151a9d068a22e544a4917"),
+    "resnet101v2": ("6343647c601c52e1368623803854d971", "c0ed64b8031c3730f411d2eb4eea35b5"),
+    "resnet152v2": ("a49b44d1979771252814e80f8ec446f9", "ed17cf2e0169df9d443503ef94b23b33"),
+}
+DOWNLOAD_TIMEOUT_S = 10
+# Options that change the architecture away from the published one.
+_STRUCTURAL = ("width_multiplier", "groups", "width_per_group", "se_ratio", "shortcut",
+               "preact", "stride_on", "stride_block", "conv_bias", "stem", "avg_down")
+
+
+def cache_dir():
+    """Keras' cache folder for model files: ``$KERAS_HOME/models`` (default ``~/.keras/models``)."""
+    home = os.environ.get("KERAS_HOME") or os.path.join(os.path.expanduser("~"), ".keras")
+    return os.path.join(home, "models")
+
+
+def file_hash(path, algorithm=None):
+    """md5 or sha256 hex digest (algorithm guessed from the expected hash length, as Keras does)."""
+    h = hashlib.new(algorithm or "sha256")
+    with open(path, "rb") as f:
+        for chunk in iter(lambda: f.read(1 << 20), b""):
+            h.update(chunk)
+    return h.hexdigest()
+
+
+def _matches(path, expected):
+    return expected is None or file_hash(path, "md5" if len(expected) == 32 else "sha256") == expected
+
+
+def fetch(fname, url, file_hash=None, timeout=DOWNLOAD_TIMEOUT_S):
+    """Path of ``fname`` in the cache, downloading it from ``url`` if needed.
+
+    The download goes to a temporary file that is renamed only after its hash checks, so a
+    failed or interrupted download leaves nothing in the cache. Offline it fails within
+    ``timeout`` seconds with a message saying what to download and where to put it.
+    """
+    path = os.path.join(cache_dir(), fname)
+    if os.path.isfile(path):
+        if _matches(path, file_hash):
+            return path
+        reason = f"the cached {path} has the wrong hash (expected {file_hash})"
+    else:
+        reason = f"{path} is not cached"
+    os.makedirs(cache_dir(), exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=cache_dir(), prefix=f".{fname}.", suffix=".part")
+    try:
+        with os.fdopen(fd, "wb") as out, urllib.request.urlopen(url, timeout=timeout) as resp:
+            shutil.copyfileobj(resp, out)
+        if not _matches(tmp, file_hash):
+            raise OSError(f"downloaded file has the wrong hash (expected {file_hash})")
+        os.replace(tmp, path)
+        return path
+    except (OSError, urllib.error.URLError) as e:
+        raise OSError(
+            f"Could not get {fname}: {reason}, and downloading {url} failed ({e}). "
+            f"Download it on a machine with internet access and put it at {path}"
+            + (f" (md5 {file_hash})." if file_hash else ".")
+        ) from e
+    finally:
+        if os.path.exists(tmp):
+            os.remove(tmp)
+
+
+def check_imagenet(depth, variant, options):
+    """Refuse weights='imagenet' where keras.applications publishes no such file."""
+    name = imagenet_weights_name(depth, variant)
+    if name not in WEIGHTS_HASHES:
+        raise ValueError(
+            "weights='imagenet' exists for variant 'v1' and 'v2' at depths 50, 101, 152 "
+            f"(the keras.applications files). Received: weights='imagenet', depth={depth}, "
+            f"variant={variant!r}"
+        )
+    changed = sorted(k for k in options if k in _STRUCTURAL)
+    if changed:
+        raise ValueError(
+            f"weights='imagenet' needs the published architecture; these options change it: "
+            f"{changed}. Received: " + ", ".join(f"{k}={options[k]!r}" for k in changed)
+        )
+
+
+def imagenet_weights_name(depth, variant):
+    return f"resnet{depth}" + ("v2" if variant == "v2" else "")
+
+
+def load_imagenet(model, *, depth, variant, include_top):
+    name = imagenet_weights_name(depth, variant)
+    suffix = "" if include_top else "_notop"
+    fname = f"{name}_weights_tf_dim_ordering_tf_kernels{suffix}.h5"
+    path = fetch(fname, BASE_WEIGHTS_PATH + fname, WEIGHTS_HASHES[name][0 if include_top else 1])
+    load_weights(model, path)
+
+
+def check_weights_argument(weights):
+    """Validate ``weights`` before anything is built; returns the file path or None."""
+    if weights is None or weights == "imagenet":
+        return None
+    if not isinstance(weights, (str, os.PathLike)):
+        raise ValueError(
+            f"weights must be None, 'imagenet' or a file path. Received: weights={weights!r}"
+        )
+    path = os.fspath(weights)
+    if not os.path.isfile(path):
+        raise ValueError(
+            f"weights must be None, 'imagenet' or the path of an existing weights file. "
+            f"Received: weights={weights!r} (no such file)"
+        )
+    if not (path.endswith(".h5") or path.endswith(".hdf5") or path.endswith(".keras")):
+        raise ValueError(
+            "weights must be a .h5 / .weights.h5 / .keras file. "
+            f"Received: weights={weights!r}"
+        )
+    return path
+
+
+def _legacy_layers(path):
+    """{layer name: [arrays]} of a legacy (tf.keras / keras.applications) HDF5 weights file,
+    or None if the file is not in that format."""
+    import h5py
+
+    with h5py.File(path, "r") as f:
+        g = f["model_weights"] if "model_weights" in f else f
+        if "layer_names" not in g.attrs:
+            return None
+        out = {}
+        for lname in g.attrs["layer_names"]:
+            lname = lname.decode() if isinstance(lname, bytes) else lname
+            lg = g[lname]
+            names = [n.decode() if isinstance(n, bytes) else n for n in lg.attrs["weight_names"]]
+            if names:
+                out[lname] = [lg[n][()] for n in names]
+        return out
+
+
+def load_weights(model, path):
+    """Load a weights file into ``model``.
+
+    Legacy ``.h5`` (keras.applications' published files, ``tf_keras`` ``save_weights``) is
+    matched by layer name, so files with or without top load into models with or without
+    top; every layer of the model that holds weights must be in the file with the same
+    shapes, else a ``ValueError`` names the layer. Keras 3 ``.weights.h5`` / ``.keras`` files
+    go through ``model.load_weights``.
+    """
+    stored = _legacy_layers(path) if not path.endswith(".keras") else None
+    if stored is None:
+        try:
+            model.load_weights(path)
+        except ValueError as e:
+            raise ValueError(
+                f"weights file does not match the model ({e}). Received: weights={path!r}"
+            ) from e
+        return
+    assignments = []
+    for layer in model.layers:
+        if not layer.weights:
+            continue
+        if layer.name not in stored:
+            raise ValueError(
+                f"weights file has no weights for layer {layer.name!r} of model "
+                f"{model.name!r}. Received: weights={path!r}"
+            )
+        values = stored[layer.name]
+        expected = [tuple(w.shape) for w in layer.weights]
+        got = [tuple(v.shape) for v in values]
+        if expected != got:
+            raise ValueError(
+                f"weights file does not match layer {layer.name!r}: file shapes {got}, "
+                f"model shapes {expected}. Received: weights={path!r}"
+            )
+        assignments.append((layer, values))
+    model_names = {layer.name for layer in model.layers}
+    extra = sorted(set(stored) - model_names - {"predictions"})
+    if extra:
+        raise ValueError(
+            f"weights file has layers the model lacks, e.g. {extra[:3]}. Received: weights={path!r}"
+        )
+    for layer, values in assignments:  # nothing is assigned until every layer has matched
+        layer.set_weights(values)
