@@ -312,6 +312,30 @@ def test_export_cli_refuses_to_overwrite(tmp_path, capsys):
     assert export.list_versions(export_dir) == [3]
 
 
+def test_export_cli_from_a_run_folder(model, tmp_path, digits, capsys):
+    run = tmp_path / "digits-run"
+    run.mkdir()
+    model.save(str(run / "model.keras"))
+    names = [f"number {9 - i}" for i in range(10)]  # not the fixture's names
+    config = {"model": "ResNet20", "class_names": names, "image_size": 32,
+              "preprocessing": "tf", "num_classes": 10, "dataset": "digits"}
+    (run / "config.json").write_text(json.dumps(config))
+    export_dir = str(tmp_path / "served")
+    assert export.cli_main("export", ["--run", str(run), "--export-dir", export_dir, "--top-k", "2"]) == 0
+    assert "served/1" in capsys.readouterr().out.replace(os.sep, "/")
+
+    image = digits[0][310]
+    served = tf.saved_model.load(os.path.join(export_dir, "1")).signatures["serving_default"](
+        image_bytes=tf.constant([png_bytes(image)])
+    )
+    expected = np.argsort(-model(tf_mode(image[None].astype("float32"))).numpy()[0])[:2]
+    assert [label.decode() for label in served["labels"].numpy()[0]] == [names[i] for i in expected]
+
+    # refused before the run's model is even loaded
+    assert export.cli_main("export", ["--run", str(run), "--export-dir", export_dir, "--version", "1"]) != 0
+    assert "version=1" in capsys.readouterr().err
+
+
 def test_fold_bn_flag(model, tmp_path, digits):
     try:
         from keras_resnet.inference import fold_batch_norm  # noqa: F401
