@@ -208,9 +208,10 @@ def test_versions_increment_and_are_never_overwritten(model, base_dir, version_d
     assert sorted(os.listdir(base_dir)) == ["1"]
     monkeypatch.undo()
 
-    second = export.export_saved_model(model, base_dir, version=7, class_names=CLASS_NAMES, preprocessing="tf")
+    os.mkdir(os.path.join(base_dir, "7"))  # a version written by someone else
+    os.mkdir(os.path.join(base_dir, ".tmp-9-1"))  # a stale staging folder is no version
     third = export.export_saved_model(model, base_dir, class_names=CLASS_NAMES, preprocessing="tf")
-    assert (os.path.basename(second), os.path.basename(third)) == ("7", "8")
+    assert os.path.basename(third) == "8"
     assert export.list_versions(base_dir) == [1, 7, 8]
     assert export.resolve_saved_model_path(base_dir) == third  # a base path means its newest
     assert snapshot(version_dir) == before
@@ -334,6 +335,30 @@ def test_export_cli_from_a_run_folder(model, tmp_path, digits, capsys):
     # refused before the run's model is even loaded
     assert export.cli_main("export", ["--run", str(run), "--export-dir", export_dir, "--version", "1"]) != 0
     assert "version=1" in capsys.readouterr().err
+
+
+def test_imagenet_labels_from_a_cached_class_index_else_generic(tmp_path, monkeypatch):
+    net = get_model("ResNet20", classes=1000)
+    monkeypatch.setenv("KERAS_HOME", str(tmp_path))  # empty cache, and no network is tried
+    with pytest.warns(UserWarning, match="imagenet_class_index.json"):
+        options = export.resolve_options(net, preprocessing="tf")
+    assert options.class_names[:2] == ("class_0", "class_1") and options.num_classes == 1000
+
+    # keras.applications' class index format: {"0": ["n01440764", "tench"], ...}
+    index = {str(i): [f"n{i:08d}", f"name_{i}"] for i in range(1000)}
+    (tmp_path / "models").mkdir()
+    (tmp_path / "models" / "imagenet_class_index.json").write_text(json.dumps(index))
+    options = export.resolve_options(net, preprocessing="tf")
+    assert options.class_names == tuple(index[str(i)][1] for i in range(1000))
+
+    with pytest.raises(ValueError, match="class_names"):
+        export.resolve_options(net, preprocessing="tf", class_names=["a", "b"])
+    inputs = keras.Input((8, 8, 3))  # not a keras_resnet model: its preprocessing is unknown
+    plain = keras.Model(inputs, keras.layers.Dense(2)(keras.layers.Flatten()(inputs)))
+    with pytest.raises(ValueError, match="preprocessing=None"):
+        export.resolve_options(plain, class_names=["a", "b"])
+    with pytest.raises(ValueError, match="top_k=0"):
+        export.resolve_options(net, preprocessing="tf", top_k=0)
 
 
 def test_fold_bn_flag(model, tmp_path, digits):
