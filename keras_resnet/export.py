@@ -278,7 +278,10 @@ def build_serving_functions(model, options):
         head = tf.strings.substr(tf.strings.join([data, b"\x00" * 16]), 0, 16)
         matches = []
         for parts in _IMAGE_SIGNATURES:
-            ok = [tf.equal(tf.strings.substr(head, offset, len(magic)), magic) for offset, magic in parts]
+            ok = [
+                tf.equal(tf.strings.substr(head, offset, len(magic)), magic)
+                for offset, magic in parts
+            ]
             matches.append(tf.reduce_all(tf.stack(ok)))
         return tf.reduce_any(tf.stack(matches))
 
@@ -291,7 +294,9 @@ def build_serving_functions(model, options):
         # An image already at the input size passes through unchanged (scale 1).
         return tf.image.resize(image, [height, width], antialias=True)
 
-    @tf.function(input_signature=[tf.TensorSpec([None, height, width, 3], tf.float32, name="pixels")])
+    pixels_spec = tf.TensorSpec([None, height, width, 3], tf.float32, name="pixels")
+
+    @tf.function(input_signature=[pixels_spec])
     def predict_pixels(pixels):
         return {"probabilities": probabilities(pixels)}
 
@@ -423,7 +428,11 @@ def export_saved_model(
         ``assets/`` with ``class_names.txt`` and ``keras_resnet_export.json``).
     """
     options = resolve_options(
-        model, class_names=class_names, preprocessing=preprocessing, top_k=top_k, image_size=image_size
+        model,
+        class_names=class_names,
+        preprocessing=preprocessing,
+        top_k=top_k,
+        image_size=image_size,
     )
     export_dir = os.fspath(export_dir)
     if os.path.exists(export_dir) and not os.path.isdir(export_dir):
@@ -469,12 +478,15 @@ def resolve_saved_model_path(path):
 
 def _refuse_existing(path, name="path"):
     if os.path.exists(path):
-        raise ValueError(f"{name} already exists and is never overwritten. Received: {name}={path!r}")
+        raise ValueError(
+            f"{name} already exists and is never overwritten. Received: {name}={path!r}"
+        )
 
 
 def _write_atomically(path, data):
     os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
-    staging = os.path.join(os.path.dirname(os.path.abspath(path)), f".tmp-{os.path.basename(path)}-{os.getpid()}")
+    folder, name = os.path.split(os.path.abspath(path))
+    staging = os.path.join(folder, f".tmp-{name}-{os.getpid()}")
     try:
         with open(staging, "wb") as f:
             f.write(data)
@@ -485,14 +497,18 @@ def _write_atomically(path, data):
         raise
 
 
-def export_onnx(model, path, *, class_names=None, preprocessing=None, image_size=None, opset=ONNX_OPSET):
+def export_onnx(
+    model, path, *, class_names=None, preprocessing=None, image_size=None, opset=ONNX_OPSET
+):
     """Export ``predict_pixels`` (preprocessing baked in) to an ONNX file via tf2onnx.
 
     Input ``pixels`` float32 ``[N, H, W, 3]`` in 0..255, output ``probabilities``. Class
     names, preprocessing and input size are stored in the file's ``metadata_props``.
     Returns ``path``.
     """
-    options = resolve_options(model, class_names=class_names, preprocessing=preprocessing, image_size=image_size)
+    options = resolve_options(
+        model, class_names=class_names, preprocessing=preprocessing, image_size=image_size
+    )
     path = os.fspath(path)
     _refuse_existing(path)
     try:
@@ -581,7 +597,9 @@ def export_tflite(
     ``tf.lite.Interpreter(...).get_signature_runner("predict_pixels")(pixels=...)``.
     """
     if quantize not in QUANTIZATIONS:
-        raise ValueError(f"quantize must be one of {QUANTIZATIONS}. Received: quantize={quantize!r}")
+        raise ValueError(
+            f"quantize must be one of {QUANTIZATIONS}. Received: quantize={quantize!r}"
+        )
     if quantize == "int8" and (representative_images is None or len(representative_images) == 0):
         raise ValueError(
             "representative_images must hold calibration images for quantize='int8'. "
@@ -607,7 +625,9 @@ def export_tflite(
         if not from_saved_model:
             saved = os.path.join(scratch, "saved_model")
             _write_saved_model(model, options, saved, model_name=model.name)
-        converter = tf.lite.TFLiteConverter.from_saved_model(saved, signature_keys=[PIXELS_SIGNATURE])
+        converter = tf.lite.TFLiteConverter.from_saved_model(
+            saved, signature_keys=[PIXELS_SIGNATURE]
+        )
         if quantize != "none":
             converter.optimizations = [tf.lite.Optimize.DEFAULT]
         if quantize == "int8":
@@ -628,7 +648,8 @@ def tflite_probabilities(path, pixels):
     runner = interpreter.get_signature_runner(PIXELS_SIGNATURE)
     pixels = np.asarray(pixels, dtype="float32")
     # one image per call: the flatbuffer's batch dimension is fixed at 1 after conversion
-    return np.concatenate([runner(pixels=pixels[i : i + 1])["probabilities"] for i in range(len(pixels))])
+    outputs = [runner(pixels=pixels[i : i + 1])["probabilities"] for i in range(len(pixels))]
+    return np.concatenate(outputs)
 
 
 def onnx_probabilities(path, pixels):
