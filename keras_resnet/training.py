@@ -665,7 +665,8 @@ def plot_history(history, path):
 
 
 def _export(model, export_root, run_name, *, class_names, preprocessing):
-    """Export a SavedModel via keras_resnet.export; atomic: built aside, then renamed."""
+    """Export a TF Serving SavedModel to ``export_root/run_name/<version>`` via keras_resnet.export
+    (which writes a staging folder and renames it: a killed export leaves no version)."""
     import importlib
 
     try:
@@ -675,14 +676,9 @@ def _export(model, export_root, run_name, *, class_names, preprocessing):
             raise
         print("keras_resnet.export is not available: skipping the SavedModel export (model.keras is written).")
         return None
-    final = os.path.join(export_root, run_name)
-    tmp = os.path.join(export_root, f".{run_name}.tmp-{os.getpid()}")
-    shutil.rmtree(tmp, ignore_errors=True)
-    version_dir = export_module.export_saved_model(model, tmp, class_names=class_names, preprocessing=preprocessing)
-    if os.path.exists(final):
-        shutil.rmtree(final)
-    os.replace(tmp, final)
-    return os.path.join(final, os.path.relpath(version_dir, tmp))
+    return export_module.export_saved_model(
+        model, os.path.join(export_root, run_name), class_names=class_names, preprocessing=preprocessing
+    )
 
 
 def _versions():
