@@ -147,7 +147,8 @@ def narrow_space(space, family):
     result = default_space(family)
     unknown = sorted(set(space) - set(result))
     if unknown:
-        raise ValueError(f"Unknown search key(s) {unknown}; keys are {sorted(result)}. Received: space={space!r}")
+        raise ValueError(
+            f"Unknown search key(s) {unknown}; keys are {sorted(result)}. Received: space={space!r}")
     for key, given in space.items():
         default = result[key]
         if isinstance(given, (Choice, Range)):
@@ -355,7 +356,8 @@ def fit_with_training(hypermodel, model, values, *, epochs, initial_epoch=0, cal
     train_data = hypermodel.data.train_dataset(
         global_batch, augmentation=values["augmentation"], seed=hypermodel.seed,
         start_epoch=initial_epoch, epochs=epochs, **common)
-    val_data = hypermodel.data.eval_dataset("val", global_batch, augmentation=values["augmentation"], **common)
+    val_data = hypermodel.data.eval_dataset(
+        "val", global_batch, augmentation=values["augmentation"], **common)
     history = model.fit(train_data, epochs=epochs, initial_epoch=initial_epoch, steps_per_epoch=steps,
                         validation_data=val_data, callbacks=[nan_guard, *callbacks], verbose=verbose)
     if nan_guard.fired:
@@ -423,7 +425,8 @@ def trial_table(tuner):
             trial_id=trial.trial_id,
             status=trial.status,
             score=None if score is None or not math.isfinite(score) else float(score),
-            hyperparameters={k: v for k, v in trial.hyperparameters.values.items() if not k.startswith("tuner/")},
+            hyperparameters={k: v for k, v in trial.hyperparameters.values.items()
+                             if not k.startswith("tuner/")},  # Hyperband's bookkeeping
             error=first_error(trial.message) if trial.status in ("FAILED", "INVALID") else None,
         ))
     rows.sort(key=lambda r: (r["score"] is None, sign * (r["score"] or 0.0), r["trial_id"]))
@@ -455,8 +458,8 @@ def format_table(rows, objective="val_accuracy"):
 
 
 def _space_json(space):
-    return {k: ({"range": [v.low, v.high], "log": v.log} if isinstance(v, Range) else {"choice": list(v.values)})
-            for k, v in space.items()}
+    return {k: ({"range": [v.low, v.high], "log": v.log} if isinstance(v, Range)
+                else {"choice": list(v.values)}) for k, v in space.items()}
 
 
 def _write_json(path, obj):
@@ -492,19 +495,22 @@ def search(data="digits", *, data_dir=None, tuner="random", max_trials=10, epoch
     if tuner not in TUNERS:
         raise ValueError(f"tuner must be one of {TUNERS}. Received: tuner={tuner!r}")
     if not isinstance(objective, str) or not objective.startswith("val_"):
-        raise ValueError(f"objective must be a validation metric such as 'val_accuracy'. Received: objective={objective!r}")
+        raise ValueError("objective must be a validation metric such as 'val_accuracy'. "
+                         f"Received: objective={objective!r}")
     name = os.path.basename(os.path.normpath(data_dir)) if data_dir else getattr(data, "name", data)
     output = output or os.path.join("runs", f"tune-{name}-{tuner}")
     if os.path.exists(output) and not os.path.isdir(output):
         raise ValueError(f"output must be a folder. Received: output={output!r}")
-    hypermodel = HyperResNet(data, data_dir=data_dir, space=space, image_size=image_size, batch_size=batch_size,
-                             steps_per_epoch=steps_per_epoch, strategy=strategy, precision=precision, seed=seed)
+    hypermodel = HyperResNet(data, data_dir=data_dir, space=space, image_size=image_size,
+                             batch_size=batch_size, steps_per_epoch=steps_per_epoch, strategy=strategy,
+                             precision=precision, seed=seed)
     config = dict(tuner=tuner, objective=objective, dataset=hypermodel.data.name, data_dir=data_dir,
                   image_size=hypermodel.image_size, batch_size=hypermodel.batch_size,
                   steps_per_epoch=hypermodel.steps_per_epoch, epochs=epochs, seed=seed,
                   space=_space_json(hypermodel.space), family=hypermodel.family, max_trials=max_trials,
                   global_batch_size=hypermodel.global_batch_size, precision=hypermodel.precision,
-                  strategy_class=type(hypermodel.strategy).__name__, class_names=list(hypermodel.data.class_names))
+                  strategy_class=type(hypermodel.strategy).__name__,
+                  class_names=list(hypermodel.data.class_names))
     config_path = os.path.join(output, "search_config.json")
     if os.path.exists(config_path) and not overwrite:
         with open(config_path) as f:
@@ -512,8 +518,9 @@ def search(data="digits", *, data_dir=None, tuner="random", max_trials=10, epoch
         changed = {k: (previous.get(k), config[k]) for k in _IDENTITY_KEYS if previous.get(k) != config[k]}
         if changed:
             detail = "; ".join(f"{k}: {old!r} -> {new!r}" for k, (old, new) in changed.items())
-            raise ValueError(f"output holds a search started with other options ({detail}); rerun with the same "
-                             f"options, overwrite=True (--overwrite) or another output. Received: output={output!r}")
+            raise ValueError(f"output holds a search started with other options ({detail}); rerun with "
+                             "the same options, overwrite=True (--overwrite) or another output. "
+                             f"Received: output={output!r}")
     os.makedirs(output, exist_ok=True)
     _write_json(config_path, config)
 
@@ -541,7 +548,8 @@ def search(data="digits", *, data_dir=None, tuner="random", max_trials=10, epoch
         score=best_row["score"],
         trial_id=best_row["trial_id"],
         hyperparameters=best_row["hyperparameters"],
-        model=dict(family=hypermodel.family, builder="CifarResNet" if hypermodel.family == "cifar" else "ResNet",
+        model=dict(family=hypermodel.family,
+                   builder="CifarResNet" if hypermodel.family == "cifar" else "ResNet",
                    variant=best_row["hyperparameters"]["variant"], depth=best_row["hyperparameters"]["depth"],
                    image_size=hypermodel.image_size, num_classes=hypermodel.num_classes,
                    preprocessing=hypermodel.preprocessing(best_row["hyperparameters"])),
@@ -628,7 +636,8 @@ def parse_space(items):
     for item in items or ():
         key, sep, text = item.partition("=")
         if not sep or not key.strip() or not text.strip():
-            raise ValueError(f"--space must be KEY=VALUE, KEY=V1,V2 or KEY=LOW:HIGH. Received: --space {item!r}")
+            raise ValueError(
+                f"--space must be KEY=VALUE, KEY=V1,V2 or KEY=LOW:HIGH. Received: --space {item!r}")
         key = key.strip()
         if ":" in text:
             parts = text.split(":")
@@ -643,8 +652,9 @@ def parse_space(items):
 
 
 def _parser(prog):
-    p = argparse.ArgumentParser(prog=prog, description="Hyperparameter search over keras_resnet models and "
-                                "the training recipe (keras-tuner). Rerun with the same --output to continue.")
+    p = argparse.ArgumentParser(
+        prog=prog, description="Hyperparameter search over keras_resnet models and the training recipe "
+        "(keras-tuner). Rerun with the same --output to continue.")
     p.add_argument("--tuner", choices=TUNERS, default="random")
     p.add_argument("--max-trials", type=int, default=10, help="trials of random / bayesian search")
     p.add_argument("--epochs", type=int, default=3, help="epochs per trial (hyperband: the most per trial)")
@@ -665,7 +675,8 @@ def _parser(prog):
     p.add_argument("--overwrite", action="store_true", help="start the search over")
     p.add_argument("--export", action="store_true",
                    help="train the best hyperparameters anew, save best/model.keras, export a SavedModel")
-    p.add_argument("--final-epochs", type=int, default=None, help="epochs of the --export training (default --epochs)")
+    p.add_argument("--final-epochs", type=int, default=None,
+                   help="epochs of the --export training (default --epochs)")
     p.add_argument("--verbose", type=int, default=None, choices=(0, 1, 2))
     return p
 
@@ -682,7 +693,8 @@ def cli_main(command, argv):
         result = search(args.dataset, data_dir=args.data_dir, tuner=args.tuner, max_trials=args.max_trials,
                         epochs=args.epochs, objective=args.objective, output=args.output, space=space,
                         image_size=args.image_size, batch_size=args.batch_size,
-                        steps_per_epoch=args.steps_per_epoch, strategy=args.strategy, precision=args.precision,
+                        steps_per_epoch=args.steps_per_epoch, strategy=args.strategy,
+                        precision=args.precision,
                         seed=args.seed, overwrite=args.overwrite,
                         verbose="auto" if args.verbose is None else args.verbose)
     except ValueError as e:
@@ -696,7 +708,8 @@ def cli_main(command, argv):
     print(format_table(rows, args.objective))
     failed = [r for r in rows if r["status"] in ("FAILED", "INVALID")]
     if failed:
-        print(f"\n{len(failed)} trial(s) failed; first error (trial {failed[0]['trial_id']}): {failed[0]['error']}")
+        print(f"\n{len(failed)} trial(s) failed; first error "
+              f"(trial {failed[0]['trial_id']}): {failed[0]['error']}")
     print(f"\nBest: trial {best['trial_id']}, {args.objective} {best['score']:.4f}: "
           + ", ".join(f"{k}={v}" for k, v in best["hyperparameters"].items()))
     print(f"Wrote {os.path.join(result['output'], 'best.json')}")

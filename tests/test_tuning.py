@@ -86,17 +86,19 @@ def test_best_hyperparameters_rebuild_the_model_keras_tuner_scored(searched):
 @pytest.mark.slow
 def test_rerun_resumes_the_search(searched, capsys):
     output, _ = searched
-    before = {p: os.path.getmtime(p) for p in glob.glob(os.path.join(output, "search", "trial_*", "trial.json"))}
+    files = os.path.join(output, tuning.TUNER_PROJECT, "trial_*", "trial.json")
+    before = {p: os.path.getmtime(p) for p in glob.glob(files)}
     assert tuning.cli_main("tune", ["--max-trials", "2", "--output", output, *TINY]) == 0
     assert "Reloading Tuner" in capsys.readouterr().out
-    after = {p: os.path.getmtime(p) for p in glob.glob(os.path.join(output, "search", "trial_*", "trial.json"))}
+    after = {p: os.path.getmtime(p) for p in glob.glob(files)}
     assert after == before  # max_trials reached: no trial ran again, none was added
     # a larger budget continues the same search with exactly one more trial
     assert tuning.cli_main("tune", ["--max-trials", "3", "--output", output, *TINY]) == 0
     trials = _trials_on_disk(output)
     assert len(trials) == 3 and {t["status"] for t in trials.values()} == {"COMPLETED"}
     # other options in the same folder are refused before anything runs
-    assert tuning.cli_main("tune", ["--max-trials", "3", "--output", output, *TINY[:-6], "--verbose", "0"]) == 2
+    other_space = [*TINY[:-6], "--verbose", "0"]  # without the schedule and augmentation choices
+    assert tuning.cli_main("tune", ["--max-trials", "3", "--output", output, *other_space]) == 2
     assert "other options" in capsys.readouterr().err
 
 
@@ -140,8 +142,9 @@ def test_space_narrowing_rejects_bad_keys_and_values():
 
 
 def test_parse_space_from_the_command_line():
-    assert tuning.parse_space(["variant=v1", "depth=20,32", "lr=0.05:0.4", "se=false", "width_multiplier=2"]) == {
-        "variant": "v1", "depth": [20, 32], "lr": (0.05, 0.4), "se": False, "width_multiplier": 2}
+    parsed = tuning.parse_space(["variant=v1", "depth=20,32", "lr=0.05:0.4", "se=false", "width_multiplier=2"])
+    assert parsed == {"variant": "v1", "depth": [20, 32], "lr": (0.05, 0.4), "se": False,
+                      "width_multiplier": 2}
     with pytest.raises(ValueError, match="Received: --space 'depth'"):
         tuning.parse_space(["depth"])
 
