@@ -717,7 +717,9 @@ def _check_train_args(args):
     if args["precision"] not in PRECISIONS:
         raise ValueError(f"precision must be one of {PRECISIONS}. Received: precision={args['precision']!r}")
     if args["jit_compile"] not in ("auto", "on", "off", True, False):
-        raise ValueError(f"jit_compile must be 'auto', 'on' or 'off'. Received: jit_compile={args['jit_compile']!r}")
+        raise ValueError(
+            f"jit_compile must be 'auto', 'on' or 'off'. Received: jit_compile={args['jit_compile']!r}"
+        )
     if args["augmentation"] is not None:
         from keras_resnet.data import AUGMENTATIONS
 
@@ -734,11 +736,13 @@ def _check_train_args(args):
     output = args["output"]
     if output is not None and os.path.exists(output) and not os.path.isdir(output):
         raise ValueError(f"output must be a folder, not a file. Received: output={output!r}")
-    for key, low, high in (("lr", 0, math.inf), ("label_smoothing", 0, 1), ("weight_decay", 0, 1), ("momentum", 0, 1)):
+    bounds = (("lr", 0, math.inf), ("label_smoothing", 0, 1), ("weight_decay", 0, 1), ("momentum", 0, 1))
+    for key, low, high in bounds:
         value = args[key]
         ok = isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
         if value is not None and not (ok and low <= value < high and (key != "lr" or value > 0)):
-            raise ValueError(f"{key} must be a number in {'(' if key == 'lr' else '['}{low}, {high}). Received: {key}={value!r}")
+            interval = f"{'(' if key == 'lr' else '['}{low}, {high})"
+            raise ValueError(f"{key} must be a number in {interval}. Received: {key}={value!r}")
     warmup = args["warmup_epochs"]
     if warmup is not None and warmup != PAPER_WARMUP and not (isinstance(warmup, (int, float)) and warmup >= 0):
         raise ValueError(
@@ -758,7 +762,8 @@ def _run_folder_state(output, overwrite):
         return "new"  # (hidden names: another worker's temporary files)
     if not os.path.exists(os.path.join(output, "config.json")):
         raise ValueError(
-            f"output holds files but is not a run folder (no config.json); choose another. Received: output={output!r}"
+            "output holds files but is not a run folder (no config.json); choose another. "
+            f"Received: output={output!r}"
         )
     if overwrite:
         return "overwrite"
@@ -849,7 +854,8 @@ def train(
     info = model_info(model_name)
     stamp = datetime.datetime.now().strftime("%Y%m%d-%H%M%S")
     if output is None:
-        output = os.path.join("runs", f"{model_name}-{os.path.basename(os.path.normpath(data_dir)) if data_dir else dataset}-{stamp}")
+        source = os.path.basename(os.path.normpath(data_dir)) if data_dir else dataset
+        output = os.path.join("runs", f"{model_name}-{source}-{stamp}")
     folder = _run_folder_state(output, overwrite)
     if folder == "finished":
         print(
@@ -1178,7 +1184,17 @@ def _merge_histories(histories):
 # ---------------------------------------------------------------------------- evaluate
 
 
-def evaluate(run_or_model, *, dataset=None, data_dir=None, tfds_data_dir=None, split="test", batch_size=64, preprocessing=None, image_size=None):
+def evaluate(
+    run_or_model,
+    *,
+    dataset=None,
+    data_dir=None,
+    tfds_data_dir=None,
+    split="test",
+    batch_size=64,
+    preprocessing=None,
+    image_size=None,
+):
     """Top-1 / top-5 accuracy of a run folder, a ``.keras`` file or a named model.
 
     ``run_or_model``: a run folder (its ``model.keras``, dataset, image size and
@@ -1205,7 +1221,9 @@ def evaluate(run_or_model, *, dataset=None, data_dir=None, tfds_data_dir=None, s
             config = json.load(f)
         path = os.path.join(path, "model.keras")
         if not os.path.exists(path):
-            raise ValueError(f"the run has no model.keras yet (not finished). Received: run_or_model={run_or_model!r}")
+            raise ValueError(
+                f"the run has no model.keras yet (not finished). Received: run_or_model={run_or_model!r}"
+            )
     elif path.endswith(".keras") and os.path.isfile(path):
         sibling = os.path.join(os.path.dirname(path), "config.json")
         if os.path.exists(sibling):
@@ -1220,14 +1238,17 @@ def evaluate(run_or_model, *, dataset=None, data_dir=None, tfds_data_dir=None, s
         )
     preprocessing = preprocessing or config.get("preprocessing")
     if preprocessing is None:
-        raise ValueError(f"preprocessing is needed for a .keras file outside a run folder. Received: preprocessing=None")
+        raise ValueError(
+            "preprocessing is needed for a .keras file outside a run folder. Received: preprocessing=None"
+        )
     dataset = dataset or config.get("dataset")
     data_dir = data_dir or (config.get("data_dir") if not dataset or dataset == config.get("dataset") else None)
     if not dataset and not data_dir:
         raise ValueError("dataset is needed for a .keras file outside a run folder. Received: dataset=None")
     from keras_resnet.data import load_data
 
-    data = load_data(dataset or "digits", data_dir=data_dir, tfds_data_dir=tfds_data_dir, seed=config.get("seed", 0))
+    seed = config.get("seed", 0)
+    data = load_data(dataset or "digits", data_dir=data_dir, tfds_data_dir=tfds_data_dir, seed=seed)
     if path in names:
         from keras_resnet import get_model
 
@@ -1341,7 +1362,8 @@ def cli_main(command, argv):
             train(args.pop("model"), **args)
         else:
             result = evaluate(args.pop("run_or_model"), **args)
-            line = f"{result['dataset']} {result['split']} ({result['num_images']} images): top-1 {result['top1']:.4f}"
+            line = f"{result['dataset']} {result['split']} ({result['num_images']} images): "
+            line += f"top-1 {result['top1']:.4f}"
             if "top5" in result:
                 line += f"  top-5 {result['top5']:.4f}"
             print(line)
