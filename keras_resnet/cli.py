@@ -40,5 +40,55 @@ def main(argv=None):
     return module.cli_main(command, rest)
 
 
+def _count_params(name):
+    import keras
+
+    from keras_resnet.models import get_model
+
+    # StatelessScope defers variable initialisation: counting needs only the shapes.
+    with keras.StatelessScope():
+        return get_model(name, weights=None).count_params()
+
+
+def cli_main(command, argv):
+    """``list`` and ``summary``: the model table and one model's layers."""
+    import argparse
+
+    from keras_resnet.models import get_model, list_models
+
+    parser = argparse.ArgumentParser(prog=f"keras-resnet {command}")
+    if command == "list":
+        parser.add_argument("--params", action="store_true",
+                            help="also build each model to count its parameters (slow: ~2 min)")
+        parser.add_argument("--family", choices=("imagenet", "cifar"), default=None)
+        args = parser.parse_args(argv)
+        rows = [m for m in list_models() if args.family in (None, m["family"])]
+        header = f"{'name':<18} {'family':<9} {'variant':<8} {'depth':>5} {'input':>6} {'preprocessing':<13}"
+        print(header + (f" {'params':>12}" if args.params else ""))
+        for m in rows:
+            line = (f"{m['name']:<18} {m['family']:<9} {m['variant']:<8} {m['depth']:>5} "
+                    f"{m['input_size']:>6} {m['preprocessing']:<13}")
+            if args.params:
+                line += f" {_count_params(m['name']):>12,}"
+            print(line, flush=True)
+        return 0
+    parser.add_argument("model", help="a name from 'keras-resnet list'")
+    parser.add_argument("--classes", type=int, default=None)
+    parser.add_argument("--input-size", type=int, default=None)
+    args = parser.parse_args(argv)
+    kwargs = {}
+    if args.classes is not None:
+        kwargs["classes"] = args.classes
+    if args.input_size is not None:
+        kwargs["input_shape"] = (args.input_size, args.input_size, 3)
+    try:
+        model = get_model(args.model, **kwargs)
+    except ValueError as e:
+        print(f"keras-resnet summary: {e}", file=sys.stderr)
+        return 2
+    model.summary()
+    return 0
+
+
 if __name__ == "__main__":
     sys.exit(main())

@@ -1,0 +1,34 @@
+import os
+
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+
+import numpy as np  # noqa: E402
+import pytest  # noqa: E402
+
+
+@pytest.fixture
+def rng():
+    return np.random.default_rng(0)
+
+
+def randomize_bn_statistics(model, rng):
+    """Give every BatchNormalization non-trivial gamma/beta/moving statistics, so that
+    comparisons exercise them (fresh layers have mean 0 / variance 1)."""
+    import keras
+
+    for layer in model.layers:
+        if isinstance(layer, keras.layers.BatchNormalization):
+            n = layer.gamma.shape[0]
+            layer.set_weights([
+                rng.uniform(0.5, 1.5, n).astype("float32"),
+                rng.uniform(-0.2, 0.2, n).astype("float32"),
+                rng.uniform(-0.2, 0.2, n).astype("float32"),
+                rng.uniform(0.5, 1.5, n).astype("float32"),
+            ])
+
+
+def copy_weights_by_name(src, dst):
+    """Copy weights layer by layer, matched by name (fails if a name is missing)."""
+    for layer in dst.layers:
+        if layer.weights:
+            layer.set_weights(src.get_layer(layer.name).get_weights())
