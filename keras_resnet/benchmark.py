@@ -338,7 +338,7 @@ def run_benchmark(model, *, mode, batch_size, image_size, steps=5, rounds=2, pre
     from keras_resnet.hardware import resolve_precision
 
     if mode == "data":
-        return _run_data(dataset, batch_size=batch_size, image_size=image_size, steps=steps,
+        return _run_data(model, dataset, batch_size=batch_size, image_size=image_size, steps=steps,
                          rounds=rounds, preprocessing=info["preprocessing"])
     import keras
 
@@ -394,7 +394,7 @@ def run_benchmark(model, *, mode, batch_size, image_size, steps=5, rounds=2, pre
     return results
 
 
-def _run_data(dataset, *, batch_size, image_size, steps, rounds, preprocessing):
+def _run_data(model, dataset, *, batch_size, image_size, steps, rounds, preprocessing):
     """Images/second the input pipeline delivers alone, per augmentation preset."""
     from keras_resnet.data import load_data
 
@@ -402,26 +402,28 @@ def _run_data(dataset, *, batch_size, image_size, steps, rounds, preprocessing):
     per_epoch = data.steps_per_epoch(batch_size)
     if per_epoch < 1:
         _fail("batch_size", batch_size, f"at most the {data.num_train} training images of {dataset!r}")
-    epochs = math.ceil((steps * rounds + 2) / per_epoch) + 1
-    iterators = {
-        preset: iter(data.train_dataset(batch_size, image_size=image_size, augmentation=preset,
-                                        preprocessing=preprocessing, epochs=epochs))
-        for preset in DATA_PRESETS
-    }
-    for iterator in iterators.values():  # warm-up: build the pipeline, fill buffers
-        next(iterator)
-        next(iterator)
+    epochs = math.ceil((steps + 1) / per_epoch) + 1
+
+    def seconds_per_batch(preset):
+        # A fresh pipeline each round: an idle iterator's prefetch buffers would
+        # otherwise fill while the other preset is timed.
+        iterator = iter(data.train_dataset(batch_size, image_size=image_size, augmentation=preset,
+                                           preprocessing=preprocessing, epochs=epochs))
+        next(iterator)  # start-up: threads, first decode
+        start = time.perf_counter()
+        for _ in range(steps):
+            images, _labels = next(iterator)
+        images.numpy()
+        return (time.perf_counter() - start) / steps
+
     times = {preset: [] for preset in DATA_PRESETS}
     for _ in range(rounds):
-        for preset, iterator in iterators.items():
-            start = time.perf_counter()
-            for _ in range(steps):
-                images, _labels = next(iterator)
-            images.numpy()
-            times[preset].append((time.perf_counter() - start) / steps)
+        for preset in DATA_PRESETS:
+            times[preset].append(seconds_per_batch(preset))
     return [
-        {"impl": "keras_resnet.data", "model": dataset, "mode": "data", "precision": "float32",
-         "augmentation": preset, "images_per_sec": round(batch_size / statistics.median(t), 1),
+        {"impl": "keras_resnet.data", "model": model, "mode": "data", "precision": "float32",
+         "dataset": data.name, "augmentation": preset, "preprocessing": preprocessing,
+         "images_per_sec": round(batch_size / statistics.median(t), 1),
          "gflops_per_sec": None, "peak_fraction": None, "batch_size": batch_size,
          "image_size": image_size, "steps": steps, "rounds": rounds,
          "images_per_sec_rounds": [round(batch_size / s, 1) for s in t]}

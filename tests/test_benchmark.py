@@ -113,3 +113,14 @@ def test_format_table_lists_every_implementation():
     table = benchmark.format_table(rows).splitlines()
     assert len(table) == 3 and "50.0%" in table[1] and "ours 2.00x" in table[2]
     assert math.isclose(float(table[2].split()[3]), 5.0)
+
+
+def test_data_mode_times_both_augmentation_presets(capsys):
+    code = benchmark.cli_main("benchmark", ["--model", "ResNet20", "--mode", "data", "--image-size", "32",
+                                            "--batch-size", "8", "--steps", "2", "--rounds", "1", "--json-only"])
+    assert code == 0
+    rows = json_lines(capsys.readouterr().out)
+    assert [r["augmentation"] for r in rows] == list(benchmark.DATA_PRESETS)
+    for row in rows:
+        assert REQUIRED <= set(row) and row["impl"] == "keras_resnet.data" and row["dataset"] == "digits"
+        assert row["images_per_sec"] > 0 and row["preprocessing"] == "tf"  # ResNet20's preprocessing (model_info)
