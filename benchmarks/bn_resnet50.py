@@ -1,7 +1,9 @@
 """ResNet50 with Keras' BatchNormalization vs keras_resnet's fused one, interleaved A B A B.
 
-Builds keras.applications.ResNet50 (random weights) and a clone whose BatchNormalization
-layers are keras_resnet.normalization.BatchNormalization, then times training steps
+Builds keras.applications.ResNet50 (random weights, "keras_bn"), a clone whose
+BatchNormalization layers are keras_resnet.normalization.BatchNormalization
+("keras_resnet_bn"), and optionally keras_resnet.get_model("ResNet50") ("keras_resnet",
+same architecture and BN as the clone; --impls), then times training steps
 (SGD momentum, sparse categorical crossentropy, ``train_on_batch``) and inference
 (``predict_on_batch``) on one synthetic batch, alternating the two models round by round
 so that load from other processes hits both alike. Prints one JSON line per measurement
@@ -35,7 +37,12 @@ def swap_batch_norm(model):
 
 
 def build(impl, image_size):
-    model = keras.applications.ResNet50(weights=None, input_shape=(image_size, image_size, 3))
+    if impl == "keras_resnet":
+        from keras_resnet import get_model
+
+        model = get_model("ResNet50", weights=None, input_shape=(image_size, image_size, 3))
+    else:
+        model = keras.applications.ResNet50(weights=None, input_shape=(image_size, image_size, 3))
     if impl == "keras_resnet_bn":
         model = swap_batch_norm(model)
     model.compile(
@@ -60,6 +67,8 @@ def main(argv=None):
     parser.add_argument("--rounds", type=int, default=3, help="A B rounds")
     parser.add_argument("--precision", nargs="+", default=["fp32", "mixed_bfloat16"])
     parser.add_argument("--mode", nargs="+", default=["train", "infer"])
+    parser.add_argument("--impls", nargs="+", default=["keras_bn", "keras_resnet_bn"],
+                        help="keras_bn (first: the reference), keras_resnet_bn, keras_resnet")
     args = parser.parse_args(argv)
 
     rng = np.random.default_rng(0)
@@ -68,7 +77,7 @@ def main(argv=None):
     summary = []
     for precision in args.precision:
         keras.mixed_precision.set_global_policy("float32" if precision == "fp32" else precision)
-        models = {impl: build(impl, args.image_size) for impl in ("keras_bn", "keras_resnet_bn")}
+        models = {impl: build(impl, args.image_size) for impl in args.impls}
         for mode in args.mode:
             step = {
                 impl: (lambda m=m: m.train_on_batch(x, y)) if mode == "train" else (lambda m=m: m.predict_on_batch(x))
@@ -85,16 +94,20 @@ def main(argv=None):
                     print(json.dumps({"impl": impl, "precision": precision, "mode": mode,
                                       "batch_size": args.batch_size,
                                       "images_per_sec": round(args.batch_size / seconds, 2)}), flush=True)
-            ratios = [a / b for a, b in zip(times["keras_bn"], times["keras_resnet_bn"])]
-            summary.append((precision, mode,
-                            args.batch_size / statistics.median(times["keras_bn"]),
-                            args.batch_size / statistics.median(times["keras_resnet_bn"]),
-                            statistics.median(ratios)))
+            reference = args.impls[0]
+            for impl in args.impls[1:]:
+                ratios = [a / b for a, b in zip(times[reference], times[impl])]
+                summary.append((precision, mode, impl, args.batch_size / statistics.median(times[impl]),
+                                args.batch_size / min(times[impl]), statistics.median(ratios),
+                                min(times[reference]) / min(times[impl])))
+            summary.append((precision, mode, reference, args.batch_size / statistics.median(times[reference]),
+                            args.batch_size / min(times[reference]), 1.0, 1.0))
         del models
         keras.backend.clear_session()
-    print(f"\n{'precision':<16}{'mode':<7}{'keras BN img/s':>16}{'fused BN img/s':>16}{'ratio':>8}")
-    for precision, mode, a, b, ratio in summary:
-        print(f"{precision:<16}{mode:<7}{a:>16.2f}{b:>16.2f}{ratio:>8.2f}")
+    print(f"\nratio = {args.impls[0]} time / impl time: median of per-round ratios, and best / best")
+    print(f"{'precision':<16}{'mode':<7}{'impl':<17}{'median img/s':>14}{'best img/s':>12}{'ratio':>8}{'best ratio':>12}")
+    for precision, mode, impl, median, best, ratio, best_ratio in summary:
+        print(f"{precision:<16}{mode:<7}{impl:<17}{median:>14.2f}{best:>12.2f}{ratio:>8.2f}{best_ratio:>12.2f}")
 
 
 if __name__ == "__main__":

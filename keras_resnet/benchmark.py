@@ -18,7 +18,9 @@ with a plain ``compile`` / ``fit`` / ``predict`` (float32, Keras' defaults, the 
 and loss) in the same process; ``--compare torchvision`` measures torchvision's model
 (bfloat16 autocast, channels-last: its fastest CPU setting) in a subprocess when torch
 is importable. The implementations alternate round by round (A B A B ...), so that load
-from other processes hits them alike; ratios are medians of per-round ratios.
+from other processes hits them alike. ``images_per_sec`` is the median over rounds and
+``keras_resnet_speedup`` the median of per-round ratios; ``*_best`` use the fastest round
+of each (the least disturbed one, on a shared machine).
 
 Output: one JSON object per line per implementation with ``impl, model, mode, precision,
 images_per_sec, gflops_per_sec, peak_fraction`` (and the settings), then a table.
@@ -386,10 +388,12 @@ def run_benchmark(model, *, mode, batch_size, image_size, steps=5, rounds=2, pre
             "peak_gflops": round(peaks[peak_precision], 1),
             "batch_size": batch_size, "image_size": image_size, "steps": steps, "rounds": rounds,
             "images_per_sec_rounds": [round(batch_size / t, 3) for t in times[runner.impl]],
+            "images_per_sec_best": round(batch_size / min(times[runner.impl]), 3),
         }
         if runner.impl != "keras_resnet":
             ratios = [b / a for a, b in zip(times["keras_resnet"], times[runner.impl])]
             result["keras_resnet_speedup"] = round(statistics.median(ratios), 3)
+            result["keras_resnet_speedup_best"] = round(min(times[runner.impl]) / min(times["keras_resnet"]), 3)
         results.append(result)
     return results
 
