@@ -1,87 +1,146 @@
-"""Batch normalization for keras_resnet models: Keras' layer with a fused kernel.
+"""Batch normalization for keras_resnet models: Keras' layer with a fused TensorFlow kernel.
 
-Keras 3's ``BatchNormalization`` is not fused and upcasts bfloat16 / float16 inputs to
-float32, so under a mixed policy every BN of a ResNet costs two casts plus several separate
-ops. On the TensorFlow backend this subclass runs TensorFlow's fused kernel
-(``FusedBatchNormV3``) in the input's precision, with float32 scale, offset and statistics.
-Variables, names and configuration are exactly Keras' own (gamma, beta, moving_mean,
-moving_variance), so weight files and keras.applications parity are unaffected.
+Keras 3's ``keras.layers.BatchNormalization`` computes the moments and the
+normalisation as separate ops and upcasts bfloat16/float16 inputs to float32, so
+every BN of a ResNet costs two casts and several element-wise passes. On the
+TensorFlow backend this subclass runs the whole layer as one ``FusedBatchNormV3``
+op in the input's precision (statistics, scale and offset stay float32), which
+Grappler/oneDNN can also fuse with the preceding convolution at inference.
 
-This is the one module of model code that touches ``tf.*``; it imports TensorFlow only
-on the TensorFlow backend and falls back to Keras' implementation for everything the fused
-kernel does not cover: other backends, inputs that are not 4-D, masks, batch
-renormalization, float64, and ``synchronized=True`` training across several replicas (the
-fused kernel computes per-replica statistics; Keras' layer all-reduces them).
+It keeps exactly Keras' constructor, config, variables and variable names
+(``gamma``, ``beta``, ``moving_mean``, ``moving_variance``), so weight files and
+``keras.applications`` parity are unaffected, and it updates the moving
+statistics exactly as Keras does. Whatever the fused kernel cannot reproduce
+falls back to Keras' own ``call``: other backends, inputs that are not 4-D or
+not normalised over the channel axis, masks, batch renormalization, float64 or
+non-float32 variables, a symbolic ``training`` flag, and ``synchronized=True``
+while training under a strategy with more than one replica (the fused kernel
+computes per-replica moments; synchronized BN needs an all-reduce of the sums
+between the moments and the normalisation, with gradients flowing through that
+all-reduce, which only the unfused formulation gives).
+
+This is the one module of model code that touches ``tf.*``; TensorFlow is
+imported only inside ``call`` on the TensorFlow backend, so the module imports
+and works on every Keras backend.
 """
+
+import math
 
 import keras
 
-_FUSABLE_DTYPES = ("float32", "bfloat16", "float16")
+# Input dtypes FusedBatchNormV3 accepts with float32 statistics.
+_FUSED_DTYPES = ("float32", "bfloat16", "float16")
+# cuDNN refuses smaller epsilons (tf.compat.v1.nn.fused_batch_norm silently raises them
+# to this); TensorFlow's CPU kernel takes any, so the raw op is called with Keras' value.
+_CUDNN_MIN_EPSILON = 1.001e-5
+
+
+def _tensorflow():
+    import tensorflow as tf
+
+    return tf
 
 
 @keras.saving.register_keras_serializable(package="keras_resnet")
 class BatchNormalization(keras.layers.BatchNormalization):
-    """``keras.layers.BatchNormalization`` (same arguments, variables and results) that runs
-    TensorFlow's fused kernel in the input's precision where it can."""
+    """Keras' ``BatchNormalization`` (same arguments, variables and weight layout), fused on TensorFlow.
 
-    def _fused_data_format(self, inputs, mask):
-        """"NHWC" / "NCHW" when the fused kernel applies, else None."""
-        if keras.backend.backend() != "tensorflow" or mask is not None or self.renorm:
-            return None
-        if len(inputs.shape) != 4 or keras.backend.standardize_dtype(inputs.dtype) not in _FUSABLE_DTYPES:
-            return None
-        axis = self.axis % 4
-        return {3: "NHWC", 1: "NCHW"}.get(axis)
+    On the TensorFlow backend, 4-D inputs normalised over their channel axis
+    (``axis=-1`` for channels_last, ``axis=1`` for channels_first) run through
+    one fused kernel in the input's precision: bfloat16 activations stay
+    bfloat16 under the ``mixed_bfloat16`` policy instead of being upcast.
+    Training mode normalises with the batch moments and moves
+    ``moving_mean`` / ``moving_variance`` by ``momentum`` towards the batch mean
+    and the (biased) batch variance, as Keras does; inference mode uses the
+    moving statistics. Every other case runs Keras' own implementation.
+    See ``keras.layers.BatchNormalization`` for the arguments.
+    """
 
     def call(self, inputs, training=None, mask=None):
-        data_format = self._fused_data_format(inputs, mask)
-        train = bool(training) and self.trainable
-        if data_format is None or (train and self.synchronized and _replicas() > 1):
+        data_format = self._fused_data_format(inputs, training, mask)
+        if data_format is None:
             return super().call(inputs, training=training, mask=mask)
-        import tensorflow as tf
+        return self._fused_call(inputs, bool(training and self.trainable), data_format)
 
-        channels = inputs.shape[3 if data_format == "NHWC" else 1]
-        scale = self.gamma.value if self.scale else tf.ones((channels,), "float32")
-        offset = self.beta.value if self.center else tf.zeros((channels,), "float32")
-        if train:
-            y, mean, variance = tf.compat.v1.nn.fused_batch_norm(
-                inputs, scale, offset, epsilon=self.epsilon, data_format=data_format,
-                is_training=True,
-            )[:3]
-            # The fused kernel returns the Bessel-corrected (n / (n - 1)) batch variance;
-            # Keras keeps the biased one in moving_variance.
-            variance = variance * _unbias_factor(inputs, channels)
-            m = self.momentum
-            self.moving_mean.assign(self.moving_mean * m + mean * (1.0 - m))
-            self.moving_variance.assign(self.moving_variance * m + variance * (1.0 - m))
-        else:
-            y = tf.compat.v1.nn.fused_batch_norm(
-                inputs, scale, offset, mean=self.moving_mean.value,
-                variance=self.moving_variance.value, epsilon=self.epsilon,
-                data_format=data_format, is_training=False,
+    def _fused_data_format(self, inputs, training, mask):
+        """``"NHWC"`` / ``"NCHW"`` when the fused kernel reproduces Keras' result, else None."""
+        if keras.backend.backend() != "tensorflow":
+            return None
+        if mask is not None or self.renorm:
+            return None
+        if training is not None and not isinstance(training, bool):
+            return None  # a symbolic training flag: leave it to Keras
+        if len(inputs.shape) != 4 or inputs.shape[self.axis] is None:
+            return None
+        if keras.backend.standardize_dtype(inputs.dtype) not in _FUSED_DTYPES:
+            return None
+        if keras.backend.standardize_dtype(self.moving_mean.dtype) != "float32":
+            return None
+        tf = _tensorflow()
+        if self.synchronized and training and self.trainable and _replicas() > 1:
+            return None
+        if self.epsilon < _CUDNN_MIN_EPSILON and tf.config.list_physical_devices("GPU"):
+            return None
+        return {3: "NHWC", 1: "NCHW"}.get(self.axis % 4)
+
+    def _fused_call(self, inputs, training, data_format):
+        tf = _tensorflow()
+        channels = inputs.shape[self.axis]
+        scale = self.gamma.value if self.scale else tf.ones([channels], "float32")
+        offset = self.beta.value if self.center else tf.zeros([channels], "float32")
+        if not training:
+            outputs = tf.raw_ops.FusedBatchNormV3(
+                x=inputs,
+                scale=scale,
+                offset=offset,
+                mean=self.moving_mean.value,
+                variance=self.moving_variance.value,
+                epsilon=self.epsilon,
+                data_format=data_format,
+                is_training=False,
             )[0]
-        return tf.cast(y, self.compute_dtype)
+            return keras.ops.cast(outputs, self.compute_dtype)
+
+        empty = tf.constant([], "float32")
+        outputs, mean, variance = tf.raw_ops.FusedBatchNormV3(
+            x=inputs,
+            scale=scale,
+            offset=offset,
+            mean=empty,
+            variance=empty,
+            epsilon=self.epsilon,
+            exponential_avg_factor=1.0,
+            data_format=data_format,
+            is_training=True,
+        )[:3]
+        # The kernel normalises with the biased variance but returns the
+        # Bessel-corrected one, n / (n - 1) times larger (n = values per channel;
+        # no correction when n == 1). Keras averages the biased variance.
+        variance = variance * _unbias_factor(inputs, self.axis % 4)
+        mean = tf.stop_gradient(mean)
+        variance = tf.stop_gradient(variance)
+        m = self.momentum
+        self.moving_mean.assign(self.moving_mean.value * m + mean * (1.0 - m))
+        self.moving_variance.assign(self.moving_variance.value * m + variance * (1.0 - m))
+        return keras.ops.cast(outputs, self.compute_dtype)
 
 
-def _unbias_factor(inputs, channels):
-    """(n - 1) / n for n values per channel: static when the shape is known (no extra ops)."""
-    import tensorflow as tf
-
-    if all(d is not None for d in inputs.shape):
-        n = 1
-        for d in inputs.shape:
-            n *= d
-        n //= channels
-        return (n - 1) / n if n > 1 else 0.0
-    n = tf.cast(tf.size(inputs) // channels, "float32")
-    return tf.math.divide_no_nan(n - 1.0, n)
+def _unbias_factor(inputs, axis):
+    """(n - 1) / n for n values per channel (1 when n == 1); a Python float when the shape is static."""
+    other = [d for i, d in enumerate(inputs.shape) if i != axis]
+    if all(d is not None for d in other):
+        n = math.prod(other)
+        return (n - 1) / n if n > 1 else 1.0
+    tf = _tensorflow()
+    shape = tf.shape(inputs, out_type="int64")
+    n = tf.cast(tf.reduce_prod(shape) // shape[axis], "float32")
+    return tf.where(n > 1.0, (n - 1.0) / tf.maximum(n, 1.0), 1.0)
 
 
 def _replicas():
-    """Replicas in sync in the current tf.distribute context (1 outside one)."""
-    import tensorflow as tf
-
-    ctx = tf.distribute.get_replica_context()
-    if ctx is None:  # cross-replica context
+    """Replicas in sync in the current tf.distribute context (1 outside any strategy)."""
+    tf = _tensorflow()
+    context = tf.distribute.get_replica_context()
+    if context is None:  # cross-replica context
         return tf.distribute.get_strategy().num_replicas_in_sync
-    return ctx.num_replicas_in_sync
+    return context.num_replicas_in_sync

@@ -1,0 +1,468 @@
+"""``keras-resnet benchmark``: images/second of our models, side by side with a reference.
+
+    keras-resnet benchmark --model ResNet50 --mode train --batch-size 16 --image-size 224 \\
+        --steps 3 --rounds 3 --precision auto --compare keras.applications
+
+``train`` times ``model.fit`` steps of our model built and compiled as ``keras-resnet
+train`` builds it (precision from :func:`keras_resnet.hardware.resolve_precision`, a
+float32 softmax under mixed precision, SGD with momentum, sparse categorical
+crossentropy, XLA only where :func:`~keras_resnet.hardware.resolve_jit_compile` says it
+pays). ``infer`` times ``model.predict`` of the model export serves: BatchNormalization
+folded into the convolutions (:func:`keras_resnet.inference.fold_batch_norm`), same
+precision. ``data`` times the input pipeline alone (``keras_resnet.data`` for the
+``cifar`` and ``imagenet`` augmentation presets). All on synthetic data held in memory,
+after warm-up.
+
+``--compare keras.applications`` measures the same-named ``keras.applications`` model
+with a plain ``compile`` / ``fit`` / ``predict`` (float32, Keras' defaults, the same SGD
+and loss) in the same process; ``--compare torchvision`` measures torchvision's model
+(bfloat16 autocast, channels-last: its fastest CPU setting) in a subprocess when torch
+is importable. The implementations alternate round by round (A B A B ...), so that load
+from other processes hits them alike. ``images_per_sec`` is the median over rounds and
+``keras_resnet_speedup`` the median of per-round ratios; ``*_best`` use the fastest round
+of each (the least disturbed one, on a shared machine).
+
+Output: one JSON object per line per implementation with ``impl, model, mode, precision,
+images_per_sec, gflops_per_sec, peak_fraction`` (and the settings), then a table.
+``peak_fraction`` divides by the matmul peak for that precision measured in the same
+run (best of several large matmuls). FLOPs count 2 per multiply-add of the convolutions
+and dense layers; a training step counts three forward passes.
+"""
+
+import argparse
+import importlib.util
+import json
+import math
+import os
+import statistics
+import subprocess
+import sys
+import time
+
+MODES = ("train", "infer", "data")
+COMPARES = ("keras.applications", "torchvision", "none")
+PRECISIONS = ("auto", "fp32", "mixed_bfloat16", "mixed_float16")
+DATA_PRESETS = ("cifar", "imagenet")
+TORCHVISION_NAMES = {"ResNet18": "resnet18", "ResNet34": "resnet34", "ResNet50": "resnet50",
+                     "ResNet50V1_5": "resnet50", "ResNet101": "resnet101", "ResNet152": "resnet152"}
+
+
+class _ArgumentParser(argparse.ArgumentParser):
+    def error(self, message):  # bad arguments raise, naming the argument (argparse's message does)
+        raise ValueError(f"keras-resnet benchmark: {message}")
+
+
+def build_parser(prog="keras-resnet benchmark"):
+    p = _ArgumentParser(prog=prog, description="Images/second side by side with a reference.")
+    p.add_argument("--model", required=True, help="a name from `keras-resnet list`")
+    p.add_argument("--mode", required=True, help="train | infer | data (input pipeline alone)")
+    p.add_argument("--batch-size", type=int, required=True)
+    p.add_argument("--image-size", type=int, required=True)
+    p.add_argument("--steps", type=int, default=5, help="timed steps per implementation and round")
+    p.add_argument("--rounds", type=int, default=2, help="interleaved rounds (A B A B ...)")
+    p.add_argument("--precision", default="auto", help="auto | fp32 | mixed_bfloat16 | mixed_float16")
+    p.add_argument("--compare", default="keras.applications",
+                   help="keras.applications | torchvision | none")
+    p.add_argument("--dataset", default="digits", help="data mode: dataset for keras_resnet.data.load_data")
+    p.add_argument("--json-only", action="store_true", help="print the JSON lines only")
+    return p
+
+
+def _fail(name, value, expected):
+    raise ValueError(f"{name} must be {expected}. Received: {name}={value!r}")
+
+
+def check_args(*, model, mode, batch_size, image_size, steps, rounds, precision, compare):
+    """Validate everything before any model is built; returns model_info(model)."""
+    from keras_resnet.models import model_info
+
+    info = model_info(model)  # ValueError naming `model` when unknown
+    if mode not in MODES:
+        _fail("mode", mode, f"one of {MODES}")
+    for name, value, low in (("batch_size", batch_size, 1), ("image_size", image_size, 32),
+                             ("steps", steps, 1), ("rounds", rounds, 1)):
+        if not isinstance(value, int) or isinstance(value, bool) or value < low:
+            _fail(name, value, f"an integer >= {low}")
+    if precision not in PRECISIONS:
+        _fail("precision", precision, f"one of {PRECISIONS}")
+    if compare not in COMPARES:
+        _fail("compare", compare, f"one of {COMPARES}")
+    return info
+
+
+# ------------------------------------------------------------------------ measuring
+
+
+def forward_flops(model):
+    """FLOPs of one image's forward pass: 2 per multiply-add of Conv / Dense layers."""
+    import keras
+
+    total = 0
+    for layer in _all_layers(model):
+        if not isinstance(layer, (keras.layers.Conv2D, keras.layers.DepthwiseConv2D, keras.layers.Dense)):
+            continue
+        outputs = math.prod(d for d in layer.output.shape[1:])
+        kernel = tuple(layer.kernel.shape)
+        if isinstance(layer, keras.layers.DepthwiseConv2D):
+            macs_per_output = kernel[0] * kernel[1]
+        elif isinstance(layer, keras.layers.Dense):
+            macs_per_output = kernel[0]
+        else:  # Conv2D kernel (kh, kw, in / groups, out)
+            macs_per_output = math.prod(kernel[:-1])
+        total += 2 * macs_per_output * outputs
+    return total
+
+
+def _all_layers(model):
+    for layer in model.layers:
+        if hasattr(layer, "layers") and layer.layers:
+            yield from _all_layers(layer)
+        else:
+            yield layer
+
+
+def matmul_peak_gflops(precision, repeats=5):
+    """Best GFLOP/s of large square matmuls in the compute dtype of ``precision``."""
+    import tensorflow as tf
+
+    dtype = {"fp32": "float32", "mixed_bfloat16": "bfloat16", "mixed_float16": "float16"}[precision]
+    best = 0.0
+    for n in (1024, 2048):
+        a = tf.random.normal((n, n), dtype="float32")
+        a = tf.cast(a, dtype)
+        matmul = tf.function(lambda a: tf.reduce_sum(tf.cast(tf.matmul(a, a)[:1, :1], "float32")))
+        matmul(a).numpy()
+        for _ in range(repeats):
+            start = time.perf_counter()
+            matmul(a).numpy()
+            best = max(best, 2 * n**3 / (time.perf_counter() - start) / 1e9)
+    return best
+
+
+def _timer():
+    import keras
+
+    class StepTimer(keras.callbacks.Callback):
+        """End time of every batch of a fit or predict call."""
+
+        def __init__(self):
+            super().__init__()
+            self.ends = []
+
+        def _end(self, batch, logs=None):
+            self.ends.append(time.perf_counter())
+
+        on_train_batch_end = on_predict_batch_end = _end
+
+    return StepTimer()
+
+
+class _KerasRunner:
+    """Times fit / predict steps of one compiled Keras model on one in-memory batch."""
+
+    def __init__(self, impl, model, mode, batch_size, precision):
+        import numpy as np
+        import tensorflow as tf
+
+        self.impl, self.model, self.mode, self.precision = impl, model, mode, precision
+        self.batch_size = batch_size
+        rng = np.random.default_rng(0)
+        shape = (batch_size,) + tuple(model.input_shape[1:])
+        x = rng.uniform(-1.0, 1.0, shape).astype("float32")
+        y = rng.integers(0, int(model.output_shape[-1]), batch_size).astype("int32")
+        self.data = tf.data.Dataset.from_tensors((x, y) if mode == "train" else x).repeat()
+        self.flops_per_image = forward_flops(model) * (3 if mode == "train" else 1)
+
+    def warm_up(self):
+        self.seconds_per_step(1)
+
+    def seconds_per_step(self, steps):
+        """Mean seconds of ``steps`` steps, timed from the end of one extra first step
+        (which also pays for creating the iterator) to the end of the last."""
+        timer = _timer()
+        if self.mode == "train":
+            self.model.fit(self.data, steps_per_epoch=steps + 1, epochs=1, verbose=0, shuffle=False,
+                           callbacks=[timer])
+        else:
+            self.model.predict(self.data, steps=steps + 1, verbose=0, callbacks=[timer])
+        return (timer.ends[-1] - timer.ends[0]) / steps
+
+
+class _TorchRunner:
+    """Times torchvision's model in a subprocess per round (interleaving with the others)."""
+
+    def __init__(self, arch, mode, batch_size, image_size, classes):
+        self.impl, self.mode, self.precision = "torchvision", mode, "bf16_autocast_channels_last"
+        self.batch_size = batch_size
+        self.config = {"arch": arch, "mode": mode, "batch_size": batch_size,
+                       "image_size": image_size, "classes": classes}
+        self.flops_per_image = None
+
+    def warm_up(self):
+        pass  # every subprocess warms up before it times
+
+    def seconds_per_step(self, steps):
+        config = json.dumps({**self.config, "steps": steps})
+        proc = subprocess.run([sys.executable, "-c", _TORCH_WORKER, config],
+                              capture_output=True, text=True, check=False)
+        lines = [l for l in proc.stdout.splitlines() if l.startswith("{")]
+        if proc.returncode != 0 or not lines:
+            raise RuntimeError(f"torchvision benchmark failed:\n{proc.stderr[-2000:]}")
+        result = json.loads(lines[-1])
+        factor = 3 if self.mode == "train" else 1
+        self.flops_per_image = result["forward_flops"] * factor
+        return result["seconds_per_step"]
+
+
+_TORCH_WORKER = r"""
+import json, sys, time
+import torch, torchvision
+cfg = json.loads(sys.argv[1])
+torch.manual_seed(0)
+model = getattr(torchvision.models, cfg["arch"])(num_classes=cfg["classes"])
+model = model.to(memory_format=torch.channels_last)
+b, s = cfg["batch_size"], cfg["image_size"]
+x = torch.rand(b, 3, s, s).mul(2).sub(1).contiguous(memory_format=torch.channels_last)
+y = torch.randint(0, cfg["classes"], (b,))
+flops = [0]
+def count(module, inputs, output):
+    if isinstance(module, torch.nn.Conv2d):
+        flops[0] += 2 * module.weight[0].numel() * output[0].numel()
+    elif isinstance(module, torch.nn.Linear):
+        flops[0] += 2 * module.in_features * output[0].numel()
+hooks = [m.register_forward_hook(count) for m in model.modules()
+         if isinstance(m, (torch.nn.Conv2d, torch.nn.Linear))]
+with torch.no_grad():
+    model.eval(); model(x[:1])
+for h in hooks: h.remove()
+if cfg["mode"] == "train":
+    model.train()
+    opt = torch.optim.SGD(model.parameters(), lr=0.1 * b / 256, momentum=0.9, weight_decay=1e-4)
+    loss_fn = torch.nn.CrossEntropyLoss()
+    def step():
+        opt.zero_grad(set_to_none=True)
+        with torch.autocast("cpu", dtype=torch.bfloat16):
+            loss = loss_fn(model(x), y)
+        loss.backward()
+        opt.step()
+else:
+    model.eval()
+    def step():
+        with torch.inference_mode(), torch.autocast("cpu", dtype=torch.bfloat16):
+            model(x)
+step(); step()
+start = time.perf_counter()
+for _ in range(cfg["steps"]):
+    step()
+print(json.dumps({"seconds_per_step": (time.perf_counter() - start) / cfg["steps"],
+                  "forward_flops": flops[0]}))
+"""
+
+
+# ------------------------------------------------------------------------ building
+
+
+def _with_policy(policy, build):
+    import keras
+
+    previous = keras.mixed_precision.global_policy()
+    keras.mixed_precision.set_global_policy(policy)
+    try:
+        return build()
+    finally:
+        keras.mixed_precision.set_global_policy(previous)
+
+
+def build_ours(name, *, mode, batch_size, image_size, classes, precision, steps):
+    """Our model as `keras-resnet train` builds and compiles it (train) or as export serves it (infer)."""
+    import keras
+
+    from keras_resnet import get_model
+    from keras_resnet.hardware import keras_policy_name, resolve_jit_compile
+
+    mixed = precision != "fp32"
+
+    def build():
+        model = get_model(name, weights=None, input_shape=(image_size, image_size, 3), classes=classes,
+                          classifier_activation=None if mixed else "softmax")
+        if mixed:  # the loss and the probabilities in float32, as training does
+            outputs = keras.layers.Activation("softmax", dtype="float32", name="probabilities")(model.output)
+            model = keras.Model(model.inputs, outputs, name=model.name)
+        return model
+
+    model = _with_policy(keras_policy_name(precision), build)
+    jit_compile = resolve_jit_compile("auto")
+    if mode == "infer":
+        from keras_resnet.inference import fold_batch_norm
+
+        model = fold_batch_norm(model)
+        model.compile(jit_compile=jit_compile)
+        return model
+    try:
+        from keras_resnet.training import compile_model
+    except ImportError:  # training module not installed in this checkout: its recipe, inline
+        compile_model = None
+    if compile_model is not None:
+        compile_model(model, steps_per_epoch=steps, epochs=1, global_batch_size=batch_size,
+                      num_classes=classes, jit_compile=jit_compile)
+    else:
+        model.compile(
+            optimizer=keras.optimizers.SGD(0.1 * batch_size / 256, momentum=0.9),
+            loss=keras.losses.SparseCategoricalCrossentropy(),
+            metrics=[keras.metrics.SparseCategoricalAccuracy(name="accuracy")],
+            jit_compile=jit_compile,
+        )
+    return model
+
+
+def build_keras_applications(name, *, mode, batch_size, image_size):
+    """keras.applications' same-named model, float32, plain compile with Keras' defaults."""
+    import keras
+
+    def build():
+        return getattr(keras.applications, name)(weights=None, input_shape=(image_size, image_size, 3))
+
+    model = _with_policy("float32", build)
+    if mode == "train":
+        model.compile(optimizer=keras.optimizers.SGD(0.1 * batch_size / 256, momentum=0.9),
+                      loss="sparse_categorical_crossentropy")
+    return model
+
+
+# ------------------------------------------------------------------------ running
+
+
+def run_benchmark(model, *, mode, batch_size, image_size, steps=5, rounds=2, precision="auto",
+                  compare="keras.applications", dataset="digits", log=print):
+    """Measure and return one result dict per implementation (see the module docstring)."""
+    info = check_args(model=model, mode=mode, batch_size=batch_size, image_size=image_size,
+                      steps=steps, rounds=rounds, precision=precision, compare=compare)
+    from keras_resnet.hardware import resolve_precision
+
+    if mode == "data":
+        return _run_data(model, dataset, batch_size=batch_size, image_size=image_size, steps=steps,
+                         rounds=rounds, preprocessing=info["preprocessing"])
+    import keras
+
+    precision = resolve_precision(precision)
+    classes = 10 if info["family"] == "cifar" else 1000
+    runners = [_KerasRunner("keras_resnet", build_ours(
+        model, mode=mode, batch_size=batch_size, image_size=image_size, classes=classes,
+        precision=precision, steps=steps), mode, batch_size, precision)]
+    if compare == "keras.applications":
+        if hasattr(keras.applications, model):
+            reference = build_keras_applications(model, mode=mode, batch_size=batch_size, image_size=image_size)
+            runners.append(_KerasRunner("keras.applications", reference, mode, batch_size, "fp32"))
+        else:
+            log(f"# no keras.applications model named {model!r}: comparison skipped")
+    elif compare == "torchvision":
+        if model not in TORCHVISION_NAMES:
+            log(f"# no torchvision counterpart of {model!r}: comparison skipped")
+        elif not (importlib.util.find_spec("torch") and importlib.util.find_spec("torchvision")):
+            log("# torch/torchvision not importable (pip install keras-resnet-applications[torch]): "
+                "comparison skipped")
+        else:
+            runners.append(_TorchRunner(TORCHVISION_NAMES[model], mode, batch_size, image_size, classes))
+
+    for runner in runners:
+        runner.warm_up()
+    peak_precisions = {"mixed_bfloat16" if r.impl == "torchvision" else r.precision for r in runners}
+    times = {runner.impl: [] for runner in runners}
+    peaks = dict.fromkeys(peak_precisions, 0.0)
+    for _ in range(rounds):
+        for runner in runners:
+            times[runner.impl].append(runner.seconds_per_step(steps))
+        for peak_precision in peaks:  # the peak under the same load as the round
+            peaks[peak_precision] = max(peaks[peak_precision], matmul_peak_gflops(peak_precision, repeats=3))
+
+    results = []
+    for runner in runners:
+        peak_precision = "mixed_bfloat16" if runner.impl == "torchvision" else runner.precision
+        seconds = statistics.median(times[runner.impl])
+        images_per_sec = batch_size / seconds
+        gflops = images_per_sec * runner.flops_per_image / 1e9
+        result = {
+            "impl": runner.impl, "model": model, "mode": mode, "precision": runner.precision,
+            "images_per_sec": round(images_per_sec, 3), "gflops_per_sec": round(gflops, 2),
+            "peak_fraction": round(gflops / peaks[peak_precision], 4),
+            "peak_gflops": round(peaks[peak_precision], 1),
+            "batch_size": batch_size, "image_size": image_size, "steps": steps, "rounds": rounds,
+            "images_per_sec_rounds": [round(batch_size / t, 3) for t in times[runner.impl]],
+            "images_per_sec_best": round(batch_size / min(times[runner.impl]), 3),
+        }
+        if runner.impl != "keras_resnet":
+            ratios = [b / a for a, b in zip(times["keras_resnet"], times[runner.impl])]
+            result["keras_resnet_speedup"] = round(statistics.median(ratios), 3)
+            result["keras_resnet_speedup_best"] = round(min(times[runner.impl]) / min(times["keras_resnet"]), 3)
+        results.append(result)
+    return results
+
+
+def _run_data(model, dataset, *, batch_size, image_size, steps, rounds, preprocessing):
+    """Images/second the input pipeline delivers alone, per augmentation preset."""
+    from keras_resnet.data import load_data
+
+    data = load_data(dataset)
+    per_epoch = data.steps_per_epoch(batch_size)
+    if per_epoch < 1:
+        _fail("batch_size", batch_size, f"at most the {data.num_train} training images of {dataset!r}")
+    epochs = math.ceil((steps + 1) / per_epoch) + 1
+
+    def seconds_per_batch(preset):
+        # A fresh pipeline each round: an idle iterator's prefetch buffers would
+        # otherwise fill while the other preset is timed.
+        iterator = iter(data.train_dataset(batch_size, image_size=image_size, augmentation=preset,
+                                           preprocessing=preprocessing, epochs=epochs))
+        next(iterator)  # start-up: threads, first decode
+        start = time.perf_counter()
+        for _ in range(steps):
+            images, _labels = next(iterator)
+        images.numpy()
+        return (time.perf_counter() - start) / steps
+
+    times = {preset: [] for preset in DATA_PRESETS}
+    for _ in range(rounds):
+        for preset in DATA_PRESETS:
+            times[preset].append(seconds_per_batch(preset))
+    return [
+        {"impl": "keras_resnet.data", "model": model, "mode": "data", "precision": "float32",
+         "dataset": data.name, "augmentation": preset, "preprocessing": preprocessing,
+         "images_per_sec": round(batch_size / statistics.median(t), 1),
+         "gflops_per_sec": None, "peak_fraction": None, "batch_size": batch_size,
+         "image_size": image_size, "steps": steps, "rounds": rounds,
+         "images_per_sec_rounds": [round(batch_size / s, 1) for s in t]}
+        for preset, t in times.items()
+    ]
+
+
+def format_table(results):
+    header = ("impl", "mode", "precision", "img/s", "GFLOP/s", "peak", "speedup")
+    rows = [header]
+    for r in results:
+        label = r["impl"] + (f" ({r['augmentation']})" if "augmentation" in r else "")
+        peak = "" if r["peak_fraction"] is None else f"{100 * r['peak_fraction']:.1f}%"
+        gflops = "" if r["gflops_per_sec"] is None else f"{r['gflops_per_sec']:.1f}"
+        speedup = f"ours {r['keras_resnet_speedup']:.2f}x" if "keras_resnet_speedup" in r else ""
+        rows.append((label, r["mode"], r["precision"], f"{r['images_per_sec']:.2f}", gflops, peak, speedup))
+    widths = [max(len(str(row[i])) for row in rows) for i in range(len(header))]
+    return "\n".join("  ".join(str(c).ljust(w) for c, w in zip(row, widths)).rstrip() for row in rows)
+
+
+def cli_main(command, argv):
+    args = build_parser(f"keras-resnet {command}").parse_args(argv)
+    results = run_benchmark(
+        args.model, mode=args.mode, batch_size=args.batch_size, image_size=args.image_size,
+        steps=args.steps, rounds=args.rounds, precision=args.precision, compare=args.compare,
+        dataset=args.dataset, log=lambda message: print(message, file=sys.stderr),
+    )
+    for result in results:
+        print(json.dumps(result), flush=True)
+    if not args.json_only:
+        print()
+        print(format_table(results))
+    return 0
+
+
+if __name__ == "__main__":
+    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+    sys.exit(cli_main("benchmark", sys.argv[1:]))
