@@ -306,4 +306,8 @@ def test_named_constructors_are_the_table():
     for name, (family, variant, depth, extra) in specs.NAMED_MODELS.items():
         info = models.model_info(name)
         assert (info["family"], info["variant"], info["depth"]) == (family, variant, depth)
-    assert kr.ResNet50V2.__doc__ and "ResNetV2" in kr.ResNet50V2.__doc__
+    constructors = [n for n in kr.__all__ if n.startswith("ResNet") and n[6:7].isdigit()]
+    assert len(constructors) == 14  # 18, 26, 34, 50, 101, 152, 200 and their V2 forms
+    for name in constructors:
+        doc = getattr(kr, name).__doc__
+        assert doc and f"ResNet-{name[6:].removesuffix('V2')}" in doc, name
