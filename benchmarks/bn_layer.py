@@ -30,7 +30,9 @@ def make_step(layer, mode):
         with tf.GradientTape() as tape:
             tape.watch(x)
             loss = tf.reduce_sum(tf.cast(layer(x, training=True), "float32"))
-        return tape.gradient(loss, [x] + [w.value for w in layer.trainable_weights])[1]
+        grads = tape.gradient(loss, [x] + [w.value for w in layer.trainable_weights])
+        # use every gradient, or tf.function prunes the input gradient of the unfused layer
+        return tf.add_n([tf.reduce_sum(tf.cast(g, "float32")) for g in grads])
 
     return step
 

@@ -280,15 +280,8 @@ def build_ours(name, *, mode, batch_size, image_size, classes, precision, steps)
     from keras_resnet import get_model
     from keras_resnet.hardware import keras_policy_name, resolve_jit_compile
 
-    mixed = precision != "fp32"
-
-    def build():
-        model = get_model(name, weights=None, input_shape=(image_size, image_size, 3), classes=classes,
-                          classifier_activation=None if mixed else "softmax")
-        if mixed:  # the loss and the probabilities in float32, as training does
-            outputs = keras.layers.Activation("softmax", dtype="float32", name="probabilities")(model.output)
-            model = keras.Model(model.inputs, outputs, name=model.name)
-        return model
+    def build():  # under a mixed policy the builders keep the classifier in float32, as training relies on
+        return get_model(name, weights=None, input_shape=(image_size, image_size, 3), classes=classes)
 
     model = _with_policy(keras_policy_name(precision), build)
     jit_compile = resolve_jit_compile("auto")
@@ -298,20 +291,11 @@ def build_ours(name, *, mode, batch_size, image_size, classes, precision, steps)
         model = fold_batch_norm(model)
         model.compile(jit_compile=jit_compile)
         return model
-    try:
-        from keras_resnet.training import compile_model
-    except ImportError:  # training module not installed in this checkout: its recipe, inline
-        compile_model = None
-    if compile_model is not None:
-        compile_model(model, steps_per_epoch=steps, epochs=1, global_batch_size=batch_size,
-                      num_classes=classes, jit_compile=jit_compile)
-    else:
-        model.compile(
-            optimizer=keras.optimizers.SGD(0.1 * batch_size / 256, momentum=0.9),
-            loss=keras.losses.SparseCategoricalCrossentropy(),
-            metrics=[keras.metrics.SparseCategoricalAccuracy(name="accuracy")],
-            jit_compile=jit_compile,
-        )
+    from keras_resnet.training import compile_model
+
+    # the training recipe: SGD momentum 0.9, weight decay 1e-4, sparse categorical crossentropy
+    compile_model(model, steps_per_epoch=steps, epochs=1, global_batch_size=batch_size,
+                  num_classes=classes, jit_compile=jit_compile)
     return model
 
 
