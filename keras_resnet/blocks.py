@@ -38,7 +38,7 @@ class Flags:
     se_ratio: object
     stochastic_depth_rate: float
     kernel_regularizer: object
-    kernel_initializer: str = "he_normal"
+    kernel_initializer: object
 
 
 class _Ops:
@@ -47,7 +47,7 @@ class _Ops:
     def __init__(self, flags):
         self.f = flags
         self.channels_last = keras.config.image_data_format() == "channels_last"
-        self.bn_axis = -1 if self.channels_last else 1
+        self.bn_axis = 3 if self.channels_last else 1  # as keras.applications
 
     def channels(self, x):
         return x.shape[self.bn_axis]

@@ -23,7 +23,7 @@ def _fail(argument, value, expected):
 
 def _resolve_flags(preset, options):
     """Merge a variant preset, the shared defaults and the caller's options; validate each."""
-    known = set(preset) | set(specs.OPTION_DEFAULTS) | {"kernel_initializer"}
+    known = set(preset) | set(specs.OPTION_DEFAULTS)
     unknown = sorted(set(options) - known)
     if unknown:
         raise ValueError(

@@ -53,22 +53,28 @@ def cifar_blocks(depth, variant):
 #   shortcut      "A" zero-pad identity, "B" projection where channels change, "C" projection
 #                 everywhere (He et al. 2015, sec. 3.3)
 #   avg_down      average-pool before the strided projection shortcut (Bag of Tricks, ResNet-D)
+#   kernel_initializer  Keras' default "glorot_uniform" where keras.applications is the
+#                 reference (v1, v2); He et al.'s Gaussian "he_normal" elsewhere
 VARIANTS = {
     "v1": dict(
         preact=False, stride_on="first_1x1", stride_block="first", conv_bias=True,
         bn_epsilon=1.001e-5, stem="7x7", shortcut="B", avg_down=False,
+        kernel_initializer="glorot_uniform",
     ),
     "v1.5": dict(
         preact=False, stride_on="3x3", stride_block="first", conv_bias=False,
         bn_epsilon=1e-5, stem="7x7", shortcut="B", avg_down=False,
+        kernel_initializer="he_normal",
     ),
     "v1d": dict(
         preact=False, stride_on="3x3", stride_block="first", conv_bias=False,
         bn_epsilon=1e-5, stem="deep", shortcut="B", avg_down=True,
+        kernel_initializer="he_normal",
     ),
     "v2": dict(
         preact=True, stride_on="3x3", stride_block="last", conv_bias="unnormalized",
         bn_epsilon=1.001e-5, stem="7x7", shortcut="B", avg_down=False,
+        kernel_initializer="glorot_uniform",
     ),
 }
 
@@ -78,10 +84,12 @@ CIFAR_VARIANTS = {
     "v1": dict(
         preact=False, stride_on="3x3", stride_block="first", conv_bias=False,
         bn_epsilon=1e-5, stem="cifar", shortcut="A", avg_down=False,
+        kernel_initializer="he_normal",
     ),
     "v2": dict(
         preact=True, stride_on="3x3", stride_block="first", conv_bias=False,
         bn_epsilon=1e-5, stem="cifar", shortcut="B", avg_down=False,
+        kernel_initializer="he_normal",
     ),
 }
 

@@ -43,9 +43,15 @@ def test_same_layers_names_and_outputs_as_keras_applications(name, rng):
     assert weight_layers(ours) == weight_layers(ref)
     # the whole layer list, layer types included (the subsampling identity of ResNetV2 is
     # unnamed in keras.applications, so compare types, and names where keras names them)
-    assert [type(l).__name__ for l in ours.layers] == [
-        type(l).__name__.replace("BatchNormalization", "BatchNormalization") for l in ref.layers
-    ]
+    assert [type(l).__name__ for l in ours.layers] == [type(l).__name__ for l in ref.layers]
+    # and every layer is configured alike (strides, padding, bias, initializer, epsilon ...)
+    keys = ("filters", "kernel_size", "strides", "padding", "use_bias", "groups", "activation",
+            "epsilon", "momentum", "axis", "pool_size", "units")
+    for a, b in zip(ours.layers, ref.layers):
+        ca, cb = a.get_config(), b.get_config()
+        assert {k: ca.get(k) for k in keys} == {k: cb.get(k) for k in keys}, a.name
+        if "kernel_initializer" in cb:
+            assert ca["kernel_initializer"]["class_name"] == cb["kernel_initializer"]["class_name"], a.name
     randomize_bn_statistics(ref, rng)
     copy_weights_by_name(ref, ours)
     x = rng.uniform(-1, 1, (2, 64, 64, 3)).astype("float32")
