@@ -61,8 +61,7 @@ def preprocess_input(x, *, mode):
     """
     _check_mode(mode)
     if isinstance(x, (np.ndarray, list, tuple, int, float)):
-        x = np.asarray(x, dtype="float32")  # a copy when the input was not float32
-        x = np.array(x, copy=True)
+        x = np.array(x, dtype="float32", copy=True)  # never modify the caller's array
     else:
         import keras
 
