@@ -148,6 +148,15 @@ def shortcut(x, projection_input, out_channels, stride, name, flags):
     return x
 
 
+def _unit_start(x, out_channels, stride, name, flags):
+    """A unit's branch input and its shortcut. Pre-activation units (He et al. 2016) apply
+    BN-ReLU first; their projections start from the activated input, identities from x."""
+    if flags.preact:
+        inp = _Ops(flags).bn_relu(x, name + "_preact")
+        return inp, shortcut(x, inp, out_channels, stride, name, flags)
+    return x, shortcut(x, x, out_channels, stride, name, flags)
+
+
 def _finish_branch(h, out_channels, name, flags, drop_rate):
     """Squeeze-and-excitation (Hu et al. 2018) and stochastic depth on the residual branch."""
     if flags.se_ratio:
@@ -172,12 +181,7 @@ def bottleneck(x, filters, stride, name, flags, drop_rate=0.0):
     out_channels = filters * specs.EXPANSION[specs.BOTTLENECK]
     width = int(filters * flags.width_per_group / 64) * flags.groups
     s1, s3 = (stride, 1) if flags.stride_on == "first_1x1" else (1, stride)
-    if flags.preact:
-        inp = op.bn_relu(x, name + "_preact")
-        sc = shortcut(x, inp, out_channels, stride, name, flags)
-    else:
-        inp = x
-        sc = shortcut(x, x, out_channels, stride, name, flags)
+    inp, sc = _unit_start(x, out_channels, stride, name, flags)
     h = op.conv(inp, width, 1, name + "_1_conv", strides=s1)
     h = op.bn_relu(h, name + "_1")
     h = op.conv3x3(h, width, name + "_2", strides=s3, groups=flags.groups)
@@ -197,12 +201,7 @@ def bottleneck(x, filters, stride, name, flags, drop_rate=0.0):
 def basic(x, filters, stride, name, flags, drop_rate=0.0):
     """3x3 -> 3x3 unit (He et al. 2015, Fig. 5 left); the stride is on the first 3x3."""
     op = _Ops(flags)
-    if flags.preact:
-        inp = op.bn_relu(x, name + "_preact")
-        sc = shortcut(x, inp, filters, stride, name, flags)
-    else:
-        inp = x
-        sc = shortcut(x, x, filters, stride, name, flags)
+    inp, sc = _unit_start(x, filters, stride, name, flags)
     h = op.conv3x3(inp, filters, name + "_1", strides=stride)
     h = op.bn_relu(h, name + "_1")
     if flags.preact:
