@@ -463,11 +463,9 @@ def _space_json(space):
 
 
 def _write_json(path, obj):
-    tmp = f"{path}.tmp-{os.getpid()}"
-    with open(tmp, "w") as f:
-        json.dump(obj, f, indent=2, default=str)
-        f.write("\n")
-    os.replace(tmp, path)
+    from keras_resnet.training import write_json_atomic  # temp file, fsync, rename
+
+    write_json_atomic(path, obj)
 
 
 # Options that define a search folder: resuming with other values is an error.
