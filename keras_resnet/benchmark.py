@@ -62,7 +62,11 @@ def build_parser(prog="keras-resnet benchmark"):
     p.add_argument("--rounds", type=int, default=2, help="interleaved rounds (A B A B ...)")
     p.add_argument("--precision", default="auto", help="auto | fp32 | mixed_bfloat16 | mixed_float16")
     p.add_argument("--compare", default="keras.applications",
-                   help="keras.applications | torchvision | none")
+                   help="keras.applications | torchvision | none, or several joined by commas")
+    p.add_argument("--reference-precision", default="fp32",
+                   help="keras.applications' policy: fp32 (Keras' default) | same (ours)")
+    p.add_argument("--torch-compile", action="store_true",
+                   help="torchvision through torch.compile (each round's subprocess compiles)")
     p.add_argument("--dataset", default="digits", help="data mode: dataset for keras_resnet.data.load_data")
     p.add_argument("--json-only", action="store_true", help="print the JSON lines only")
     return p
@@ -72,7 +76,17 @@ def _fail(name, value, expected):
     raise ValueError(f"{name} must be {expected}. Received: {name}={value!r}")
 
 
-def check_args(*, model, mode, batch_size, image_size, steps, rounds, precision, compare):
+REFERENCE_PRECISIONS = ("fp32", "same")
+
+
+def _compares(compare):
+    """``"a,b"`` or ``("a", "b")`` -> ``("a", "b")``; ``"none"`` -> ``()``."""
+    names = compare.split(",") if isinstance(compare, str) else list(compare)
+    return tuple(n.strip() for n in names if n.strip() and n.strip() != "none")
+
+
+def check_args(*, model, mode, batch_size, image_size, steps, rounds, precision, compare,
+               reference_precision="fp32"):
     """Validate everything before any model is built; returns model_info(model)."""
     from keras_resnet.models import model_info
 
@@ -85,8 +99,10 @@ def check_args(*, model, mode, batch_size, image_size, steps, rounds, precision,
             _fail(name, value, f"an integer >= {low}")
     if precision not in PRECISIONS:
         _fail("precision", precision, f"one of {PRECISIONS}")
-    if compare not in COMPARES:
-        _fail("compare", compare, f"one of {COMPARES}")
+    if not isinstance(compare, (str, list, tuple)) or any(c not in COMPARES for c in _compares(compare)):
+        _fail("compare", compare, f"one or more (comma-separated) of {COMPARES}")
+    if reference_precision not in REFERENCE_PRECISIONS:
+        _fail("reference_precision", reference_precision, f"one of {REFERENCE_PRECISIONS}")
     return info
 
 
@@ -122,19 +138,44 @@ def _all_layers(model):
 
 
 def matmul_peak_gflops(precision, repeats=5):
-    """Best GFLOP/s of large square matmuls in the compute dtype of ``precision``."""
-    import tensorflow as tf
+    """Best GFLOP/s of large square matmuls in the compute dtype of ``precision``, on the
+    device the Keras backend computes on (TensorFlow, JAX or PyTorch)."""
+    import keras
+
+    from keras_resnet.hardware import gpu_count
 
     dtype = {"fp32": "float32", "mixed_bfloat16": "bfloat16", "mixed_float16": "float16"}[precision]
+    sizes = (4096, 8192) if gpu_count() else (1024, 2048)
+    backend = keras.backend.backend()
     best = 0.0
-    for n in (1024, 2048):
-        a = tf.random.normal((n, n), dtype="float32")
-        a = tf.cast(a, dtype)
-        matmul = tf.function(lambda a: tf.reduce_sum(tf.cast(tf.matmul(a, a)[:1, :1], "float32")))
-        matmul(a).numpy()
+    for n in sizes:
+        if backend == "tensorflow":
+            import tensorflow as tf
+
+            a = tf.cast(tf.random.normal((n, n), dtype="float32"), dtype)
+            matmul = tf.function(lambda a: tf.reduce_sum(tf.cast(tf.matmul(a, a)[:1, :1], "float32")))
+            run = lambda: matmul(a).numpy()  # noqa: E731
+        elif backend == "jax":
+            import jax
+            import jax.numpy as jnp
+
+            a = jax.random.normal(jax.random.key(0), (n, n), dtype="float32").astype(dtype)
+            matmul = jax.jit(lambda a: jnp.matmul(a, a)[:1, :1].astype("float32").sum())
+            run = lambda: matmul(a).block_until_ready()  # noqa: E731
+        else:
+            import torch
+
+            device = "cuda" if torch.cuda.is_available() else "cpu"
+            a = torch.randn(n, n, device=device).to(getattr(torch, dtype))
+
+            def run():
+                with torch.no_grad():
+                    float(torch.matmul(a, a)[:1, :1].float().sum())
+
+        run()
         for _ in range(repeats):
             start = time.perf_counter()
-            matmul(a).numpy()
+            run()
             best = max(best, 2 * n**3 / (time.perf_counter() - start) / 1e9)
     return best
 
@@ -143,14 +184,26 @@ def _timer():
     import keras
 
     class StepTimer(keras.callbacks.Callback):
-        """End time of every batch of a fit or predict call."""
+        """When each batch of a fit or predict call has finished on the device.
+
+        ``async_safe``: on backends that allow it (JAX, PyTorch) Keras runs this in a
+        worker thread, so waiting here for a step's results does not stall the
+        dispatch of the next step, as a plain ``fit`` without per-batch callbacks runs.
+        On TensorFlow Keras calls it synchronously.
+        """
+
+        async_safe = True
 
         def __init__(self):
             super().__init__()
-            self.ends = []
+            self.ends = {}
 
         def _end(self, batch, logs=None):
-            self.ends.append(time.perf_counter())
+            import numpy as np
+
+            for value in keras.tree.flatten(logs or {}):
+                np.asarray(value)  # wait for the step: device work is asynchronous
+            self.ends[batch] = time.perf_counter()
 
         on_train_batch_end = on_predict_batch_end = _end
 
@@ -161,16 +214,31 @@ class _KerasRunner:
     """Times fit / predict steps of one compiled Keras model on one in-memory batch."""
 
     def __init__(self, impl, model, mode, batch_size, precision):
+        import keras
         import numpy as np
-        import tensorflow as tf
 
         self.impl, self.model, self.mode, self.precision = impl, model, mode, precision
+        self.peak_precision = precision
         self.batch_size = batch_size
         rng = np.random.default_rng(0)
         shape = (batch_size,) + tuple(model.input_shape[1:])
         x = rng.uniform(-1.0, 1.0, shape).astype("float32")
         y = rng.integers(0, int(model.output_shape[-1]), batch_size).astype("int32")
-        self.data = tf.data.Dataset.from_tensors((x, y) if mode == "train" else x).repeat()
+        batch = (x, y) if mode == "train" else x
+        if keras.backend.backend() == "tensorflow":
+            import tensorflow as tf
+
+            self.data = tf.data.Dataset.from_tensors(batch).repeat()
+        else:
+            if keras.backend.backend() == "jax":  # once onto the device, as tf.data's cache would
+                batch = keras.tree.map_structure(keras.ops.convert_to_tensor, batch)
+            batch = batch if mode == "train" else (batch,)  # a generator yields tuples
+
+            def repeat():
+                while True:
+                    yield batch
+
+            self.data = repeat()
         self.flops_per_image = forward_flops(model) * (3 if mode == "train" else 1)
 
     def warm_up(self):
@@ -185,17 +253,18 @@ class _KerasRunner:
                            callbacks=[timer])
         else:
             self.model.predict(self.data, steps=steps + 1, verbose=0, callbacks=[timer])
-        return (timer.ends[-1] - timer.ends[0]) / steps
+        return (timer.ends[steps] - timer.ends[0]) / steps
 
 
 class _TorchRunner:
     """Times torchvision's model in a subprocess per round (interleaving with the others)."""
 
-    def __init__(self, arch, mode, batch_size, image_size, classes):
-        self.impl, self.mode, self.precision = "torchvision", mode, "bf16_autocast_channels_last"
+    def __init__(self, arch, mode, batch_size, image_size, classes, compile_model=False):
+        self.impl, self.mode, self.precision = "torchvision", mode, "amp_channels_last"
+        self.peak_precision = "mixed_bfloat16"
         self.batch_size = batch_size
         self.config = {"arch": arch, "mode": mode, "batch_size": batch_size,
-                       "image_size": image_size, "classes": classes}
+                       "image_size": image_size, "classes": classes, "compile": bool(compile_model)}
         self.flops_per_image = None
 
     def warm_up(self):
@@ -211,6 +280,7 @@ class _TorchRunner:
         result = json.loads(lines[-1])
         factor = 3 if self.mode == "train" else 1
         self.flops_per_image = result["forward_flops"] * factor
+        self.precision, self.peak_precision = result["precision"], result["peak_precision"]
         return result["seconds_per_step"]
 
 
@@ -219,11 +289,17 @@ import json, sys, time
 import torch, torchvision
 cfg = json.loads(sys.argv[1])
 torch.manual_seed(0)
+# Its fastest setting per device: CUDA: float16 autocast with a GradScaler (torchvision's
+# reference --amp), cuDNN autotuning; CPU: bfloat16 autocast. Channels-last on both.
+cuda = torch.cuda.is_available()
+device = "cuda" if cuda else "cpu"
+amp_dtype = torch.float16 if cuda else torch.bfloat16
+torch.backends.cudnn.benchmark = True
 model = getattr(torchvision.models, cfg["arch"])(num_classes=cfg["classes"])
-model = model.to(memory_format=torch.channels_last)
+model = model.to(device, memory_format=torch.channels_last)
 b, s = cfg["batch_size"], cfg["image_size"]
-x = torch.rand(b, 3, s, s).mul(2).sub(1).contiguous(memory_format=torch.channels_last)
-y = torch.randint(0, cfg["classes"], (b,))
+x = torch.rand(b, 3, s, s, device=device).mul(2).sub(1).contiguous(memory_format=torch.channels_last)
+y = torch.randint(0, cfg["classes"], (b,), device=device)
 flops = [0]
 def count(module, inputs, output):
     if isinstance(module, torch.nn.Conv2d):
@@ -235,27 +311,40 @@ hooks = [m.register_forward_hook(count) for m in model.modules()
 with torch.no_grad():
     model.eval(); model(x[:1])
 for h in hooks: h.remove()
+if cfg["compile"]:
+    model = torch.compile(model)
 if cfg["mode"] == "train":
     model.train()
     opt = torch.optim.SGD(model.parameters(), lr=0.1 * b / 256, momentum=0.9, weight_decay=1e-4)
     loss_fn = torch.nn.CrossEntropyLoss()
+    scaler = torch.amp.GradScaler(device, enabled=cuda)
     def step():
         opt.zero_grad(set_to_none=True)
-        with torch.autocast("cpu", dtype=torch.bfloat16):
+        with torch.autocast(device, dtype=amp_dtype):
             loss = loss_fn(model(x), y)
-        loss.backward()
-        opt.step()
+        scaler.scale(loss).backward()
+        scaler.step(opt)
+        scaler.update()
 else:
     model.eval()
     def step():
-        with torch.inference_mode(), torch.autocast("cpu", dtype=torch.bfloat16):
+        with torch.inference_mode(), torch.autocast(device, dtype=amp_dtype):
             model(x)
-step(); step()
+def sync():
+    if cuda:
+        torch.cuda.synchronize()
+for _ in range(5 if cfg["compile"] else 3 if cuda else 2):
+    step()
+sync()
 start = time.perf_counter()
 for _ in range(cfg["steps"]):
     step()
+sync()
 print(json.dumps({"seconds_per_step": (time.perf_counter() - start) / cfg["steps"],
-                  "forward_flops": flops[0]}))
+                  "forward_flops": flops[0],
+                  "precision": ("fp16" if cuda else "bf16") + "_autocast_channels_last_" + device
+                               + ("_compiled" if cfg["compile"] else ""),
+                  "peak_precision": "mixed_float16" if cuda else "mixed_bfloat16"}))
 """
 
 
@@ -291,7 +380,7 @@ def build_ours(name, *, mode, batch_size, image_size, classes, precision, steps)
         model = fold_batch_norm(model)
         model.compile(jit_compile=jit_compile)
         return model
-    from keras_resnet.training import compile_model
+    from keras_resnet.recipe import compile_model
 
     # the training recipe: SGD momentum 0.9, weight decay 1e-4, sparse categorical crossentropy
     compile_model(model, steps_per_epoch=steps, epochs=1, global_batch_size=batch_size,
@@ -299,14 +388,17 @@ def build_ours(name, *, mode, batch_size, image_size, classes, precision, steps)
     return model
 
 
-def build_keras_applications(name, *, mode, batch_size, image_size):
-    """keras.applications' same-named model, float32, plain compile with Keras' defaults."""
+def build_keras_applications(name, *, mode, batch_size, image_size, precision="fp32"):
+    """keras.applications' same-named model, plain compile with Keras' defaults (float32
+    unless ``precision`` names a mixed policy; Keras then adds loss scaling for float16)."""
     import keras
+
+    from keras_resnet.hardware import keras_policy_name
 
     def build():
         return getattr(keras.applications, name)(weights=None, input_shape=(image_size, image_size, 3))
 
-    model = _with_policy("float32", build)
+    model = _with_policy(keras_policy_name(precision), build)
     if mode == "train":
         model.compile(optimizer=keras.optimizers.SGD(0.1 * batch_size / 256, momentum=0.9),
                       loss="sparse_categorical_crossentropy")
@@ -317,10 +409,12 @@ def build_keras_applications(name, *, mode, batch_size, image_size):
 
 
 def run_benchmark(model, *, mode, batch_size, image_size, steps=5, rounds=2, precision="auto",
-                  compare="keras.applications", dataset="digits", log=print):
+                  compare="keras.applications", reference_precision="fp32", torch_compile=False,
+                  dataset="digits", log=print):
     """Measure and return one result dict per implementation (see the module docstring)."""
     info = check_args(model=model, mode=mode, batch_size=batch_size, image_size=image_size,
-                      steps=steps, rounds=rounds, precision=precision, compare=compare)
+                      steps=steps, rounds=rounds, precision=precision, compare=compare,
+                      reference_precision=reference_precision)
     from keras_resnet.hardware import resolve_precision
 
     if mode == "data":
@@ -328,45 +422,54 @@ def run_benchmark(model, *, mode, batch_size, image_size, steps=5, rounds=2, pre
                          rounds=rounds, preprocessing=info["preprocessing"])
     import keras
 
+    from keras_resnet.hardware import gpu_count
+
     precision = resolve_precision(precision)
+    device = "gpu" if gpu_count() else "cpu"
     classes = 10 if info["family"] == "cifar" else 1000
     runners = [_KerasRunner("keras_resnet", build_ours(
         model, mode=mode, batch_size=batch_size, image_size=image_size, classes=classes,
         precision=precision, steps=steps), mode, batch_size, precision)]
-    if compare == "keras.applications":
+    compares = _compares(compare)
+    if "keras.applications" in compares:
         if hasattr(keras.applications, model):
-            reference = build_keras_applications(model, mode=mode, batch_size=batch_size, image_size=image_size)
-            runners.append(_KerasRunner("keras.applications", reference, mode, batch_size, "fp32"))
+            ref_precision = precision if reference_precision == "same" else "fp32"
+            reference = build_keras_applications(model, mode=mode, batch_size=batch_size,
+                                                  image_size=image_size, precision=ref_precision)
+            runners.append(_KerasRunner("keras.applications", reference, mode, batch_size, ref_precision))
         else:
             log(f"# no keras.applications model named {model!r}: comparison skipped")
-    elif compare == "torchvision":
+    if "torchvision" in compares:
         if model not in TORCHVISION_NAMES:
             log(f"# no torchvision counterpart of {model!r}: comparison skipped")
         elif not (importlib.util.find_spec("torch") and importlib.util.find_spec("torchvision")):
             log("# torch/torchvision not importable (pip install keras-resnet-applications[torch]): "
                 "comparison skipped")
         else:
-            runners.append(_TorchRunner(TORCHVISION_NAMES[model], mode, batch_size, image_size, classes))
+            runners.append(_TorchRunner(TORCHVISION_NAMES[model], mode, batch_size, image_size, classes,
+                                        compile_model=torch_compile))
 
     for runner in runners:
         runner.warm_up()
-    peak_precisions = {"mixed_bfloat16" if r.impl == "torchvision" else r.precision for r in runners}
     times = {runner.impl: [] for runner in runners}
-    peaks = dict.fromkeys(peak_precisions, 0.0)
+    peaks = {}
     for _ in range(rounds):
         for runner in runners:
             times[runner.impl].append(runner.seconds_per_step(steps))
-        for peak_precision in peaks:  # the peak under the same load as the round
-            peaks[peak_precision] = max(peaks[peak_precision], matmul_peak_gflops(peak_precision, repeats=3))
+        for peak_precision in {r.peak_precision for r in runners}:  # under the same load as the round
+            peaks[peak_precision] = max(peaks.get(peak_precision, 0.0),
+                                        matmul_peak_gflops(peak_precision, repeats=3))
 
     results = []
     for runner in runners:
-        peak_precision = "mixed_bfloat16" if runner.impl == "torchvision" else runner.precision
+        peak_precision = runner.peak_precision
         seconds = statistics.median(times[runner.impl])
         images_per_sec = batch_size / seconds
         gflops = images_per_sec * runner.flops_per_image / 1e9
         result = {
             "impl": runner.impl, "model": model, "mode": mode, "precision": runner.precision,
+            "backend": "torch" if runner.impl == "torchvision" else keras.backend.backend(),
+            "device": device,
             "images_per_sec": round(images_per_sec, 3), "gflops_per_sec": round(gflops, 2),
             "peak_fraction": round(gflops / peaks[peak_precision], 4),
             "peak_gflops": round(peaks[peak_precision], 1),
@@ -437,7 +540,7 @@ def cli_main(command, argv):
     results = run_benchmark(
         args.model, mode=args.mode, batch_size=args.batch_size, image_size=args.image_size,
         steps=args.steps, rounds=args.rounds, precision=args.precision, compare=args.compare,
-        dataset=args.dataset, log=lambda message: print(message, file=sys.stderr),
+        reference_precision=args.reference_precision, torch_compile=args.torch_compile, dataset=args.dataset, log=lambda message: print(message, file=sys.stderr),
     )
     for result in results:
         print(json.dumps(result), flush=True)

@@ -89,11 +89,13 @@ def with_arg(flag, value):
         (with_arg("--model", "ResNet51"), "ResNet51"),
         (with_arg("--precision", "fp8"), "precision='fp8'"),
         (with_arg("--compare", "timm"), "compare='timm'"),
+        (with_arg("--compare", "keras.applications,timm"), "compare='keras.applications,timm'"),
+        (with_arg("--reference-precision", "fp16"), "reference_precision='fp16'"),
         (GOOD[2:], "--model"),
         (GOOD + ["--bogus"], "--bogus"),
     ],
     ids=["batch0", "batch_text", "image16", "steps0", "rounds_negative", "mode", "model", "precision",
-         "compare", "missing_model", "unknown_flag"],
+         "compare", "compare_list", "reference_precision", "missing_model", "unknown_flag"],
 )
 def test_bad_arguments_raise_value_error_naming_them(argv, needle, monkeypatch):
     # raised before any model is built
@@ -124,3 +126,21 @@ def test_data_mode_times_both_augmentation_presets(capsys):
     for row in rows:
         assert REQUIRED <= set(row) and row["impl"] == "keras_resnet.data" and row["dataset"] == "digits"
         assert row["images_per_sec"] > 0 and row["preprocessing"] == "tf"  # ResNet20's preprocessing (model_info)
+
+
+def test_compare_accepts_a_comma_separated_list():
+    assert benchmark._compares("keras.applications, torchvision") == ("keras.applications", "torchvision")
+    assert benchmark._compares("none") == ()
+    benchmark.check_args(model="ResNet50", mode="train", batch_size=2, image_size=32, steps=1, rounds=1,
+                         precision="fp32", compare="keras.applications,torchvision", reference_precision="same")
+
+
+@pytest.mark.slow
+def test_reference_precision_same_builds_keras_applications_under_our_policy(capsys):
+    # keras.applications' model under the same mixed policy as ours: same FLOPs, its compute
+    # dtype follows the policy (we do not time anything here).
+    reference = benchmark._with_policy("float32", lambda: benchmark.build_keras_applications(
+        "ResNet50", mode="infer", batch_size=2, image_size=32, precision="mixed_bfloat16"))
+    conv = next(l for l in reference.layers if isinstance(l, keras.layers.Conv2D))
+    assert conv.compute_dtype == "bfloat16" and conv.dtype == "float32"
+    assert keras.mixed_precision.global_policy().name == "float32"  # restored
