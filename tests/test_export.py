@@ -4,8 +4,9 @@ The model is the zoo's CIFAR ResNet20 (32x32, 10 classes) made into a real class
 scikit-learn's handwritten digits in seconds: BatchNormalization statistics are set from a
 batch of digits and the head is fitted by ridge regression on the pooled features. Outside
 references: numpy preprocessing written out here (not keras_resnet.preprocessing), the
-in-process Keras model, PIL-encoded PNG/JPEG files, TensorFlow's own SavedModel loader and
-saved_model_cli, Keras' TFSMLayer, onnxruntime and the TFLite interpreter.
+in-process Keras model (unfolded, float32), PIL-encoded PNG/JPEG files, TensorFlow's own
+SavedModel loader, graph and saved_model_cli, Keras' TFSMLayer, onnxruntime and the TFLite
+interpreter.
 """
 
 import io
@@ -24,7 +25,7 @@ import tensorflow as tf
 from PIL import Image
 from sklearn.datasets import load_digits
 
-from keras_resnet import export, get_model
+from keras_resnet import export, get_model, hardware
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 CLASS_NAMES = [f"digit {i}" for i in range(10)]
@@ -75,9 +76,12 @@ def base_dir(tmp_path_factory):
 
 @pytest.fixture(scope="module")
 def version_dir(model, base_dir):
-    return export.export_saved_model(
-        model, base_dir, class_names=CLASS_NAMES, preprocessing="tf", top_k=3
-    )
+    # the defaults (fold_bn=True, precision="auto") as on a CPU without fast bf16
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setattr(hardware, "cpu_has_fast_bf16", lambda flags=None: False)
+        return export.export_saved_model(
+            model, base_dir, class_names=CLASS_NAMES, preprocessing="tf", top_k=3
+        )
 
 
 @pytest.fixture(scope="module")
@@ -304,8 +308,11 @@ def test_predict_cli_reports_bad_files_and_predicts_the_rest(loaded, version_dir
 
 def test_export_cli_refuses_to_overwrite(tmp_path, capsys):
     export_dir = str(tmp_path / "resnet20")
-    args = ["--model", "ResNet20", "--weights", "none", "--export-dir", export_dir, "--version", "3"]
+    args = ["--model", "ResNet20", "--weights", "none", "--export-dir", export_dir, "--version", "3",
+            "--no-fold-bn"]
     assert export.cli_main("export", args) == 0
+    assert "folded: 0, kept: 19" in capsys.readouterr().out
+    assert export.saved_model_metadata(os.path.join(export_dir, "3"))["batch_norm_folded"] == 0
     before = snapshot(os.path.join(export_dir, "3"))
     assert export.cli_main("export", args) != 0
     assert "version=3" in capsys.readouterr().err
@@ -322,8 +329,11 @@ def test_export_cli_from_a_run_folder(model, tmp_path, digits, capsys):
               "preprocessing": "tf", "num_classes": 10, "dataset": "digits"}
     (run / "config.json").write_text(json.dumps(config))
     export_dir = str(tmp_path / "served")
-    assert export.cli_main("export", ["--run", str(run), "--export-dir", export_dir, "--top-k", "2"]) == 0
-    assert "served/1" in capsys.readouterr().out.replace(os.sep, "/")
+    args = ["--run", str(run), "--export-dir", export_dir, "--top-k", "2", "--precision", "fp32"]
+    assert export.cli_main("export", args) == 0
+    out = capsys.readouterr().out
+    assert "served/1" in out.replace(os.sep, "/")
+    assert "precision fp32" in out and "folded: 19, kept: 0" in out  # folded by default
 
     image = digits[0][310]
     served = tf.saved_model.load(os.path.join(export_dir, "1")).signatures["serving_default"](
@@ -361,24 +371,157 @@ def test_imagenet_labels_from_a_cached_class_index_else_generic(tmp_path, monkey
         export.resolve_options(net, preprocessing="tf", top_k=0)
 
 
-def test_fold_bn_flag(model, tmp_path, digits):
-    try:
-        from keras_resnet.inference import fold_batch_norm  # noqa: F401
-    except ModuleNotFoundError:
-        with pytest.raises(NotImplementedError, match="fold_batch_norm"):
-            export.export_saved_model(
-                model, str(tmp_path), class_names=CLASS_NAMES, preprocessing="tf", fold_bn=True
-            )
-        assert not os.listdir(tmp_path)
-        return
+def graph_ops(signature):
+    """Counts of (op type, its T attribute) in a loaded signature's graph and functions."""
+    graph = signature.graph.as_graph_def()
+    nodes = list(graph.node) + [n for f in graph.library.function for n in f.node_def]
+    counts = {}
+    for node in nodes:
+        dtype = tf.dtypes.as_dtype(node.attr["T"].type).name if "T" in node.attr else None
+        counts[(node.op, dtype)] = counts.get((node.op, dtype), 0) + 1
+    return counts
+
+
+def randomize_batch_norm(model, seed=0):
+    """Non-trivial gamma, beta and moving statistics, so that folding changes the weights."""
+    rng = np.random.default_rng(seed)
+    for layer in model.layers:
+        if isinstance(layer, keras.layers.BatchNormalization):
+            c = layer.moving_mean.shape[0]
+            values = {"gamma": rng.uniform(0.5, 1.5, c), "beta": rng.normal(0, 0.3, c),
+                      "moving_mean": rng.normal(0, 0.3, c), "moving_variance": rng.uniform(0.5, 2.0, c)}
+            layer.set_weights([values[w.name] for w in layer.weights])
+
+
+@pytest.mark.parametrize("variant", ["v1", "v2"])
+def test_folded_by_default_matches_unfolded_keras(variant, model, version_dir, digits, tmp_path):
+    """Both signatures of the default (folded) export equal the unfolded Keras model.
+
+    v1 (ResNet20): every BN follows a convolution. v2 (a narrow ResNet18V2): the
+    pre-activation BNs follow additions, not convolutions, and stay in the graph.
+    """
+    if variant == "v1":
+        net, path, mode, bn_left = model, version_dir, tf_mode, 0
+    else:
+        keras.utils.set_random_seed(1)
+        net = get_model("ResNet18V2", weights=None, input_shape=(32, 32, 3), classes=10,
+                        width_multiplier=0.25)
+        randomize_batch_norm(net)
+        path = export.export_saved_model(net, str(tmp_path), class_names=CLASS_NAMES, preprocessing="tf",
+                                          precision="fp32")
+        mode, bn_left = tf_mode, 9  # 8 units' preact_bn and post_bn
+    bn_total = sum(isinstance(layer, keras.layers.BatchNormalization) for layer in net.layers)
+    meta = export.saved_model_metadata(path)
+    assert (meta["batch_norm_folded"], meta["batch_norm_kept"]) == (bn_total - bn_left, bn_left)
+    assert meta["precision"] == "fp32" and meta["compute_dtype"] == "float32"
+
+    loaded = tf.saved_model.load(path)
+    ops = graph_ops(loaded.signatures["predict_pixels"])
+    batch_norm_ops = sum(n for (op, _), n in ops.items() if op.startswith("FusedBatchNorm"))
+    assert batch_norm_ops == bn_left  # the graph really lost the folded BNs
+
+    images = digits[0][300:316]
+    expected = net(mode(images.astype("float32")), training=False).numpy()
+    assert expected.max(-1).min() < 0.99  # not saturated: differences would show
+    pixels = loaded.signatures["predict_pixels"](pixels=tf.constant(images.astype("float32")))
+    np.testing.assert_allclose(pixels["probabilities"].numpy(), expected, atol=1e-4)
+    served = loaded.signatures["serving_default"](image_bytes=tf.constant([png_bytes(i) for i in images]))
+    order = np.argsort(-expected, axis=-1)[:, : served["scores"].shape[-1]]
+    np.testing.assert_allclose(served["scores"].numpy(), np.take_along_axis(expected, order, -1), atol=1e-4)
+
+
+@pytest.fixture(scope="module")
+def trained_model(digits):
+    """ResNet20 trained one epoch on the first 800 digits (about 93% on the other 997).
+
+    A trained network, unlike the ridge-fitted fixture above, has features whose spread
+    across images dwarfs bf16's rounding; its BN statistics are then set from 512 images.
+    """
+    keras.utils.set_random_seed(0)
+    net = get_model("ResNet20", classes=10)
+    images, labels = digits
+    x = tf_mode(images[:800].astype("float32"))
+    net.compile(optimizer=keras.optimizers.Adam(2e-3), loss="sparse_categorical_crossentropy")
+    net.fit(x, labels[:800], batch_size=32, epochs=1, verbose=0)
+    for layer in net.layers:
+        if isinstance(layer, keras.layers.BatchNormalization):
+            layer.momentum = 0.0
+    net(x[:512], training=True)
+    return net
+
+
+@pytest.mark.slow
+def test_bf16_saved_model_agrees_with_fp32_keras(trained_model, digits, tmp_path, monkeypatch):
+    monkeypatch.setattr(hardware, "cpu_has_fast_bf16", lambda flags=None: True)
     path = export.export_saved_model(
-        model, str(tmp_path), class_names=CLASS_NAMES, preprocessing="tf", fold_bn=True
-    )
-    images = digits[0][300:308].astype("float32")
-    folded = tf.saved_model.load(path).signatures["predict_pixels"](pixels=tf.constant(images))
-    np.testing.assert_allclose(
-        folded["probabilities"].numpy(), model(tf_mode(images)).numpy(), atol=1e-4
-    )
+        trained_model, str(tmp_path), class_names=CLASS_NAMES, preprocessing="tf"
+    )  # precision="auto" on a CPU with fast bf16
+    meta = export.saved_model_metadata(path)
+    assert (meta["precision_requested"], meta["precision"], meta["compute_dtype"]) == ("auto", "bf16", "bfloat16")
+
+    loaded = tf.saved_model.load(path)
+    signature = loaded.signatures["predict_pixels"]
+    ops = graph_ops(signature)
+    convs = sum(isinstance(layer, keras.layers.Conv2D) for layer in trained_model.layers)
+    assert ops.get(("Conv2D", "bfloat16")) == convs and ("Conv2D", "float32") not in ops
+    assert ("Softmax", "float32") in ops and ("MatMul", "float32") in ops  # classifier in float32
+    assert signature.structured_input_signature[1]["pixels"].dtype == tf.float32
+    assert signature.structured_outputs["probabilities"].dtype == tf.float32
+
+    images, labels = digits
+    held_out = images[800:].astype("float32")  # 997 digits the model never saw
+    features = keras.Model(trained_model.input, trained_model.layers[-2].output)(tf_mode(held_out))
+    dense = trained_model.layers[-1]
+    logits = features @ dense.kernel + dense.bias
+    expected = tf.nn.softmax(logits).numpy()  # the Keras model's float32 probabilities
+    logits = logits.numpy()
+    served = signature(pixels=tf.constant(held_out))["probabilities"].numpy()
+
+    agreement = float(np.mean(served.argmax(-1) == expected.argmax(-1)))
+    accuracy = float(np.mean(expected.argmax(-1) == labels[800:]))
+    # bf16 keeps 8 significant bits: each rounding errs by at most 2**-8 relative. The
+    # graph rounds every convolution's input and kernel (2 x 19 roundings in series);
+    # independent errors add in quadrature, so the logits carry ~sqrt(38) * 2**-8 (2.4%)
+    # of their scale, and softmax moves a probability by at most half the largest logit change.
+    tolerance = 0.5 * np.sqrt(2 * convs) * 2.0**-8 * float(np.abs(logits).max())
+    difference = float(np.abs(served - expected).max())
+    print(f"bf16 vs fp32 on 997 held-out digits: top-1 agreement {agreement:.2%}, max |dp| "
+          f"{difference:.4f} (tolerance {tolerance:.4f}), fp32 accuracy {accuracy:.1%}")
+    assert accuracy >= 0.8  # a real classifier
+    assert agreement >= 0.98
+    assert difference <= tolerance
+
+
+def test_precision_auto_choice_and_bad_arguments(model, tmp_path, monkeypatch):
+    monkeypatch.setattr(hardware, "cpu_has_fast_bf16", lambda flags=None: False)
+    assert export.resolve_serving_precision("auto") == "fp32"
+    monkeypatch.setattr(hardware, "cpu_has_fast_bf16", lambda flags=None: True)
+    assert export.resolve_serving_precision("auto") == "bf16"
+    assert export.resolve_serving_precision("fp32") == "fp32"
+
+    target = tmp_path / "m"
+    with pytest.raises(ValueError, match="precision='fp16'"):
+        export.export_saved_model(model, str(target), class_names=CLASS_NAMES, precision="fp16")
+    with pytest.raises(ValueError, match="fold_bn='yes'"):
+        export.export_saved_model(model, str(target), class_names=CLASS_NAMES, fold_bn="yes")
+    assert not target.exists()
+    assert export.cli_main("export", ["--model", "ResNet20", "--format", "onnx", "--precision", "bf16",
+                                      "--export-dir", str(target)]) != 0
+    assert not target.exists()
+
+    # a model built under mixed_bfloat16 (e.g. trained so) serves in float32 with precision="fp32"
+    previous = keras.config.dtype_policy()
+    keras.config.set_dtype_policy("mixed_bfloat16")
+    try:
+        mixed = get_model("ResNet20", classes=10)
+    finally:
+        keras.config.set_dtype_policy(previous)
+    mixed.set_weights(model.get_weights())
+    served, facts = export.prepare_for_serving(mixed, fold_bn=False, precision="fp32")
+    assert {layer.compute_dtype for layer in served.layers} == {"float32"}
+    assert facts["batch_norm_folded"] == 0
+    x = tf_mode(np.random.default_rng(0).uniform(0, 255, (4, 32, 32, 3)).astype("float32"))
+    np.testing.assert_allclose(served(x).numpy(), model(x).numpy(), atol=1e-6)
 
 
 @pytest.mark.slow
