@@ -15,9 +15,13 @@ after warm-up.
 
 ``--compare keras.applications`` measures the same-named ``keras.applications`` model
 with a plain ``compile`` / ``fit`` / ``predict`` (float32, Keras' defaults, the same SGD
-and loss) in the same process; ``--compare torchvision`` measures torchvision's model
-(bfloat16 autocast, channels-last: its fastest CPU setting) in a subprocess when torch
-is importable. The implementations alternate round by round (A B A B ...), so that load
+and loss) in the same process; ``--compare torchvision`` measures torchvision's model in a
+subprocess when torch is importable, in its fastest setting: channels-last with float16
+autocast and a GradScaler on CUDA, bfloat16 autocast on CPUs (``--torch-precision fp32``
+turns autocast off; ``--torch-compile`` adds ``torch.compile``). Where torchvision itself
+cannot be imported (there is no CPU build of it for some torch wheels) the worker builds
+the same architecture in plain torch and reports ``torch_model: "torch"`` with its
+parameter count (25,557,032 for ResNet-50, as torchvision's). The implementations alternate round by round (A B A B ...), so that load
 from other processes hits them alike. ``images_per_sec`` is the median over rounds and
 ``keras_resnet_speedup`` the median of per-round ratios; ``*_best`` use the fastest round
 of each (the least disturbed one, on a shared machine).
@@ -65,6 +69,8 @@ def build_parser(prog="keras-resnet benchmark"):
                    help="keras.applications | torchvision | none, or several joined by commas")
     p.add_argument("--reference-precision", default="fp32",
                    help="keras.applications' policy: fp32 (Keras' default) | same (ours)")
+    p.add_argument("--torch-precision", default="amp",
+                   help="torchvision: amp (float16 autocast on CUDA, bfloat16 on CPUs) | fp32")
     p.add_argument("--torch-compile", action="store_true",
                    help="torchvision through torch.compile (each round's subprocess compiles)")
     p.add_argument("--dataset", default="digits", help="data mode: dataset for keras_resnet.data.load_data")
@@ -86,7 +92,7 @@ def _compares(compare):
 
 
 def check_args(*, model, mode, batch_size, image_size, steps, rounds, precision, compare,
-               reference_precision="fp32"):
+               reference_precision="fp32", torch_precision="amp"):
     """Validate everything before any model is built; returns model_info(model)."""
     from keras_resnet.models import model_info
 
@@ -101,6 +107,8 @@ def check_args(*, model, mode, batch_size, image_size, steps, rounds, precision,
         _fail("precision", precision, f"one of {PRECISIONS}")
     if not isinstance(compare, (str, list, tuple)) or any(c not in COMPARES for c in _compares(compare)):
         _fail("compare", compare, f"one or more (comma-separated) of {COMPARES}")
+    if torch_precision not in ("amp", "fp32"):
+        _fail("torch_precision", torch_precision, "one of ('amp', 'fp32')")
     if reference_precision not in REFERENCE_PRECISIONS:
         _fail("reference_precision", reference_precision, f"one of {REFERENCE_PRECISIONS}")
     return info
@@ -259,12 +267,13 @@ class _KerasRunner:
 class _TorchRunner:
     """Times torchvision's model in a subprocess per round (interleaving with the others)."""
 
-    def __init__(self, arch, mode, batch_size, image_size, classes, compile_model=False):
+    def __init__(self, arch, mode, batch_size, image_size, classes, compile_model=False, amp=True):
         self.impl, self.mode, self.precision = "torchvision", mode, "amp_channels_last"
         self.peak_precision = "mixed_bfloat16"
         self.batch_size = batch_size
         self.config = {"arch": arch, "mode": mode, "batch_size": batch_size,
-                       "image_size": image_size, "classes": classes, "compile": bool(compile_model)}
+                       "image_size": image_size, "classes": classes, "compile": bool(compile_model),
+                       "amp": bool(amp)}
         self.flops_per_image = None
 
     def warm_up(self):
@@ -281,21 +290,65 @@ class _TorchRunner:
         factor = 3 if self.mode == "train" else 1
         self.flops_per_image = result["forward_flops"] * factor
         self.precision, self.peak_precision = result["precision"], result["peak_precision"]
+        self.extra = {"torch_model": result["source"], "parameters": result["parameters"]}
         return result["seconds_per_step"]
 
 
 _TORCH_WORKER = r"""
 import json, sys, time
-import torch, torchvision
+import torch
 cfg = json.loads(sys.argv[1])
+try:
+    import torchvision
+    build = lambda: getattr(torchvision.models, cfg["arch"])(num_classes=cfg["classes"])
+    source = "torchvision"
+except Exception:  # no torchvision build for this torch (e.g. a CPU-only torch wheel)
+    torchvision = None
+    source = "torch"
+
+def torch_resnet(arch, num_classes):
+    # torchvision's ResNet architecture (v1.5: stride on the 3x3; zero-init off) in plain torch,
+    # for machines where torchvision cannot be imported; same parameter count (checked below).
+    nn = torch.nn
+    depth = int(arch[len("resnet"):])
+    bottleneck = depth >= 50
+    blocks = {18: (2, 2, 2, 2), 34: (3, 4, 6, 3), 50: (3, 4, 6, 3), 101: (3, 4, 23, 3), 152: (3, 8, 36, 3)}[depth]
+    def cbr(cin, cout, k, stride=1, relu=True):
+        layers = [nn.Conv2d(cin, cout, k, stride, k // 2, bias=False), nn.BatchNorm2d(cout)]
+        return layers + [nn.ReLU(inplace=True)] if relu else layers
+    class Unit(nn.Module):
+        def __init__(self, cin, width, stride):
+            super().__init__()
+            cout = width * (4 if bottleneck else 1)
+            if bottleneck:
+                body = cbr(cin, width, 1) + cbr(width, width, 3, stride) + cbr(width, cout, 1, relu=False)
+            else:
+                body = cbr(cin, width, 3, stride) + cbr(width, cout, 3, relu=False)
+            self.body = nn.Sequential(*body)
+            self.short = (nn.Sequential(*cbr(cin, cout, 1, stride, relu=False))
+                          if stride != 1 or cin != cout else nn.Identity())
+        def forward(self, x):
+            return torch.relu(self.body(x) + self.short(x))
+    layers, cin = cbr(3, 64, 7, 2) + [nn.MaxPool2d(3, 2, 1)], 64
+    for stage, n in enumerate(blocks):
+        width = 64 * 2 ** stage
+        for i in range(n):
+            layers.append(Unit(cin, width, 2 if stage > 0 and i == 0 else 1))
+            cin = width * (4 if bottleneck else 1)
+    layers += [nn.AdaptiveAvgPool2d(1), nn.Flatten(), nn.Linear(cin, num_classes)]
+    return nn.Sequential(*layers)
+
+if torchvision is None:
+    build = lambda: torch_resnet(cfg["arch"], cfg["classes"])
 torch.manual_seed(0)
 # Its fastest setting per device: CUDA: float16 autocast with a GradScaler (torchvision's
 # reference --amp), cuDNN autotuning; CPU: bfloat16 autocast. Channels-last on both.
 cuda = torch.cuda.is_available()
 device = "cuda" if cuda else "cpu"
 amp_dtype = torch.float16 if cuda else torch.bfloat16
+amp = cfg["amp"]
 torch.backends.cudnn.benchmark = True
-model = getattr(torchvision.models, cfg["arch"])(num_classes=cfg["classes"])
+model = build()
 model = model.to(device, memory_format=torch.channels_last)
 b, s = cfg["batch_size"], cfg["image_size"]
 x = torch.rand(b, 3, s, s, device=device).mul(2).sub(1).contiguous(memory_format=torch.channels_last)
@@ -317,10 +370,10 @@ if cfg["mode"] == "train":
     model.train()
     opt = torch.optim.SGD(model.parameters(), lr=0.1 * b / 256, momentum=0.9, weight_decay=1e-4)
     loss_fn = torch.nn.CrossEntropyLoss()
-    scaler = torch.amp.GradScaler(device, enabled=cuda)
+    scaler = torch.amp.GradScaler(device, enabled=cuda and amp)
     def step():
         opt.zero_grad(set_to_none=True)
-        with torch.autocast(device, dtype=amp_dtype):
+        with torch.autocast(device, dtype=amp_dtype, enabled=amp):
             loss = loss_fn(model(x), y)
         scaler.scale(loss).backward()
         scaler.step(opt)
@@ -328,7 +381,7 @@ if cfg["mode"] == "train":
 else:
     model.eval()
     def step():
-        with torch.inference_mode(), torch.autocast(device, dtype=amp_dtype):
+        with torch.inference_mode(), torch.autocast(device, dtype=amp_dtype, enabled=amp):
             model(x)
 def sync():
     if cuda:
@@ -341,10 +394,12 @@ for _ in range(cfg["steps"]):
     step()
 sync()
 print(json.dumps({"seconds_per_step": (time.perf_counter() - start) / cfg["steps"],
-                  "forward_flops": flops[0],
-                  "precision": ("fp16" if cuda else "bf16") + "_autocast_channels_last_" + device
+                  "forward_flops": flops[0], "source": source,
+                  "parameters": sum(p.numel() for p in model.parameters()),
+                  "precision": (("fp16" if cuda else "bf16") + "_autocast" if amp else "fp32")
+                               + "_channels_last_" + device
                                + ("_compiled" if cfg["compile"] else ""),
-                  "peak_precision": "mixed_float16" if cuda else "mixed_bfloat16"}))
+                  "peak_precision": ("mixed_float16" if cuda else "mixed_bfloat16") if amp else "fp32"}))
 """
 
 
@@ -410,11 +465,12 @@ def build_keras_applications(name, *, mode, batch_size, image_size, precision="f
 
 def run_benchmark(model, *, mode, batch_size, image_size, steps=5, rounds=2, precision="auto",
                   compare="keras.applications", reference_precision="fp32", torch_compile=False,
+                  torch_precision="amp",
                   dataset="digits", log=print):
     """Measure and return one result dict per implementation (see the module docstring)."""
     info = check_args(model=model, mode=mode, batch_size=batch_size, image_size=image_size,
                       steps=steps, rounds=rounds, precision=precision, compare=compare,
-                      reference_precision=reference_precision)
+                      reference_precision=reference_precision, torch_precision=torch_precision)
     from keras_resnet.hardware import resolve_precision
 
     if mode == "data":
@@ -442,12 +498,11 @@ def run_benchmark(model, *, mode, batch_size, image_size, steps=5, rounds=2, pre
     if "torchvision" in compares:
         if model not in TORCHVISION_NAMES:
             log(f"# no torchvision counterpart of {model!r}: comparison skipped")
-        elif not (importlib.util.find_spec("torch") and importlib.util.find_spec("torchvision")):
-            log("# torch/torchvision not importable (pip install keras-resnet-applications[torch]): "
-                "comparison skipped")
+        elif not importlib.util.find_spec("torch"):
+            log("# torch not importable (pip install keras-resnet-applications[torch]): comparison skipped")
         else:
             runners.append(_TorchRunner(TORCHVISION_NAMES[model], mode, batch_size, image_size, classes,
-                                        compile_model=torch_compile))
+                                        compile_model=torch_compile, amp=torch_precision == "amp"))
 
     for runner in runners:
         runner.warm_up()
@@ -477,6 +532,7 @@ def run_benchmark(model, *, mode, batch_size, image_size, steps=5, rounds=2, pre
             "images_per_sec_rounds": [round(batch_size / t, 3) for t in times[runner.impl]],
             "images_per_sec_best": round(batch_size / min(times[runner.impl]), 3),
         }
+        result.update(getattr(runner, "extra", {}))
         if runner.impl != "keras_resnet":
             ratios = [b / a for a, b in zip(times["keras_resnet"], times[runner.impl])]
             result["keras_resnet_speedup"] = round(statistics.median(ratios), 3)
@@ -540,7 +596,8 @@ def cli_main(command, argv):
     results = run_benchmark(
         args.model, mode=args.mode, batch_size=args.batch_size, image_size=args.image_size,
         steps=args.steps, rounds=args.rounds, precision=args.precision, compare=args.compare,
-        reference_precision=args.reference_precision, torch_compile=args.torch_compile, dataset=args.dataset, log=lambda message: print(message, file=sys.stderr),
+        reference_precision=args.reference_precision, torch_compile=args.torch_compile,
+        torch_precision=args.torch_precision, dataset=args.dataset, log=lambda message: print(message, file=sys.stderr),
     )
     for result in results:
         print(json.dumps(result), flush=True)
