@@ -27,7 +27,7 @@ machine that costs nothing measurable, and each op's duration is then its own, n
 stretched by a neighbour competing for the cores.
 
 ``--onednn on|off`` sets ``TF_ENABLE_ONEDNN_OPTS`` before TensorFlow loads. TensorFlow
-turns oneDNN on by default only on CPUs with AVX-512 VNNI / bf16 or AMX; on an AVX2 CPU
+turns oneDNN on by default only on CPUs with AVX-512 VNNI / bf16, AVX-VNNI or AMX; on an AVX2 CPU
 its default is off, and the header says which ran.
 """
 
