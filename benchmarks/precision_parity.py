@@ -1,6 +1,9 @@
-"""Does the fast precision reach fp32's accuracy? ResNet-20 on the bundled digits, per policy.
+"""Does the fast precision reach fp32's accuracy? ResNet-20 per precision policy, on the bundled
+digits job and on an MNIST-style folder job.
 
     python benchmarks/precision_parity.py --precisions fp32,mixed_float16,mixed_bfloat16 --seeds 0,1,2
+    python benchmarks/precision_parity.py --make-mnist-folder digits28/    # 28x28 grayscale PNGs
+    python benchmarks/precision_parity.py --data-dir digits28/ --seeds 0,1,2
 
 Trains ResNet-20 with the digits recipe of ``keras-resnet train``
 (:data:`keras_resnet.recipe.RECIPES`\\ ``["digits"]`` through
@@ -9,10 +12,18 @@ cosine, weight decay 5e-4, BN momentum 0.9, 8 epochs of batch 64) on the fixed d
 split, once per precision policy and seed, and prints test top-1 per run and the mean
 difference to fp32. The issue's bar: within 0.5 points.
 
-The input pipeline is numpy here (pad 4 + random 32x32 crop, no flip: the "crop" preset;
-"tf" preprocessing to [-1, 1]), so that the script also runs on a machine that has JAX
-but no TensorFlow (``KERAS_BACKEND=jax``, e.g. a GPU machine): ``--save-data`` writes the
-split from :mod:`keras_resnet.data` (TensorFlow) to an ``.npz`` that ``--data`` reads there.
+The folder job is what ``keras-resnet train --data-dir DIR`` does with a folder of small
+images: :mod:`keras_resnet.data` reads and splits the folder (stratified 20% test), the
+images train at their own size with the ``cifar`` preset (pad, crop, flip) and the
+``cifar`` recipe (He et al. 2015: lr 0.1 x batch/128, /10 at 50% and 75%, 164 epochs of
+batch 128). ``--make-mnist-folder`` writes such a folder from scikit-learn's digits:
+28x28 grayscale PNGs in one folder per class, like MNIST's.
+
+The input pipeline is numpy here (pad 4 + random crop, and the flip where the preset has
+one; "tf" preprocessing to [-1, 1]), so that the script also runs on a machine that has
+JAX but no TensorFlow (``KERAS_BACKEND=jax``, e.g. a GPU machine): ``--save-data`` writes
+the split read by :mod:`keras_resnet.data` (TensorFlow) to an ``.npz`` that ``--data``
+reads there.
 """
 
 import argparse
@@ -25,24 +36,48 @@ import time
 import numpy as np
 
 
-def split_from_package():
-    """The digits split exactly as ``keras_resnet.data`` makes it (needs TensorFlow)."""
-    from keras_resnet.data import _DIGITS_SPLIT_SEED, _DIGITS_TEST_FRACTION, digits_images, stratified_split
+def split_from_package(data_dir=None):
+    """The digits split, or a folder's, exactly as ``keras_resnet.data`` reads it (needs
+    TensorFlow), with the recipe family and augmentation ``keras-resnet train`` would use."""
+    from keras_resnet.data import load_data
 
-    images, labels = digits_images()
-    train, test = stratified_split(labels, _DIGITS_TEST_FRACTION, _DIGITS_SPLIT_SEED)
-    return dict(x_train=images[train], y_train=labels[train], x_test=images[test], y_test=labels[test])
+    data = load_data(data_dir=data_dir) if data_dir else load_data("digits")
+    x_train, y_train = data.raw_images("train", data.num_train, augmentation="none")
+    x_test, y_test = data.raw_images("test", data.num_test, augmentation="none")
+    if data.name == "digits":
+        family = "digits"
+    else:
+        family = "cifar" if data.image_size <= 64 else "imagenet"
+    return dict(x_train=x_train, y_train=y_train, x_test=x_test, y_test=y_test,
+                family=family, augmentation=data.default_augmentation, name=data.name)
 
 
-def augment(images, rng, pad=4):
-    """Pad by ``pad`` (zeros) and crop back at a random offset per image."""
+def make_mnist_folder(folder, size=28):
+    """scikit-learn's 1,797 digits as ``size`` x ``size`` grayscale PNGs, ``folder/<digit>/<i>.png``."""
+    from PIL import Image
+    from sklearn.datasets import load_digits
+
+    digits = load_digits()
+    for i, (image, label) in enumerate(zip(digits.images, digits.target)):
+        os.makedirs(os.path.join(folder, str(label)), exist_ok=True)
+        pixels = Image.fromarray(np.uint8(np.round(image * 255.0 / 16.0)), mode="L")
+        pixels.resize((size, size), Image.BILINEAR).save(os.path.join(folder, str(label), f"{i:04d}.png"))
+
+
+def augment(images, rng, pad=4, flip=False):
+    """Pad by ``pad`` (zeros), crop back at a random offset per image, and mirror half of
+    them when ``flip``."""
     n, h, w, c = images.shape
     padded = np.zeros((n, h + 2 * pad, w + 2 * pad, c), images.dtype)
     padded[:, pad:pad + h, pad:pad + w] = images
     dy, dx = rng.integers(0, 2 * pad + 1, size=(2, n))
     rows = dy[:, None] + np.arange(h)[None, :]
     cols = dx[:, None] + np.arange(w)[None, :]
-    return padded[np.arange(n)[:, None, None], rows[:, :, None], cols[:, None, :]]
+    out = padded[np.arange(n)[:, None, None], rows[:, :, None], cols[:, None, :]]
+    if flip:
+        mirror = rng.random(n) < 0.5
+        out[mirror] = out[mirror, :, ::-1]
+    return out
 
 
 def preprocess(images):
@@ -56,15 +91,18 @@ def run(precision, seed, data, *, epochs=None):
     from keras_resnet.hardware import keras_policy_name, resolve_jit_compile
     from keras_resnet.recipe import RECIPES, compile_model
 
-    recipe = RECIPES["digits"]
+    family = str(data.get("family", "digits"))
+    recipe = RECIPES[family]
     epochs = epochs or recipe["epochs"]
+    size = data["x_train"].shape[1]
+    flip = str(data.get("augmentation", "crop")) == "cifar"
     batch = recipe["batch_size"]
     keras.utils.set_random_seed(seed)
     previous = keras.config.dtype_policy()
     keras.config.set_dtype_policy(keras_policy_name(precision))
     try:
-        model = get_model("ResNet20", weights=None, input_shape=(32, 32, 3), classes=10,
-                          **recipe["model_options"])
+        model = get_model("ResNet20", weights=None, input_shape=(size, size, 3), classes=10,
+                          **recipe.get("model_options", {}))
     finally:
         keras.config.set_dtype_policy(previous)
     steps = len(data["y_train"]) // batch
@@ -76,13 +114,14 @@ def run(precision, seed, data, *, epochs=None):
     for epoch in range(epochs):
         rng = np.random.default_rng([seed, epoch])
         order = rng.permutation(len(data["y_train"]))[: steps * batch]
-        x = preprocess(augment(data["x_train"][order], rng))
+        x = preprocess(augment(data["x_train"][order], rng, flip=flip))
         model.fit(x, data["y_train"][order], batch_size=batch, epochs=epoch + 1, initial_epoch=epoch,
                   shuffle=False, verbose=0)
     seconds = time.perf_counter() - start
     probabilities = model.predict(preprocess(data["x_test"]), batch_size=256, verbose=0)
     top1 = float(np.mean(np.argmax(probabilities, -1) == data["y_test"]))
-    return {"precision": precision, "seed": seed, "test_top1": round(100 * top1, 2),
+    return {"job": str(data.get("name", "digits")), "recipe": family, "image_size": size,
+            "precision": precision, "seed": seed, "test_top1": round(100 * top1, 2),
             "train_seconds": round(seconds, 1), "epochs": epochs,
             "compute_dtype": model.layers[2].compute_dtype, "backend": keras.backend.backend()}
 
@@ -93,12 +132,17 @@ def main(argv=None):
     p.add_argument("--seeds", default="0,1,2")
     p.add_argument("--epochs", type=int, default=None, help="default: the digits recipe's")
     p.add_argument("--data", help="an .npz written by --save-data (else keras_resnet.data, TensorFlow)")
-    p.add_argument("--save-data", help="write the digits split to this .npz and exit")
+    p.add_argument("--save-data", help="write the split (digits, or --data-dir's) to this .npz and exit")
+    p.add_argument("--data-dir", help="a folder of class folders, read by keras_resnet.data")
+    p.add_argument("--make-mnist-folder", help="write scikit-learn's digits here as 28x28 PNGs and exit")
     args = p.parse_args(argv)
-    if args.save_data:
-        np.savez_compressed(args.save_data, **split_from_package())
+    if args.make_mnist_folder:
+        make_mnist_folder(args.make_mnist_folder)
         return 0
-    data = dict(np.load(args.data)) if args.data else split_from_package()
+    if args.save_data:
+        np.savez_compressed(args.save_data, **split_from_package(args.data_dir))
+        return 0
+    data = dict(np.load(args.data)) if args.data else split_from_package(args.data_dir)
     results = []
     for precision in args.precisions.split(","):
         for seed in (int(s) for s in args.seeds.split(",")):
