@@ -4,6 +4,23 @@ Model builders are imported eagerly (they need only Keras). Training, export and
 tuning pull in TensorFlow Datasets, keras-tuner and friends, so they load on first use.
 """
 
+import os as _os
+import platform as _platform
+import sys as _sys
+
+# TensorFlow turns its oneDNN CPU kernels on by default only on CPUs with AVX-512 VNNI /
+# bf16, AVX-VNNI or AMX; elsewhere (e.g. AVX2-only x86-64) it runs Eigen's kernels, and
+# ResNet training measured 1.5-2.3x slower (BENCHMARKS.md, "Where a training step goes
+# (profiler)"). Ask for oneDNN before Keras loads TensorFlow. A user's own
+# TF_ENABLE_ONEDNN_OPTS wins; once TensorFlow is imported the setting no longer matters,
+# so `import keras_resnet` before `import tensorflow` / `import keras` to get it.
+if (
+    _sys.platform.startswith("linux")
+    and _platform.machine() in ("x86_64", "AMD64")
+    and "tensorflow" not in _sys.modules
+):
+    _os.environ.setdefault("TF_ENABLE_ONEDNN_OPTS", "1")
+
 from keras_resnet.models import (
     CifarResNet,
     ResNet,

@@ -482,6 +482,9 @@ def run_benchmark(model, *, mode, batch_size, image_size, steps=5, rounds=2, pre
 
     precision = resolve_precision(precision)
     device = "gpu" if gpu_count() else "cpu"
+    from keras_resnet.hardware import onednn_enabled
+
+    onednn = onednn_enabled()
     classes = 10 if info["family"] == "cifar" else 1000
     runners = [_KerasRunner("keras_resnet", build_ours(
         model, mode=mode, batch_size=batch_size, image_size=image_size, classes=classes,
@@ -524,7 +527,7 @@ def run_benchmark(model, *, mode, batch_size, image_size, steps=5, rounds=2, pre
         result = {
             "impl": runner.impl, "model": model, "mode": mode, "precision": runner.precision,
             "backend": "torch" if runner.impl == "torchvision" else keras.backend.backend(),
-            "device": device,
+            "device": device, "onednn": onednn,
             "images_per_sec": round(images_per_sec, 3), "gflops_per_sec": round(gflops, 2),
             "peak_fraction": round(gflops / peaks[peak_precision], 4),
             "peak_gflops": round(peaks[peak_precision], 1),

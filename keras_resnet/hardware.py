@@ -23,6 +23,21 @@ def cpu_has_fast_bf16(flags=None):
     return bool({"amx_bf16", "avx512_bf16"} & flags)
 
 
+def onednn_enabled():
+    """Whether TensorFlow runs its oneDNN CPU kernels in this process (None off TensorFlow).
+
+    See ``keras_resnet/__init__.py``: importing keras_resnet first turns them on where
+    TensorFlow's own default leaves them off (x86-64 CPUs without AVX-512 VNNI/bf16 or AMX).
+    """
+    import keras
+
+    if keras.backend.backend() != "tensorflow":
+        return None
+    from tensorflow.python.util import _pywrap_util_port
+
+    return bool(_pywrap_util_port.IsMklEnabled())
+
+
 def gpu_count():
     """GPUs visible to the Keras backend in use (TensorFlow, JAX or PyTorch)."""
     import keras

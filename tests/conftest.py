@@ -2,6 +2,9 @@ import os
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
+# keras_resnet before anything imports TensorFlow, as a user's `import keras_resnet` does:
+# its TensorFlow settings (oneDNN on x86-64, see keras_resnet/__init__.py) then hold here too.
+import keras_resnet  # noqa: E402,F401
 import numpy as np  # noqa: E402
 import pytest  # noqa: E402
 

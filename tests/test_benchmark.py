@@ -144,3 +144,25 @@ def test_reference_precision_same_builds_keras_applications_under_our_policy(cap
     conv = next(l for l in reference.layers if isinstance(l, keras.layers.Conv2D))
     assert conv.compute_dtype == "bfloat16" and conv.dtype == "float32"
     assert keras.mixed_precision.global_policy().name == "float32"  # restored
+
+
+def _onednn_in_subprocess(env_value):
+    import os
+    import subprocess
+    import sys
+
+    env = {k: v for k, v in os.environ.items() if k != "TF_ENABLE_ONEDNN_OPTS"}
+    if env_value is not None:
+        env["TF_ENABLE_ONEDNN_OPTS"] = env_value
+    code = ("import keras_resnet; from tensorflow.python.util import _pywrap_util_port as p; "
+            "from keras_resnet.hardware import onednn_enabled; "
+            "print(p.IsMklEnabled(), onednn_enabled())")
+    out = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True, check=True)
+    return out.stdout.split()[-2:]
+
+
+def test_importing_keras_resnet_turns_tensorflow_onednn_on_unless_the_user_set_it():
+    # TensorFlow's own answer (IsMklEnabled), on this x86-64 Linux machine whose CPU is not one
+    # TensorFlow enables oneDNN for by default; a user's TF_ENABLE_ONEDNN_OPTS=0 still wins.
+    assert _onednn_in_subprocess(None) == ["True", "True"]
+    assert _onednn_in_subprocess("0") == ["False", "False"]
