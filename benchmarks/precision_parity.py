@@ -110,13 +110,17 @@ def run(precision, seed, data, *, epochs=None):
                   num_classes=10, lr=recipe["lr"], schedule=recipe["schedule"],
                   warmup_epochs=recipe["warmup_epochs"], weight_decay=recipe["weight_decay"],
                   label_smoothing=recipe["label_smoothing"], jit_compile=resolve_jit_compile("auto"))
+    def batches():  # one fit call; each epoch a fresh order and fresh crops from (seed, epoch)
+        for epoch in range(epochs):
+            rng = np.random.default_rng([seed, epoch])
+            order = rng.permutation(len(data["y_train"]))[: steps * batch]
+            x = preprocess(augment(data["x_train"][order], rng, flip=flip))
+            y = data["y_train"][order]
+            for i in range(steps):
+                yield x[i * batch:(i + 1) * batch], y[i * batch:(i + 1) * batch]
+
     start = time.perf_counter()
-    for epoch in range(epochs):
-        rng = np.random.default_rng([seed, epoch])
-        order = rng.permutation(len(data["y_train"]))[: steps * batch]
-        x = preprocess(augment(data["x_train"][order], rng, flip=flip))
-        model.fit(x, data["y_train"][order], batch_size=batch, epochs=epoch + 1, initial_epoch=epoch,
-                  shuffle=False, verbose=0)
+    model.fit(batches(), steps_per_epoch=steps, epochs=epochs, verbose=0)
     seconds = time.perf_counter() - start
     probabilities = model.predict(preprocess(data["x_test"]), batch_size=256, verbose=0)
     top1 = float(np.mean(np.argmax(probabilities, -1) == data["y_test"]))

@@ -14,7 +14,10 @@ from keras_resnet import blocks, specs, weights as weights_lib
 from keras_resnet.preprocessing import VARIANT_MODES
 
 POOLINGS = (None, "avg", "max")
-MIN_SIZE = 32
+MIN_SIZE = 32  # keras.applications' rule for the ImageNet family (five stride-2 stages)
+# The CIFAR family has two stride-2 stages (He et al. 2015, sec. 4.2): 8x8 -> 2x2 at the end,
+# so MNIST-style 28x28 images train at their own size.
+CIFAR_MIN_SIZE = 8
 
 
 def _fail(argument, value, expected):
@@ -74,7 +77,7 @@ def _channels_axis():
     return -1 if keras.config.image_data_format() == "channels_last" else 0
 
 
-def _resolve_input_shape(input_shape, *, include_top, weights, default_size):
+def _resolve_input_shape(input_shape, *, include_top, weights, default_size, min_size=MIN_SIZE):
     """keras.applications' rules: a fixed default size with a top, free size without."""
     spatial = (slice(0, 2) if _channels_axis() == -1 else slice(1, 3))
     if input_shape is None:
@@ -90,8 +93,8 @@ def _resolve_input_shape(input_shape, *, include_top, weights, default_size):
     channels = shape[_channels_axis()]
     if include_top and None in h_w:
         _fail("input_shape", input_shape, "fully defined when include_top=True")
-    if any(d is not None and d < MIN_SIZE for d in h_w):
-        _fail("input_shape", input_shape, f"at least {MIN_SIZE}x{MIN_SIZE}")
+    if any(d is not None and d < min_size for d in h_w):
+        _fail("input_shape", input_shape, f"at least {min_size}x{min_size}")
     if weights == "imagenet" and channels != 3:
         _fail("input_shape", input_shape, "3-channel with weights='imagenet'")
     if weights == "imagenet" and include_top and tuple(h_w) != (default_size, default_size):
@@ -252,7 +255,7 @@ def CifarResNet(depth, *, shortcut=None, variant="v1", include_top=True, weights
     _check_head(include_top, pooling, classes, weights)
     weights_file = weights_lib.check_weights_argument(weights)
     input_shape = _resolve_input_shape(input_shape, include_top=include_top, weights=weights,
-                                       default_size=32)
+                                       default_size=32, min_size=CIFAR_MIN_SIZE)
     model = _build(
         kind=kind, blocks_per_stage=blocks_per_stage, stem_filters=specs.CIFAR_STEM_FILTERS,
         stage_filters=specs.CIFAR_STAGE_FILTERS, flags=flags, include_top=include_top,

@@ -264,6 +264,8 @@ def no_build(monkeypatch):
         (lambda: kr.ResNet18(weights="imagenet"), "depth=18"),
         (lambda: kr.ResNet50(weights="imagenet", se_ratio=0.25), "se_ratio=0.25"),
         (lambda: kr.CifarResNet(21), "depth=21"),
+        (lambda: kr.CifarResNet(20, input_shape=(7, 7, 3)), "input_shape=(7, 7, 3)"),
+        (lambda: kr.ResNet50(input_shape=(28, 28, 3), include_top=False), "input_shape=(28, 28, 3)"),
         (lambda: kr.CifarResNet(32, variant="v2"), "depth=32"),
         (lambda: kr.CifarResNet(20, shortcut="D"), "shortcut='D'"),
         (lambda: kr.ResNet50(width_multiplier=0), "width_multiplier=0"),
@@ -277,6 +279,16 @@ def test_bad_input_is_refused_before_building(no_build, call, fragment):
         call()
     assert fragment in str(e.value)
     assert "Received" in str(e.value)
+
+
+def test_cifar_family_trains_mnist_sized_images_at_their_own_size():
+    # He et al. 2015's CIFAR networks downsample twice (32 -> 16 -> 8): 28x28 MNIST-style
+    # images give 7x7 maps, the same architecture and parameter count as at 32x32.
+    small = kr.CifarResNet(20, input_shape=(28, 28, 3))
+    assert trainable_params(small) == CIFAR_TRAINABLE[20]  # the paper's ResNet-20, as at 32x32
+    last_conv = [l for l in small.layers if isinstance(l, keras.layers.Conv2D)][-1]
+    assert tuple(last_conv.output.shape[1:3]) == (7, 7)
+    assert small.predict(np.zeros((1, 28, 28, 3), "float32"), verbose=0).shape == (1, 10)
 
 
 # ----------------------------------------------------------------------- persistence
