@@ -199,8 +199,13 @@ def test_mirrored_two_cpus_with_sync_bn_equals_one_device(tmp_path):
     out, _ = proc.communicate(timeout=300)
     assert proc.returncode == 0, out[-3000:]
     values = dict(line.split() for line in out.splitlines() if line.startswith(("SYNC", "UNSYNC")))
-    assert float(values["SYNC"]) < 1e-4
-    assert float(values["UNSYNC"]) > 1e-4  # per-replica statistics do change the result
+    # Float32 rounding only: the replicas' convolutions sum over 8 images where one device sums
+    # over 16 (oneDNN, on since keras_resnet turns it on, orders those sums differently), and
+    # 4 SGD steps at lr 0.025 carry it into the weights: measured 1.5e-4 (1e-6 under Eigen).
+    # Per-replica statistics are a real difference, two orders of magnitude larger (1.2e-2).
+    sync, unsync = float(values["SYNC"]), float(values["UNSYNC"])
+    assert sync < 5e-4, values
+    assert unsync > 20 * sync and unsync > 1e-3, values  # per-replica statistics do change the result
 
 
 def _noise_folder(root, n=100, classes=4, size=32):
