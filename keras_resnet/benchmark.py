@@ -527,7 +527,7 @@ def run_benchmark(model, *, mode, batch_size, image_size, steps=5, rounds=2, pre
         result = {
             "impl": runner.impl, "model": model, "mode": mode, "precision": runner.precision,
             "backend": "torch" if runner.impl == "torchvision" else keras.backend.backend(),
-            "device": device, "onednn": onednn,
+            "device": device, "onednn": None if runner.impl == "torchvision" else onednn,
             "images_per_sec": round(images_per_sec, 3), "gflops_per_sec": round(gflops, 2),
             "peak_fraction": round(gflops / peaks[peak_precision], 4),
             "peak_gflops": round(peaks[peak_precision], 1),
