@@ -21,8 +21,8 @@ autocast and a GradScaler on CUDA, bfloat16 autocast on CPUs (``--torch-precisio
 turns autocast off; ``--torch-compile`` adds ``torch.compile``). Where torchvision itself
 cannot be imported (there is no CPU build of it for some torch wheels) the worker builds
 the same architecture in plain torch and reports ``torch_model: "torch"`` with its
-parameter count (25,557,032 for ResNet-50, as torchvision's). The implementations alternate round by round (A B A B ...), so that load
-from other processes hits them alike. ``images_per_sec`` is the median over rounds and
+parameter count (25,557,032 for ResNet-50, as torchvision's). The implementations
+alternate round by round (A B A B ...), so that load from other processes hits them alike. ``images_per_sec`` is the median over rounds and
 ``keras_resnet_speedup`` the median of per-round ratios; ``*_best`` use the fastest round
 of each (the least disturbed one, on a shared machine).
 
@@ -300,7 +300,6 @@ import torch
 cfg = json.loads(sys.argv[1])
 try:
     import torchvision
-    build = lambda: getattr(torchvision.models, cfg["arch"])(num_classes=cfg["classes"])
     source = "torchvision"
 except Exception:  # no torchvision build for this torch (e.g. a CPU-only torch wheel)
     torchvision = None
@@ -308,7 +307,8 @@ except Exception:  # no torchvision build for this torch (e.g. a CPU-only torch 
 
 def torch_resnet(arch, num_classes):
     # torchvision's ResNet architecture (v1.5: stride on the 3x3; zero-init off) in plain torch,
-    # for machines where torchvision cannot be imported; same parameter count (checked below).
+    # for machines where torchvision cannot be imported; the parameter count it reports
+    # ("parameters" below) equals torchvision's.
     nn = torch.nn
     depth = int(arch[len("resnet"):])
     bottleneck = depth >= 50
@@ -338,8 +338,6 @@ def torch_resnet(arch, num_classes):
     layers += [nn.AdaptiveAvgPool2d(1), nn.Flatten(), nn.Linear(cin, num_classes)]
     return nn.Sequential(*layers)
 
-if torchvision is None:
-    build = lambda: torch_resnet(cfg["arch"], cfg["classes"])
 torch.manual_seed(0)
 # Its fastest setting per device: CUDA: float16 autocast with a GradScaler (torchvision's
 # reference --amp), cuDNN autotuning; CPU: bfloat16 autocast. Channels-last on both.
@@ -348,7 +346,10 @@ device = "cuda" if cuda else "cpu"
 amp_dtype = torch.float16 if cuda else torch.bfloat16
 amp = cfg["amp"]
 torch.backends.cudnn.benchmark = True
-model = build()
+if torchvision is not None:
+    model = getattr(torchvision.models, cfg["arch"])(num_classes=cfg["classes"])
+else:
+    model = torch_resnet(cfg["arch"], cfg["classes"])
 model = model.to(device, memory_format=torch.channels_last)
 b, s = cfg["batch_size"], cfg["image_size"]
 x = torch.rand(b, 3, s, s, device=device).mul(2).sub(1).contiguous(memory_format=torch.channels_last)
@@ -471,19 +472,15 @@ def run_benchmark(model, *, mode, batch_size, image_size, steps=5, rounds=2, pre
     info = check_args(model=model, mode=mode, batch_size=batch_size, image_size=image_size,
                       steps=steps, rounds=rounds, precision=precision, compare=compare,
                       reference_precision=reference_precision, torch_precision=torch_precision)
-    from keras_resnet.hardware import resolve_precision
-
     if mode == "data":
         return _run_data(model, dataset, batch_size=batch_size, image_size=image_size, steps=steps,
                          rounds=rounds, preprocessing=info["preprocessing"])
     import keras
 
-    from keras_resnet.hardware import gpu_count
+    from keras_resnet.hardware import gpu_count, onednn_enabled, resolve_precision
 
     precision = resolve_precision(precision)
     device = "gpu" if gpu_count() else "cpu"
-    from keras_resnet.hardware import onednn_enabled
-
     onednn = onednn_enabled()
     classes = 10 if info["family"] == "cifar" else 1000
     runners = [_KerasRunner("keras_resnet", build_ours(
@@ -600,7 +597,8 @@ def cli_main(command, argv):
         args.model, mode=args.mode, batch_size=args.batch_size, image_size=args.image_size,
         steps=args.steps, rounds=args.rounds, precision=args.precision, compare=args.compare,
         reference_precision=args.reference_precision, torch_compile=args.torch_compile,
-        torch_precision=args.torch_precision, dataset=args.dataset, log=lambda message: print(message, file=sys.stderr),
+        torch_precision=args.torch_precision, dataset=args.dataset,
+        log=lambda message: print(message, file=sys.stderr),
     )
     for result in results:
         print(json.dumps(result), flush=True)

@@ -30,6 +30,20 @@ def randomize_bn_statistics(model, rng):
             ])
 
 
+def randomize_batch_norm(model, seed=0):
+    """Non-trivial gamma, beta and moving statistics (matched by variable name, any dtype
+    policy), so that folding BN changes the weights; ``seed`` fixes them."""
+    import keras
+
+    rng = np.random.default_rng(seed)
+    for layer in model.layers:
+        if isinstance(layer, keras.layers.BatchNormalization):
+            c = layer.moving_mean.shape[0]
+            values = {"gamma": rng.uniform(0.5, 1.5, c), "beta": rng.normal(0, 0.3, c),
+                      "moving_mean": rng.normal(0, 0.3, c), "moving_variance": rng.uniform(0.5, 2.0, c)}
+            layer.set_weights([values[w.name] for w in layer.weights])
+
+
 def copy_weights_by_name(src, dst):
     """Copy weights layer by layer, matched by name (fails if a name is missing)."""
     for layer in dst.layers:

@@ -26,6 +26,7 @@ from PIL import Image
 from sklearn.datasets import load_digits
 
 from keras_resnet import export, get_model, hardware
+from tests.conftest import randomize_batch_norm
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 CLASS_NAMES = [f"digit {i}" for i in range(10)]
@@ -380,17 +381,6 @@ def graph_ops(signature):
         dtype = tf.dtypes.as_dtype(node.attr["T"].type).name if "T" in node.attr else None
         counts[(node.op, dtype)] = counts.get((node.op, dtype), 0) + 1
     return counts
-
-
-def randomize_batch_norm(model, seed=0):
-    """Non-trivial gamma, beta and moving statistics, so that folding changes the weights."""
-    rng = np.random.default_rng(seed)
-    for layer in model.layers:
-        if isinstance(layer, keras.layers.BatchNormalization):
-            c = layer.moving_mean.shape[0]
-            values = {"gamma": rng.uniform(0.5, 1.5, c), "beta": rng.normal(0, 0.3, c),
-                      "moving_mean": rng.normal(0, 0.3, c), "moving_variance": rng.uniform(0.5, 2.0, c)}
-            layer.set_weights([values[w.name] for w in layer.weights])
 
 
 @pytest.mark.parametrize("variant", ["v1", "v2"])

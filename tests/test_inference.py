@@ -7,17 +7,7 @@ import pytest
 from keras_resnet import get_model
 from keras_resnet.inference import fold_batch_norm
 from keras_resnet.normalization import BatchNormalization
-
-
-def randomize_batch_norm(model, seed=0):
-    """Non-trivial gamma, beta and moving statistics in every BN layer."""
-    rng = np.random.default_rng(seed)
-    for layer in model.layers:
-        if isinstance(layer, keras.layers.BatchNormalization):
-            c = layer.moving_mean.shape[0]
-            values = {"gamma": rng.uniform(0.5, 1.5, c), "beta": rng.normal(0, 0.3, c),
-                      "moving_mean": rng.normal(0, 0.3, c), "moving_variance": rng.uniform(0.5, 2.0, c)}
-            layer.set_weights([values[w.name] for w in layer.weights])
+from tests.conftest import randomize_batch_norm
 
 
 def batch_norms(model):
