@@ -5,6 +5,7 @@ Each subcommand lives in the module that does the work and exposes
 """
 
 import importlib
+import os
 import sys
 
 # subcommand -> (module, one-line help)
@@ -19,25 +20,85 @@ COMMANDS = {
     "benchmark": ("keras_resnet.benchmark", "images/second side by side with a reference"),
 }
 
+# Exit statuses: 0 done, 1 the environment failed (offline, disk full, a lost worker),
+# 2 the user asked for something invalid, 130/143 stopped by SIGINT/SIGTERM.
+EXIT_ENVIRONMENT, EXIT_USAGE = 1, 2
+
+
+class CommandError(Exception):
+    """A failure the command explains in one line; ``exit_code`` says which kind.
+
+    Raise it (or a ``ValueError`` for bad input, an ``OSError`` for the environment) from a
+    subcommand; :func:`main` prints ``keras-resnet COMMAND: error: MESSAGE`` and exits.
+    """
+
+    def __init__(self, message, exit_code=EXIT_USAGE):
+        super().__init__(message)
+        self.exit_code = exit_code
+
+
+class Stopped(Exception):
+    """The run was stopped (SIGINT/SIGTERM) after saving its state: print ``message`` as is
+    (where it stopped, the command that resumes) and exit with ``exit_code``."""
+
+    def __init__(self, message, exit_code=130):
+        super().__init__(message)
+        self.exit_code = exit_code
+
 
 def _usage():
-    lines = ["usage: keras-resnet COMMAND [options]", "", "commands:"]
+    lines = ["usage: keras-resnet COMMAND [options] [--debug]", "", "commands:"]
     lines += [f"  {name:<10} {help_}" for name, (_, help_) in COMMANDS.items()]
-    lines += ["", "Run 'keras-resnet COMMAND --help' for a command's options."]
+    lines += ["", "Run 'keras-resnet COMMAND --help' for a command's options.",
+              "--debug shows TensorFlow's log and the full traceback of an error."]
     return "\n".join(lines)
+
+
+def _quiet_native_logs(debug):
+    """TensorFlow/XLA C++ log lines (e.g. 'failed call to cuInit' on CPU-only machines) stay
+    off stderr in normal use; a user's own TF_CPP_MIN_LOG_LEVEL or --debug brings them back."""
+    if debug:
+        os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "0")
+    else:
+        os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
+        os.environ.setdefault("GRPC_VERBOSITY", "ERROR")
+        os.environ.setdefault("ABSL_MIN_LOG_LEVEL", "3")
+
+
+def _one_line(message):
+    return " ".join(str(message).split()) or "failed"
 
 
 def main(argv=None):
     argv = list(sys.argv[1:] if argv is None else argv)
+    debug = "--debug" in argv or os.environ.get("KERAS_RESNET_DEBUG") == "1"
+    argv = [a for a in argv if a != "--debug"]
+    _quiet_native_logs(debug)
     if not argv or argv[0] in ("-h", "--help"):
         print(_usage())
         return 0
     command, rest = argv[0], argv[1:]
     if command not in COMMANDS:
-        print(f"keras-resnet: unknown command {command!r}\n\n{_usage()}", file=sys.stderr)
-        return 2
-    module = importlib.import_module(COMMANDS[command][0])
-    return module.cli_main(command, rest)
+        print(f"keras-resnet: error: unknown command {command!r}; run 'keras-resnet --help'",
+              file=sys.stderr)
+        return EXIT_USAGE
+    try:
+        module = importlib.import_module(COMMANDS[command][0])
+        return module.cli_main(command, rest)
+    except Stopped as e:
+        print(str(e), file=sys.stderr)
+        return e.exit_code
+    except KeyboardInterrupt:
+        if debug:
+            raise
+        print(f"keras-resnet {command}: interrupted", file=sys.stderr)
+        return 130
+    except (CommandError, ValueError, OSError) as e:
+        if debug:
+            raise
+        code = getattr(e, "exit_code", EXIT_USAGE if isinstance(e, ValueError) else EXIT_ENVIRONMENT)
+        print(f"keras-resnet {command}: error: {_one_line(e)}", file=sys.stderr)
+        return code
 
 
 def _count_params(name):
@@ -81,12 +142,7 @@ def cli_main(command, argv):
         kwargs["classes"] = args.classes
     if args.input_size is not None:
         kwargs["input_shape"] = (args.input_size, args.input_size, 3)
-    try:
-        model = get_model(args.model, **kwargs)
-    except ValueError as e:
-        print(f"keras-resnet summary: {e}", file=sys.stderr)
-        return 2
-    model.summary()
+    get_model(args.model, **kwargs).summary()
     return 0
 
 

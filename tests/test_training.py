@@ -236,7 +236,7 @@ def test_two_workers_train_to_identical_weights(tmp_path):
     history, model = training.train(
         "ResNet20", data_dir="{data_dir}", model_options=dict(width_multiplier=0.25),
         batch_size={batch}, epochs=1, strategy="{strategy}", sync_bn=True, deterministic=True,
-        export=False, output="{output}", verbose=0)
+        precision="fp32", export=False, output="{output}", verbose=0)
     np.savez("{weights}", *model.get_weights())
     """
     procs = []
