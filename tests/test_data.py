@@ -16,6 +16,7 @@ from PIL import Image
 from sklearn.datasets import load_digits
 
 from keras_resnet import data as kdata
+from keras_resnet.data import image_data, sources, tfds_source
 
 @pytest.fixture(scope="module")
 def digits():
@@ -46,9 +47,9 @@ def test_digits_counts_and_stratified_split(digits):
     np.testing.assert_array_equal(
         np.bincount(train_labels, minlength=10) + np.bincount(test_labels, minlength=10), per_class
     )
-    # "val" falls back to the test split when there is none
-    _, val_labels = _stack(_batches(digits.eval_dataset("val", 100)))
-    np.testing.assert_array_equal(val_labels, test_labels)
+    # no silent fall-back to the test split: "val" of a dataset without one is an error
+    with pytest.raises(ValueError, match="--split val: .* no validation split; splits: train, test"):
+        digits.eval_dataset("val", 100)
 
 
 def test_digits_images_are_sklearn_digits_with_their_labels(digits):
@@ -357,7 +358,7 @@ def test_folder_errors(tmp_path):
 @pytest.fixture
 def offline(monkeypatch):
     """No network, and a tfds download attempt fails the test."""
-    monkeypatch.setattr(kdata, "_network_available", lambda: False)
+    monkeypatch.setattr(tfds_source, "_network_available", lambda: False)
 
     def no_download(*args, **kwargs):
         raise AssertionError("download_and_prepare must not be called")
@@ -373,13 +374,13 @@ def _tfds_reference(split, n):
 
 @pytest.mark.parametrize("in_memory", [True, False])
 def test_tfds_mock_cifar10(monkeypatch, in_memory):
-    monkeypatch.setattr(kdata, "_network_available", lambda: True)  # download is mocked
+    monkeypatch.setattr(tfds_source, "_network_available", lambda: True)  # download is mocked
     if not in_memory:
-        monkeypatch.setattr(kdata, "MEMORY_CACHE_BYTES", 0)
-        monkeypatch.setattr(kdata, "SHUFFLE_WINDOW", 16)
+        monkeypatch.setattr(sources, "MEMORY_CACHE_BYTES", 0)
+        monkeypatch.setattr(image_data, "SHUFFLE_WINDOW", 16)
     with tfds.testing.mock_data(num_examples=48):
         data = kdata.load_data("cifar10")
-        assert isinstance(data._splits["train"], kdata._TfdsStream) != in_memory
+        assert isinstance(data._splits["train"], sources.TfdsStream) != in_memory
         # mocked tfds has no label file: its names are "0".."9", not "airplane", ...
         assert data.class_names == tfds.builder("cifar10").info.features["label"].names
         assert len(data.class_names) == 10
@@ -431,8 +432,8 @@ def test_tfds_unknown_or_unsuitable_dataset(tmp_path, offline):
 def test_network_probe_gives_up_on_a_closed_port(monkeypatch):
     with socket_on_free_port() as port:
         pass  # closed again: connecting is refused
-    monkeypatch.setattr(kdata, "NETWORK_PROBE_ADDRESS", ("127.0.0.1", port))
-    assert kdata._network_available() is False
+    monkeypatch.setattr(tfds_source, "NETWORK_PROBE_ADDRESS", ("127.0.0.1", port))
+    assert tfds_source._network_available() is False
 
 
 class socket_on_free_port:
