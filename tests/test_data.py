@@ -446,3 +446,125 @@ class socket_on_free_port:
 
     def __exit__(self, *exc):
         self.sock.close()
+
+
+# --- decompression bombs in class folders ------------------------------------------
+
+
+def _png_20000_square(path, side=20_000):
+    """A real 1-bit grayscale PNG of side x side pixels (all black), written row by row:
+    a few hundred KB on disk, 400 million pixels (1.2 GB as RGB) when decoded."""
+    import struct
+    import zlib
+
+    def chunk(kind, data):
+        return struct.pack(">I", len(data)) + kind + data + struct.pack(">I", zlib.crc32(kind + data))
+
+    compressor, row, idat = zlib.compressobj(9), b"\0" * (1 + side // 8), []
+    for _ in range(side):
+        idat.append(compressor.compress(row))
+    idat.append(compressor.flush())
+    with open(path, "wb") as f:
+        f.write(b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", struct.pack(">IIBBBBB", side, side, 1, 0, 0, 0, 0)))
+        f.write(chunk(b"IDAT", b"".join(idat)) + chunk(b"IEND", b""))
+
+
+def _large_headers(folder):
+    """JPEG 13,000^2, GIF 16,000^2 and WebP 16,383^2 headers (as in the serving issue):
+    small real files whose dimension fields say so. Returns {path: (width, height)}."""
+    import io
+    import struct
+
+    out = {}
+    buf = io.BytesIO()
+    Image.new("RGB", (16, 16), (10, 200, 10)).save(buf, "JPEG")
+    jpeg = bytearray(buf.getvalue())
+    sof = jpeg.index(b"\xff\xc0")
+    jpeg[sof + 5 : sof + 9] = struct.pack(">HH", 13_000, 13_000)
+    out[os.path.join(folder, "bomb.jpg")] = (bytes(jpeg), (13_000, 13_000))
+    buf = io.BytesIO()
+    Image.new("P", (16, 16)).save(buf, "GIF")
+    gif = bytearray(buf.getvalue())
+    gif[6:10] = struct.pack("<HH", 16_000, 16_000)  # logical screen size
+    out[os.path.join(folder, "bomb.gif")] = (bytes(gif), (16_000, 16_000))
+    buf = io.BytesIO()
+    Image.new("RGB", (16, 16)).save(buf, "WEBP", lossless=True)
+    webp = bytearray(buf.getvalue())
+    at = webp.index(b"VP8L") + 9  # 14 bits width - 1, 14 bits height - 1
+    bits = int.from_bytes(webp[at : at + 4], "little") & ~((1 << 28) - 1)
+    webp[at : at + 4] = (bits | 16_382 | 16_382 << 14).to_bytes(4, "little")
+    out[os.path.join(folder, "bomb.webp")] = (bytes(webp), (16_383, 16_383))
+    for path, (data, _) in out.items():
+        with open(path, "wb") as f:
+            f.write(data)
+    return {path: size for path, (_, size) in out.items()}
+
+
+def _resident_bytes():
+    with open("/proc/self/statm") as f:
+        return int(f.read().split()[1]) * os.sysconf("SC_PAGE_SIZE")
+
+
+def _peak_resident_during(fn):
+    """(fn(), highest resident memory sampled every 5 ms while it ran)."""
+    import threading
+
+    peak, done = [_resident_bytes()], threading.Event()
+
+    def sample():
+        while not done.wait(0.005):
+            peak.append(_resident_bytes())
+
+    thread = threading.Thread(target=sample)
+    thread.start()
+    try:
+        result = fn()
+    finally:
+        done.set()
+        thread.join()
+    return result, max(peak + [_resident_bytes()])
+
+
+def test_folder_skips_decompression_bombs_from_their_headers(tmp_path, capsys, monkeypatch):
+    import skimage.data
+
+    root = tmp_path / "photos"
+    (root / "animals").mkdir(parents=True)
+    (root / "things").mkdir()
+    photos = {"animals/chelsea.jpg": skimage.data.chelsea(), "animals/astronaut.png": skimage.data.astronaut(),
+              "things/coffee.jpg": skimage.data.coffee(), "things/rocket.jpg": skimage.data.rocket()}  # fmt: skip
+    for name, pixels in photos.items():
+        Image.fromarray(pixels).save(root / name, quality=95)
+    png = str(root / "animals" / "bomb.png")
+    _png_20000_square(png)
+    assert os.path.getsize(png) < 1_000_000
+    bombs = {png: (20_000, 20_000), **_large_headers(str(root / "things"))}
+    with monkeypatch.context() as m:  # a real PNG: Pillow reads it and its checksums
+        m.setattr(Image, "MAX_IMAGE_PIXELS", None)
+        with Image.open(png) as image:
+            assert image.size == (20_000, 20_000)
+            image.verify()
+    pillow_limit = Image.MAX_IMAGE_PIXELS
+
+    before = _resident_bytes()
+    data, peak = _peak_resident_during(lambda: kdata.load_data(data_dir=str(root)))
+    assert peak - before < 100 * 2**20, f"resident memory grew by {(peak - before) / 2**20:.0f} MB"
+    assert sorted(data.skipped_files) == sorted(bombs)
+    assert Image.MAX_IMAGE_PIXELS == pillow_limit  # Pillow's own check is back
+    for path, (width, height) in bombs.items():
+        assert f"{width} x {height} pixels, over max_image_pixels=50,000,000" in data.skip_reasons[path]
+    out = capsys.readouterr().out
+    assert out.count("\n") == 1 and "skipped 4 of 8 files" in out
+    assert "4 over max_image_pixels (e.g. " in out and "20000 x 20000 pixels" in out
+    # the real photos (up to 512 x 512) load and decode
+    assert data.num_train + data.num_test == 4
+    images, _ = data.raw_images("train", 4, image_size=64)
+    assert images.shape[1:] == (64, 64, 3) and images.std() > 10
+
+    # the limit is an option: at 250,000 pixels the 512 x 512 astronaut goes too
+    data = kdata.load_data(data_dir=str(root), max_image_pixels=250_000)
+    astronaut = str(root / "animals" / "astronaut.png")
+    assert data.skip_reasons[astronaut] == "512 x 512 pixels, over max_image_pixels=250,000"
+    assert data.num_train + data.num_test == 2  # chelsea (451 x 300), coffee (600 x 400)
+    with pytest.raises(ValueError, match="max_image_pixels=0"):
+        kdata.load_data(data_dir=str(root), max_image_pixels=0)

@@ -21,7 +21,7 @@ The modules:
 - :mod:`~keras_resnet.data.loading`: :func:`load_data`.
 """
 
-from keras_resnet.data.folders import IMAGE_EXTENSIONS, SPLIT_FOLDERS
+from keras_resnet.data.folders import IMAGE_EXTENSIONS, MAX_IMAGE_PIXELS, SPLIT_FOLDERS
 from keras_resnet.data.image_data import ImageData
 from keras_resnet.data.loading import IMAGENET_SIZE, load_data, pipeline_throughput
 from keras_resnet.data.sources import DIGITS_SIZE, digits_images, stratified_split
@@ -33,6 +33,7 @@ __all__ = [
     "DIGITS_SIZE",
     "IMAGE_EXTENSIONS",
     "IMAGENET_SIZE",
+    "MAX_IMAGE_PIXELS",
     "SPLIT_FOLDERS",
     "ImageData",
     "digits_images",

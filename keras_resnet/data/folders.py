@@ -2,10 +2,13 @@
 
 ``PATH/<class>/*`` or ``PATH/train/<class>/*`` with ``test/`` and optionally ``val/``
 (or ``validation/``) beside it. Every file's header is read by Pillow before TensorFlow
-decodes anything; files that are not readable JPEG/PNG/BMP/GIF images are skipped,
-listed in ``ImageData.skipped_files`` and counted in one printed line.
+decodes anything. Files that are not readable JPEG/PNG/BMP/GIF images, and images whose
+header promises more than ``max_image_pixels`` decoded pixels (decompression bombs: a
+390 KB PNG can decode to 20,000 x 20,000), are skipped, listed in
+``ImageData.skipped_files`` (why: ``ImageData.skip_reasons``) and counted in one line.
 """
 
+import contextlib
 import os
 
 import numpy as np
@@ -16,16 +19,41 @@ IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png", ".bmp", ".gif")
 # formats tf.io.decode_image reads (as Pillow names them)
 DECODABLE_FORMATS = ("JPEG", "PNG", "BMP", "GIF")
 SPLIT_FOLDERS = ("train", "val", "validation", "test")
+# Decoded pixels (width x height) above which a folder image is skipped, read from its
+# header before anything decodes it. 50 megapixels holds real photos (a 48 MP phone
+# camera) and keeps one decoded RGB image under 150 MB.
+MAX_IMAGE_PIXELS = 50_000_000
+OVER_LIMIT = "over max_image_pixels"
 
 
-def check_image_file(path):
+@contextlib.contextmanager
+def _own_pixel_limit():
+    """Pillow's decompression-bomb check off while headers are read: ours replaces it,
+    at the limit asked for, and reports the dimensions (Pillow only warns below twice
+    its 89-megapixel default, and its error does not name them)."""
+    from PIL import Image
+
+    previous = Image.MAX_IMAGE_PIXELS
+    Image.MAX_IMAGE_PIXELS = None
+    try:
+        yield
+    finally:
+        Image.MAX_IMAGE_PIXELS = previous
+
+
+def check_image_file(path, max_image_pixels=MAX_IMAGE_PIXELS):
     """(None, shorter side) when Pillow reads a JPEG/PNG/BMP/GIF header that checks
-    out (PNG CRCs, JPEG end marker), else (the reason it is skipped, 0)."""
+    out (PNG CRCs, JPEG end marker) and promises at most ``max_image_pixels`` decoded
+    pixels, else (the reason it is skipped, 0). Nothing is decoded: ``Image.open``
+    reads the header, ``verify`` the chunk checksums. Call it inside
+    ``_own_pixel_limit()``."""
     from PIL import Image
 
     try:
         with Image.open(path) as image:
             image_format, size = image.format, image.size
+            if max_image_pixels is not None and size[0] * size[1] > max_image_pixels:
+                return f"{size[0]} x {size[1]} pixels, {OVER_LIMIT}={max_image_pixels:,}", 0
             image.verify()
     except Exception as error:  # Pillow raises many kinds for broken files
         return f"not a readable image ({type(error).__name__})", 0
@@ -55,7 +83,7 @@ def _subfolders(folder):
     )
 
 
-def scan_classes(folder, class_names=None):
+def scan_classes(folder, class_names=None, max_image_pixels=MAX_IMAGE_PIXELS):
     """``(class_names, paths, labels, shorter sides, {skipped path: reason})`` of
     ``folder/<class>/*``; the classes are the sorted subfolders, or ``class_names``
     (each subfolder must be one of them)."""
@@ -75,7 +103,8 @@ def scan_classes(folder, class_names=None):
         if not os.path.isdir(class_folder):
             continue
         for path in _class_files(class_folder):
-            reason, side = check_image_file(path)
+            with _own_pixel_limit():
+                reason, side = check_image_file(path, max_image_pixels)
             if reason is None:
                 paths.append(path)
                 labels.append(label)
@@ -104,14 +133,26 @@ def _check_train_folder(data_dir, train_folder, class_names, paths, labels, skip
 
 
 def skipped_notice(data_dir, total, skipped):
-    """The one line that reports skipped files."""
+    """The one line that reports the skipped files of a folder (``{path: reason}``):
+    how many, why, and an example of each kind; an image over the pixel limit is named
+    with its dimensions."""
+    over = [(p, r) for p, r in skipped.items() if OVER_LIMIT in r]
+    unreadable = [p for p, r in skipped.items() if OVER_LIMIT not in r]
+    parts = []
+    if unreadable:
+        parts.append(
+            f"{len(unreadable)} not readable JPEG/PNG/BMP/GIF images (e.g. {unreadable[0]})"
+        )
+    if over:
+        path, reason = over[0]
+        parts.append(f"{len(over)} {OVER_LIMIT} (e.g. {path}: {reason})")
     return (
-        f"keras_resnet.data: skipped {len(skipped)} of {total} files in {data_dir} that are "
-        "not readable JPEG/PNG/BMP/GIF images (listed in ImageData.skipped_files)"
+        f"keras_resnet.data: skipped {len(skipped)} of {total} files in {data_dir}: "
+        + "; ".join(parts)
     )
 
 
-def load_folder(data_dir, *, seed, holdout_fraction):
+def load_folder(data_dir, *, seed, holdout_fraction, max_image_pixels=MAX_IMAGE_PIXELS):
     """The class folders of ``data_dir`` as a :class:`Loaded` record."""
     if not isinstance(data_dir, (str, os.PathLike)) or not os.path.isdir(data_dir):
         raise ValueError(
@@ -122,7 +163,9 @@ def load_folder(data_dir, *, seed, holdout_fraction):
     subfolders = {d for d in os.listdir(data_dir) if os.path.isdir(os.path.join(data_dir, d))}
     split_layout = "train" in subfolders and subfolders <= set(SPLIT_FOLDERS)
     train_folder = os.path.join(data_dir, "train") if split_layout else data_dir
-    class_names, paths, labels, sides, skipped = scan_classes(train_folder)
+    class_names, paths, labels, sides, skipped = scan_classes(
+        train_folder, max_image_pixels=max_image_pixels
+    )
     _check_train_folder(data_dir, train_folder, class_names, paths, labels, skipped)
     total = len(paths) + len(skipped)
     splits = {}
@@ -132,7 +175,9 @@ def load_folder(data_dir, *, seed, holdout_fraction):
         )
         if folder is None:
             continue
-        _, split_paths, split_labels, _, split_skipped = scan_classes(folder, class_names)
+        _, split_paths, split_labels, _, split_skipped = scan_classes(
+            folder, class_names, max_image_pixels
+        )
         skipped.update(split_skipped)
         total += len(split_paths) + len(split_skipped)
         if split_paths:

@@ -7,6 +7,7 @@ import os
 import time
 
 from keras_resnet import specs
+from keras_resnet.data.folders import MAX_IMAGE_PIXELS, load_folder
 from keras_resnet.data.image_data import ImageData, check_fraction, check_seed
 from keras_resnet.data.sources import Loaded, load_digits_source
 from keras_resnet.utils import check_choice, check_non_negative_int, check_positive_int, fail
@@ -24,6 +25,8 @@ def load_data(
     seed: int = 0,
     holdout_fraction: float = 0.2,
     download: bool | str = "auto",
+    max_image_pixels: int | None = MAX_IMAGE_PIXELS,
+    validation_fraction: float | None = None,
 ) -> ImageData:
     """Load a dataset for training and evaluation.
 
@@ -42,6 +45,13 @@ def load_data(
             no test split.
         download: ``"auto"`` (download an unprepared tfds dataset when the network is
             reachable), ``True`` (always try) or ``False`` (never).
+        max_image_pixels: the most decoded pixels (width x height) a folder image may
+            have, read from its header before anything decodes it (default 50
+            megapixels); larger ones are skipped and reported with their dimensions.
+            None: no limit.
+        validation_fraction: when given and the dataset has no validation split, hold
+            out this fraction of each class of train as one, chosen with ``seed``
+            (:meth:`ImageData.with_validation_holdout`).
 
     Returns:
         :class:`ImageData`.
@@ -49,10 +59,15 @@ def load_data(
     check_seed(seed)
     check_fraction("holdout_fraction", holdout_fraction)
     check_choice("download", download, ("auto", True, False))
+    if max_image_pixels is not None:
+        check_positive_int("max_image_pixels", max_image_pixels)
+    if validation_fraction is not None:
+        check_fraction("validation_fraction", validation_fraction)
     if data_dir is not None:
-        from keras_resnet.data.folders import load_folder
-
-        loaded = load_folder(data_dir, seed=seed, holdout_fraction=holdout_fraction)
+        loaded = load_folder(
+            data_dir, seed=seed, holdout_fraction=holdout_fraction,
+            max_image_pixels=max_image_pixels,
+        )
     elif not isinstance(dataset, str) or not dataset:
         fail("dataset", dataset, "'digits' or a TensorFlow Datasets name")
     elif dataset == "digits":
@@ -67,10 +82,13 @@ def load_data(
             holdout_fraction=holdout_fraction,
             download=download,
         )
-    return image_data(loaded)
+    data = build_image_data(loaded)
+    if validation_fraction is not None:
+        data = data.with_validation_holdout(validation_fraction, seed=seed)
+    return data
 
 
-def image_data(loaded: Loaded) -> ImageData:
+def build_image_data(loaded: Loaded) -> ImageData:
     """An :class:`ImageData` over what a loader found. Small images (the CIFAR family:
     ``specs.family_for_image_size``) train at their own size with the "cifar" preset,
     others at 224 with the "imagenet" preset."""
