@@ -403,6 +403,12 @@ def test_tfds_mock_cifar10(monkeypatch, in_memory):
         for (x1, y1), (x2, y2) in zip(full[3:], resumed, strict=True):
             np.testing.assert_array_equal(x1, x2)
             np.testing.assert_array_equal(y1, y2)
+        # a validation split held out of train, in memory or from the stream
+        held = data.with_validation_holdout(0.25, seed=0)
+        assert held.num_train + held.num_val == 48 and held.num_val >= 10
+        parts = [held.raw_images(s, 48) for s in ("train", "val")]
+        assert _multiset(*parts[0]) + _multiset(*parts[1]) == _multiset(*_tfds_reference("train", 48))
+        assert len(_batches(held.train_dataset(8, augmentation="none"))) == held.num_train // 8
 
 
 @pytest.mark.timeout(60)
@@ -568,3 +574,64 @@ def test_folder_skips_decompression_bombs_from_their_headers(tmp_path, capsys, m
     assert data.num_train + data.num_test == 2  # chelsea (451 x 300), coffee (600 x 400)
     with pytest.raises(ValueError, match="max_image_pixels=0"):
         kdata.load_data(data_dir=str(root), max_image_pixels=0)
+
+
+# --- validation hold-out ------------------------------------------------------------
+
+
+def _multiset(images, labels):
+    from collections import Counter
+
+    return Counter((x.tobytes(), int(y)) for x, y in zip(images, labels))
+
+
+def test_validation_holdout_is_stratified_seeded_and_disjoint(digits):
+    train_images, train_labels = digits.raw_images("train", 10_000)
+    held = digits.with_validation_holdout(0.1, seed=7)
+    assert digits.num_val == 0 and digits.num_train == 1438  # the original is unchanged
+    per_class = np.bincount(train_labels, minlength=10)
+    val_images, val_labels = held.raw_images("val", 10_000)
+    rest_images, rest_labels = held.raw_images("train", 10_000)
+    # stratified: round(10%) of each class of train
+    np.testing.assert_array_equal(np.bincount(val_labels, minlength=10), np.round(0.1 * per_class))
+    # disjoint, and together exactly the old train split
+    assert _multiset(val_images, val_labels) + _multiset(rest_images, rest_labels) == _multiset(
+        train_images, train_labels
+    )
+    assert (held.num_train, held.num_val, held.num_test) == (len(rest_labels), len(val_labels), 359)
+    # the same for a seed, another for another seed
+    again = digits.with_validation_holdout(0.1, seed=7).raw_images("val", 10_000)
+    np.testing.assert_array_equal(again[0], val_images)
+    other = digits.with_validation_holdout(0.1, seed=8).raw_images("val", 10_000)
+    assert not np.array_equal(other[0], val_images)
+    # the test split is untouched; what was held out is reported
+    np.testing.assert_array_equal(held.raw_images("test", 400)[0], digits.raw_images("test", 400)[0])
+    expected_val = int(np.round(0.1 * per_class).sum())  # 143 of 1,438
+    assert held.split_info["counts"] == {"train": 1438 - expected_val, "val": expected_val, "test": 359}
+    assert held.split_info["validation"] == {
+        "source": "held out of train, stratified per class", "fraction": 0.1, "seed": 7
+    }  # fmt: skip
+    assert f"{expected_val} val (0.1 of each class of train, seed 7)" in held.describe_splits()
+    # the training pipeline reads only what stayed in train
+    assert held.steps_per_epoch(64) == held.num_train // 64
+    epoch, epoch_labels = _stack(_batches(held.train_dataset(2, augmentation="none", seed=1)))
+    seen = _multiset(np.round((epoch + 1) * 127.5).astype(np.uint8), epoch_labels)
+    assert len(epoch_labels) == held.num_train // 2 * 2  # the odd one out is dropped
+    assert not seen - _multiset(rest_images, rest_labels)  # and every one is from train
+
+
+def test_validation_holdout_arguments_and_existing_val_split(digits, tmp_path):
+    with pytest.raises(ValueError, match="fraction=0"):
+        digits.with_validation_holdout(0)
+    with pytest.raises(ValueError, match="seed=None"):
+        digits.with_validation_holdout(0.1, seed=None)
+    with pytest.raises(ValueError, match="validation_fraction=2"):
+        kdata.load_data(validation_fraction=2)
+    via_load = kdata.load_data(validation_fraction=0.1, seed=3)
+    assert via_load.split_info == digits.with_validation_holdout(0.1, seed=3).split_info
+    root = tmp_path / "splits"
+    for split, count in (("train", 4), ("test", 2), ("val", 2)):
+        _write_class_images(str(root / split), count)
+    data = kdata.load_data(data_dir=str(root))
+    assert data.with_validation_holdout(0.5) is data  # a dataset's own val split is kept
+    assert data.split_info["validation"] == {"source": "the dataset's validation split"}

@@ -187,7 +187,7 @@ def load_folder(data_dir, *, seed, holdout_fraction, max_image_pixels=MAX_IMAGE_
         keep, held = stratified_split(labels, holdout_fraction, seed)
         splits["test"] = FileSource([paths[i] for i in held], labels[held])
         paths, labels, sides = [paths[i] for i in keep], labels[keep], [sides[i] for i in keep]
-        test_source = f"a stratified {holdout_fraction:g} of each class (seed {seed})"
+        test_source = f"a stratified {holdout_fraction:g} of each class, seed {seed}"
     splits["train"] = FileSource(paths, labels)
     if skipped:
         print(skipped_notice(data_dir, total, skipped), flush=True)

@@ -181,6 +181,6 @@ def load_digits_source():
         side=DIGITS_SIZE,
         # pad + crop without the flip: mirrored digits are not digits
         default_augmentation="crop",
-        test_source=f"a fixed stratified {DIGITS_TEST_FRACTION:g} of each class "
-        f"(seed {DIGITS_SPLIT_SEED})",
+        test_source=f"a fixed stratified {DIGITS_TEST_FRACTION:g} of each class, "
+        f"seed {DIGITS_SPLIT_SEED}",
     )
