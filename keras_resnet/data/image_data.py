@@ -98,7 +98,7 @@ class ImageData:
         if split == "val" and self.num_val == 0:
             raise ValueError(
                 f"--split val: this dataset ({self.name}) has no validation split; "
-                f"splits: {', '.join(self.splits)}. Received: split='val'"
+                f"splits: {', '.join(self.splits)}"
             )
         return self._splits[split]
 
