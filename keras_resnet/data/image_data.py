@@ -25,7 +25,13 @@ from keras_resnet.data.transforms import (
     train_transform,
 )
 from keras_resnet.preprocessing import MODES
-from keras_resnet.utils import check_choice, check_non_negative_int, check_positive_int, fail, is_int
+from keras_resnet.utils import (
+    check_choice,
+    check_non_negative_int,
+    check_positive_int,
+    fail,
+    is_int,
+)
 
 # Streaming tfds datasets are shuffled in windows of this many records.
 SHUFFLE_WINDOW = 10_000
