@@ -19,13 +19,21 @@ folded into it (``fold_bn=True``), computing in float32 or, with ``precision="bf
 outputs and classifier (:func:`keras_resnet.inference.prepare_for_serving`);
 ``assets/keras_resnet_export.json`` records which.
 
-Modules: :mod:`.options` (what an export bakes in), :mod:`.signatures` (the serving
-functions), :mod:`.saved_model` (versions, atomic writes), :mod:`.lite` (ONNX, TFLite),
-:mod:`.predict` (top-k for files), :mod:`.cli` (the commands). Nothing here imports
+``serving_default`` reads each image's size from its header and refuses one over
+``max_image_pixels`` (default 50 megapixels) before decoding it, then applies the
+:class:`EvalTransform` (center crop fraction, interpolation). Each version folder has
+TF Serving's warm-up file, ``assets.extra/tf_serving_warmup_requests``.
+
+Modules: :mod:`.options` (what an export bakes in), :mod:`.headers` (image sizes from
+headers), :mod:`.transform` (the eval transform), :mod:`.signatures` (the serving
+functions), :mod:`.saved_model` (versions, atomic writes), :mod:`.warmup` (TF Serving's
+warm-up requests), :mod:`.lite` (ONNX, TFLite), :mod:`.predict` (top-k for files),
+:mod:`.cli` (the commands). Nothing here imports
 TensorFlow at import time.
 """
 
 from keras_resnet.export.cli import DEFAULT_EXPORT_ROOT, FORMATS, cli_main, load_run
+from keras_resnet.export.headers import DEFAULT_MAX_IMAGE_PIXELS, NOT_AN_IMAGE
 from keras_resnet.export.lite import (
     ONNX_OPSET,
     QUANTIZATIONS,
@@ -41,6 +49,7 @@ from keras_resnet.export.options import (
     SERVING_SIGNATURE,
     ServingOptions,
     cached_imagenet_class_names,
+    model_preprocessing,
     resolve_options,
 )
 from keras_resnet.export.predict import Predictor
@@ -52,7 +61,9 @@ from keras_resnet.export.saved_model import (
     resolve_serving_precision,
     saved_model_metadata,
 )
-from keras_resnet.export.signatures import NOT_AN_IMAGE, build_serving_functions
+from keras_resnet.export.signatures import build_serving_functions, header_checker
+from keras_resnet.export.transform import EvalTransform
+from keras_resnet.export.warmup import WARMUP_FILE, read_warmup_requests
 
 
 
@@ -66,7 +77,8 @@ def __getattr__(name):
 
 
 __all__ = [
-    "CLASS_NAMES_ASSET", "DEFAULT_EXPORT_ROOT", "FORMATS", "METADATA_ASSET", "NOT_AN_IMAGE",
+    "DEFAULT_MAX_IMAGE_PIXELS", "EvalTransform", "WARMUP_FILE", "header_checker",
+    "model_preprocessing", "read_warmup_requests", "CLASS_NAMES_ASSET", "DEFAULT_EXPORT_ROOT", "FORMATS", "METADATA_ASSET", "NOT_AN_IMAGE",
     "ONNX_OPSET", "PIXELS_SIGNATURE", "PRECISIONS", "Predictor", "QUANTIZATIONS",
     "SERVING_SIGNATURE", "ServingOptions", "build_serving_functions",
     "cached_imagenet_class_names", "cli_main", "export_onnx", "export_saved_model",

@@ -12,9 +12,11 @@ import json
 import os
 import sys
 
+from keras_resnet.export.headers import DEFAULT_MAX_IMAGE_PIXELS
 from keras_resnet.export.lite import QUANTIZATIONS, refuse_existing
 from keras_resnet.export.options import PIXELS_SIGNATURE, SERVING_SIGNATURE
 from keras_resnet.export.saved_model import PRECISIONS, free_version
+from keras_resnet.export.transform import INTERPOLATIONS, RESIZE_MODES
 
 FORMATS = ("saved_model", "onnx", "tflite")
 DEFAULT_EXPORT_ROOT = "saved_models"
@@ -98,6 +100,35 @@ def _report_agreement(label, reference, candidate):
           f"on {len(reference)} images")
 
 
+def _add_input_flags(parser, *, in_process_only=""):
+    """--max-image-pixels, --crop-fraction, --interpolation, --resize."""
+    parser.add_argument(
+        "--max-image-pixels", type=int, default=DEFAULT_MAX_IMAGE_PIXELS, metavar="N",
+        help="refuse an image whose header gives more pixels, before decoding it "
+             f"(default {DEFAULT_MAX_IMAGE_PIXELS:,}; 0: no limit)")
+    parser.add_argument("--crop-fraction", type=float, default=None,
+                        help="share of each side kept by the center crop before resizing "
+                             f"(default 1.0: the whole image){in_process_only}")
+    parser.add_argument("--interpolation", choices=INTERPOLATIONS, default=None,
+                        help=f"resize method (default bilinear){in_process_only}")
+    parser.add_argument("--resize", choices=RESIZE_MODES, default=None,
+                        help="squash: crop and resize to the input size; shorter_side: keep "
+                             f"the aspect ratio, as timm / torchvision (default squash){in_process_only}")
+
+
+def _input_options(args):
+    """export / resolve_options keywords from the flags of _add_input_flags."""
+    from keras_resnet.export.transform import EvalTransform
+
+    if args.max_image_pixels < 0:
+        raise ValueError("--max-image-pixels must be a positive integer, or 0 for no limit. "
+                         f"Received: --max-image-pixels {args.max_image_pixels}")
+    transform = EvalTransform(
+        crop_fraction=1.0 if args.crop_fraction is None else args.crop_fraction,
+        interpolation=args.interpolation or "bilinear", resize=args.resize or "squash")
+    return {"max_image_pixels": args.max_image_pixels or None, "eval_transform": transform}
+
+
 def export_parser(prog="keras-resnet export") -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog=prog,
@@ -120,6 +151,10 @@ def export_parser(prog="keras-resnet export") -> argparse.ArgumentParser:
                         help="images for int8 calibration (default: the run's training data)")
     parser.add_argument("--num-calibration", type=int, default=100,
                         help="calibration images taken from the run's data")
+    parser.add_argument("--warmup", action=argparse.BooleanOptionalAction, default=True,
+                        help="write assets.extra/tf_serving_warmup_requests (needs "
+                             "tensorflow-serving-api; default: write)")
+    _add_input_flags(parser)
     return parser
 
 
@@ -135,6 +170,14 @@ def _check_export_args(args):
         )
     if not (args.model or args.run):
         raise ValueError("one of --model NAME or --run RUN_DIR is needed. Received: neither")
+    if args.format != "saved_model" and (
+        (args.crop_fraction, args.interpolation, args.resize) != (None, None, None)
+        or args.max_image_pixels != DEFAULT_MAX_IMAGE_PIXELS
+    ):
+        raise ValueError(
+            "--crop-fraction, --interpolation, --resize and --max-image-pixels shape "
+            "serving_default, which only --format saved_model has (ONNX and TFLite take "
+            f"pixels). Received: --format {args.format}")
     if args.quantize == "int8" and not (args.calibration_images or args.run):
         raise ValueError(
             "--quantize int8 needs calibration images: --calibration-images IMAGE... or "
@@ -147,7 +190,7 @@ def _export_saved_model(args, model, options, export_dir):
 
     path = export_saved_model(
         model, export_dir, version=args.version, top_k=args.top_k, fold_bn=args.fold_bn,
-        precision=args.precision or "auto", **options
+        precision=args.precision or "auto", warmup=args.warmup, **options, **_input_options(args)
     )
     meta = saved_model_metadata(path)
     print(
@@ -194,11 +237,27 @@ def _export_lite(args, model, options, config, target):
     _report_agreement(f"{os.path.basename(path)} ({source})", reference, candidate)
 
 
+def _export_dir(args, name):
+    """--export-dir; else, for --run, the base its training wrote its SavedModel into (the
+    next version goes beside it: 2 after a default train); else saved_models/NAME."""
+    if args.export_dir:
+        return args.export_dir
+    if args.run:
+        try:
+            with open(os.path.join(args.run, "config.json"), encoding="utf-8") as f:
+                trained = json.load(f).get("export_path")
+        except (OSError, ValueError):
+            trained = None  # load_run names what is missing
+        if trained and os.path.isdir(os.path.dirname(trained)):
+            return os.path.dirname(trained)
+    return os.path.join(DEFAULT_EXPORT_ROOT, name)
+
+
 def _export_command(argv):
     args = export_parser().parse_args(argv)
     _check_export_args(args)
     name = os.path.basename(os.path.normpath(args.run)) if args.run else args.model
-    export_dir = args.export_dir or os.path.join(DEFAULT_EXPORT_ROOT, name)
+    export_dir = _export_dir(args, name)
     suffix = "" if args.quantize == "none" else f".{args.quantize}"
     target = os.path.join(export_dir, f"{name}{suffix}.{args.format}")
     # refuse before loading anything: an existing version or file is never overwritten
@@ -223,6 +282,7 @@ def predict_parser(prog="keras-resnet predict") -> argparse.ArgumentParser:
     parser.add_argument("--run", help="training run folder, predicted in-process")
     parser.add_argument("--top-k", type=int, default=None, help="default: 5 (or what was exported)")
     parser.add_argument("--json", action="store_true", help="print one JSON document")
+    _add_input_flags(parser, in_process_only=" (with --model / --run; a SavedModel has its own)")
     return parser
 
 
@@ -245,11 +305,17 @@ def _predict_command(argv):
         raise ValueError("one of --saved-model, --model or --run is needed. Received: none of them")
     if args.saved_model and (args.model or args.run):
         raise ValueError("--saved-model cannot be combined with --model or --run. Received: both")
+    inputs = _input_options(args)
     if args.saved_model:
-        predictor = Predictor.from_saved_model(args.saved_model, top_k=args.top_k)
+        if (args.crop_fraction, args.interpolation, args.resize) != (None, None, None):
+            raise ValueError("--crop-fraction, --interpolation and --resize apply to --model "
+                             "and --run; a SavedModel keeps the transform it was exported with. "
+                             f"Received: --saved-model {args.saved_model}")
+        predictor = Predictor.from_saved_model(args.saved_model, top_k=args.top_k,
+                                               max_image_pixels=inputs["max_image_pixels"])
     else:
         model, options, _ = _load_for_cli(args)
-        predictor = Predictor.from_model(model, top_k=args.top_k or 5, **options)
+        predictor = Predictor.from_model(model, top_k=args.top_k or 5, **options, **inputs)
     results = predictor.predict_files(args.images)
     _print_results(results, args.json)
     return 1 if any("error" in r for r in results) else 0

@@ -8,6 +8,9 @@ import dataclasses
 import os
 import warnings
 
+from keras_resnet.export.headers import DEFAULT_MAX_IMAGE_PIXELS
+from keras_resnet.export.transform import EvalTransform
+
 SERVING_SIGNATURE = "serving_default"
 PIXELS_SIGNATURE = "predict_pixels"
 CLASS_NAMES_ASSET = "class_names.txt"
@@ -24,6 +27,8 @@ class ServingOptions:
     class_names: tuple
     top_k: int
     add_softmax: bool  # the model ends in logits: the export appends a softmax
+    transform: EvalTransform = EvalTransform()
+    max_image_pixels: int | None = DEFAULT_MAX_IMAGE_PIXELS  # None: no limit
 
     @property
     def num_classes(self) -> int:
@@ -43,6 +48,8 @@ class ServingOptions:
             "top_k": self.top_k,
             "softmax_added": self.add_softmax,
             "class_names_file": CLASS_NAMES_ASSET,
+            "eval_transform": self.transform.metadata(),
+            "max_image_pixels": self.max_image_pixels,
             "signatures": {
                 SERVING_SIGNATURE: {
                     "inputs": {"image_bytes": "string [None]"},
@@ -91,27 +98,43 @@ def _input_size(model, image_size):
     return int(height), int(width)
 
 
-def _model_preprocessing(model):
-    """The preprocessing mode of a model built by this package, else None."""
-    # Not guessed from model.name: "resnet50" is the name of v1 (caffe) and v1.5 (torch).
-    try:
-        from keras_resnet.preprocessing import preprocessing_mode
+def model_preprocessing(model) -> str | None:
+    """The preprocessing mode of a model this package built, else None.
 
-        return preprocessing_mode(model)
-    except Exception:  # not one of ours, or this version cannot tell: the caller decides
-        return None
+    Looked up in the named-model table by the model's default name and family (a CIFAR
+    stem has no ``pool1_pool``): ``ResNet50V2(weights=None)`` is "resnet50v2" -> "tf", also
+    after a ``.keras`` round trip, which keeps the name. A model that wraps one of ours (a
+    backbone called as one layer, as in transfer learning) takes the backbone's mode.
+    Models renamed by their builder (``name=...``) are not recognised: pass
+    ``preprocessing``.
+    """
+    import keras
+
+    from keras_resnet.models import default_name, list_models
+
+    modes = {}
+    for info in list_models():
+        key = (info["family"], default_name(info["family"], info["variant"], info["depth"]))
+        modes.setdefault(key, set()).add(info["preprocessing"])
+    for candidate in [model, *(layer for layer in model.layers if isinstance(layer, keras.Model))]:
+        names = {layer.name for layer in candidate.layers}
+        family = "imagenet" if "pool1_pool" in names else "cifar"
+        found = modes.get((family, candidate.name), set())
+        if len(found) == 1:
+            return found.pop()
+    return None
 
 
 def _resolve_preprocessing(model, preprocessing):
     from keras_resnet.preprocessing import MODES
 
     if preprocessing is None:
-        preprocessing = _model_preprocessing(model)
+        preprocessing = model_preprocessing(model)
         if preprocessing is None:
             raise ValueError(
                 f"preprocessing must be one of {MODES} for model {model.name!r}: it is not "
-                "a named keras_resnet model, so its preprocessing cannot be looked up. "
-                "Received: preprocessing=None"
+                "a keras_resnet model under its default name (see 'keras-resnet list'), so "
+                "its preprocessing cannot be looked up. Received: preprocessing=None"
             )
     if preprocessing not in MODES:
         raise ValueError(
@@ -183,9 +206,38 @@ def _ends_in_logits(model):
     return getattr(activation, "__name__", None) == "linear"
 
 
-def resolve_options(model, *, class_names=None, preprocessing=None, top_k=5,
-                    image_size=None) -> ServingOptions:
-    """Check the export arguments against the model; nothing heavy happens here."""
+def _resolve_transform(eval_transform, crop_fraction, interpolation):
+    if eval_transform is None:
+        return EvalTransform(crop_fraction=1.0 if crop_fraction is None else crop_fraction,
+                             interpolation=interpolation or "bilinear")
+    if not isinstance(eval_transform, EvalTransform):
+        raise ValueError("eval_transform must be a keras_resnet.export.EvalTransform. "
+                         f"Received: eval_transform={eval_transform!r}")
+    if crop_fraction is not None or interpolation is not None:
+        raise ValueError(
+            "crop_fraction and interpolation are part of eval_transform; give one or the "
+            f"other. Received: crop_fraction={crop_fraction!r}, interpolation={interpolation!r}"
+        )
+    return eval_transform
+
+
+def check_max_image_pixels(max_image_pixels):
+    from keras_resnet.utils import check_positive_int
+
+    if max_image_pixels is None:
+        return None
+    return check_positive_int("max_image_pixels", max_image_pixels)
+
+
+def resolve_options(model, *, class_names=None, preprocessing=None, top_k=5, image_size=None,
+                    crop_fraction=None, interpolation=None, eval_transform=None,
+                    max_image_pixels=DEFAULT_MAX_IMAGE_PIXELS) -> ServingOptions:
+    """Check the export arguments against the model; nothing heavy happens here.
+
+    ``crop_fraction`` (default 1.0) and ``interpolation`` (default "bilinear") build the
+    :class:`EvalTransform`, or ``eval_transform`` gives one whole. ``max_image_pixels``
+    (default 50 megapixels, None for no limit) bounds what ``serving_default`` decodes.
+    """
     import keras
 
     from keras_resnet.utils import check_positive_int
@@ -193,6 +245,8 @@ def resolve_options(model, *, class_names=None, preprocessing=None, top_k=5,
     if not isinstance(model, keras.Model):
         raise ValueError(f"model must be a keras.Model. Received: model={model!r}")
     top_k = check_positive_int("top_k", top_k)
+    transform = _resolve_transform(eval_transform, crop_fraction, interpolation)
+    max_image_pixels = check_max_image_pixels(max_image_pixels)
     height, width = _input_size(model, image_size)
     output_shape = model.output_shape
     if isinstance(output_shape, list) or len(output_shape) != 2 or output_shape[-1] is None:
@@ -208,4 +262,6 @@ def resolve_options(model, *, class_names=None, preprocessing=None, top_k=5,
         class_names=_resolve_class_names(class_names, num_classes),
         top_k=min(top_k, num_classes),
         add_softmax=_ends_in_logits(model),
+        transform=transform,
+        max_image_pixels=max_image_pixels,
     )

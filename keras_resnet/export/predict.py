@@ -2,14 +2,17 @@
 
 from __future__ import annotations
 
+from keras_resnet.export.headers import DEFAULT_MAX_IMAGE_PIXELS, NOT_AN_IMAGE
 from keras_resnet.export.options import SERVING_SIGNATURE, resolve_options
-from keras_resnet.export.signatures import NOT_AN_IMAGE
 
 
 def _decode_error(message):
-    """The informative line of a graph error raised while decoding one image."""
+    """The informative line of a graph error raised while checking or decoding one image."""
     if NOT_AN_IMAGE in message:
         return "not a decodable image" + NOT_AN_IMAGE.split("decodable image", 1)[1]
+    ours = [line for line in message.splitlines() if "image_bytes[" in line and "] is " in line]
+    if ours:  # "assertion failed: [image_bytes[0] is 20000x20000 pixels (...), over ...]"
+        return "image " + ours[0].split("] is ", 1)[1].rstrip("]").strip()
     boilerplate = ("Graph execution error", "Detected at node", "<stack traces", "[[")
     lines = [line.strip() for line in message.splitlines()]
     detail = next((line for line in lines if line and not line.startswith(boilerplate)), message)
@@ -24,11 +27,19 @@ class Predictor:
         self.top_k = top_k
 
     @classmethod
-    def from_saved_model(cls, path, *, top_k=None) -> "Predictor":
+    def from_saved_model(cls, path, *, top_k=None,
+                         max_image_pixels=DEFAULT_MAX_IMAGE_PIXELS) -> "Predictor":
+        """Predict with a SavedModel's ``serving_default``. Each image's header is first
+        checked against ``max_image_pixels`` here too (None: only the export's limit),
+        with the same TF function the export puts in its graph."""
         import tensorflow as tf
 
+        from keras_resnet.export.options import check_max_image_pixels
         from keras_resnet.export.saved_model import resolve_saved_model_path
+        from keras_resnet.export.signatures import header_checker
         from keras_resnet.utils import check_positive_int
+
+        max_image_pixels = check_max_image_pixels(max_image_pixels)
 
         path = resolve_saved_model_path(path)
         loaded = tf.saved_model.load(path)
@@ -43,12 +54,20 @@ class Predictor:
                 f"top_k must be at most {exported_k}, the k this SavedModel was exported "
                 f"with. Received: top_k={top_k}"
             )
-        predictor = cls(lambda data: signature(image_bytes=data), top_k)
+        check = header_checker(max_image_pixels)
+
+        def serve(data):
+            check(data)
+            return signature(image_bytes=data)
+
+        predictor = cls(serve, top_k)
         predictor._loaded = loaded  # keep the restored variables alive
         return predictor
 
     @classmethod
     def from_model(cls, model, *, top_k=5, **kwargs) -> "Predictor":
+        """Predict in-process; ``kwargs`` as :func:`~keras_resnet.export.resolve_options`
+        (``max_image_pixels``, ``crop_fraction``, ``class_names``, ...)."""
         from keras_resnet.export.signatures import build_serving_functions
 
         options = resolve_options(model, top_k=top_k, **kwargs)

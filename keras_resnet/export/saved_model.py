@@ -12,6 +12,7 @@ import os
 import shutil
 import tempfile
 
+from keras_resnet.export.headers import DEFAULT_MAX_IMAGE_PIXELS
 from keras_resnet.export.options import (
     CLASS_NAMES_ASSET,
     METADATA_ASSET,
@@ -143,6 +144,11 @@ def export_saved_model(
     fold_bn=True,
     precision="auto",
     image_size=None,
+    crop_fraction=None,
+    interpolation=None,
+    eval_transform=None,
+    max_image_pixels=DEFAULT_MAX_IMAGE_PIXELS,
+    warmup=True,
 ) -> str:
     """Export ``model`` for TF Serving as ``export_dir/<version>/``.
 
@@ -151,46 +157,56 @@ def export_saved_model(
             output; a softmax is appended when the last layer is linear).
         export_dir: the model's base path for TF Serving (``--model_base_path``).
         version: positive integer; ``None`` takes the next one after the highest
-            existing version (1 for an empty folder). An existing version is never
-            overwritten.
-        class_names: one name per class for the ``labels`` output. ``None``: the
-            ImageNet names for 1000-class models when a class index is cached locally,
-            else ``class_<i>`` (with a warning).
+            existing version (1 for an empty folder). Never overwritten.
+        class_names: one name per class for ``labels``. ``None``: the ImageNet names for
+            1000-class models when a class index is cached locally, else ``class_<i>``.
         preprocessing: ``"caffe"``, ``"tf"`` or ``"torch"``; ``None`` looks it up for
-            models built by this package.
+            models built by this package (:func:`~keras_resnet.export.options.model_preprocessing`).
         top_k: how many classes ``serving_default`` returns (at most the class count).
         fold_bn: fold each BatchNormalization that follows a convolution into it
-            (``keras_resnet.inference.fold_batch_norm``; outputs equal within float
-            rounding). BN that follows no convolution (v2's pre-activation BN) stays;
-            a subclassed model is exported unfolded, with a warning.
-        precision: ``"auto"``, ``"fp32"`` or ``"bf16"`` (also spelled ``"mixed_bfloat16"``):
-            what the convolutions and matmuls compute in. ``"bf16"`` serves the model
-            rebuilt under the ``mixed_bfloat16`` policy (same weights; inputs, outputs and
-            the classifier with its softmax stay float32). ``"auto"`` picks ``"bf16"`` only
-            when the exporting CPU has AMX / AVX-512 bf16, else ``"fp32"``
-            (:func:`resolve_serving_precision`). The resolved value is recorded in
-            ``assets/keras_resnet_export.json`` (``"precision"``).
+            (:func:`keras_resnet.inference.prepare_for_serving`).
+        precision: ``"auto"``, ``"fp32"`` or ``"bf16"`` (``"mixed_bfloat16"``): what the
+            convolutions compute in; ``"auto"`` picks bf16 only on CPUs with AMX /
+            AVX-512 bf16 (:func:`resolve_serving_precision`). Recorded in the metadata.
         image_size: the input size, needed only for models built without a fixed one.
+        crop_fraction, interpolation, eval_transform: how ``serving_default`` turns an
+            image of any size into the input (:class:`~keras_resnet.export.EvalTransform`;
+            default: the whole image, bilinear).
+        max_image_pixels: ``serving_default`` refuses an image whose header gives more
+            pixels (``InvalidArgumentError`` naming its index and size), before decoding
+            it. Default 50 megapixels; ``None`` for no limit.
+        warmup: write ``assets.extra/tf_serving_warmup_requests`` (needs the
+            tensorflow-serving-api package; skipped with a warning without it).
 
     Returns:
         The path of the new version folder (``saved_model.pb``, ``variables/``,
-        ``assets/`` with ``class_names.txt`` and ``keras_resnet_export.json``).
+        ``assets/`` with ``class_names.txt`` and ``keras_resnet_export.json``,
+        ``assets.extra/`` with the warm-up requests).
     """
+    from keras_resnet.export.warmup import WARMUP_REQUESTS, plan_warmup, write_warmup_requests
     from keras_resnet.inference import check_fold_bn, prepare_for_serving
 
     fold_bn = check_fold_bn(fold_bn)
     resolved_precision = resolve_serving_precision(precision)
-    options = resolve_options(model, class_names=class_names, preprocessing=preprocessing,
-                              top_k=top_k, image_size=image_size)
+    warmup = plan_warmup(warmup)
+    options = resolve_options(
+        model, class_names=class_names, preprocessing=preprocessing, top_k=top_k,
+        image_size=image_size, crop_fraction=crop_fraction, interpolation=interpolation,
+        eval_transform=eval_transform, max_image_pixels=max_image_pixels)
     export_dir = os.fspath(export_dir)
     if os.path.exists(export_dir) and not os.path.isdir(export_dir):
         raise ValueError(f"export_dir must be a folder. Received: export_dir={export_dir!r}")
     version = free_version(export_dir, version)
     served, facts = prepare_for_serving(model, fold_bn=fold_bn, precision=resolved_precision)
-    facts = {"precision_requested": precision, **facts}
+    served_name = os.path.basename(os.path.abspath(export_dir))
+    facts = {"precision_requested": precision, **facts, "warmup_requests": 0}
 
     def write(staging):
+        if warmup:
+            facts["warmup_requests"] = WARMUP_REQUESTS
         write_saved_model(served, options, staging, model_name=model.name, served=facts)
+        if warmup:
+            write_warmup_requests(staging, options, served_name)
 
     return _publish(export_dir, version, write)
 

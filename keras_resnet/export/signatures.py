@@ -12,45 +12,40 @@ import os
 
 import numpy as np
 
+from keras_resnet.export.headers import NOT_AN_IMAGE, check_image_header
 from keras_resnet.export.options import ServingOptions
 
-# Leading bytes of the formats tf.io.decode_image reads: (offset, magic) pairs that must
-# all match. Checked in the graph so that other bytes fail with a clear message.
-_IMAGE_SIGNATURES = (
-    ((0, b"\xff\xd8\xff"),),  # JPEG
-    ((0, b"\x89PNG\r\n\x1a\n"),),  # PNG
-    ((0, b"GIF8"),),  # GIF87a / GIF89a
-    ((0, b"BM"),),  # BMP
-    ((0, b"RIFF"), (8, b"WEBP")),  # WebP
-    ((0, b"\xff\x0a"),),  # JPEG XL codestream
-    ((0, b"\x00\x00\x00\x0cJXL \r\n\x87\n"),),  # JPEG XL container
-)
-NOT_AN_IMAGE = "is not a decodable image (expected JPEG, PNG, GIF, BMP, WebP or JPEG XL bytes)"
+def decode_image(data, index, options: ServingOptions):
+    """One image's bytes -> float32 ``[height, width, 3]``; ``index`` names it in errors.
 
-
-def _is_image(data):
+    The header is checked first (a known format, at most ``options.max_image_pixels``);
+    only then is the image decoded and put through ``options.transform``.
+    """
     import tensorflow as tf
 
-    # padded, so that substr never reads past the end of short inputs
-    head = tf.strings.substr(tf.strings.join([data, b"\x00" * 16]), 0, 16)
-    matches = []
-    for parts in _IMAGE_SIGNATURES:
-        ok = [tf.equal(tf.strings.substr(head, offset, len(magic)), magic)
-              for offset, magic in parts]
-        matches.append(tf.reduce_all(tf.stack(ok)))
-    return tf.reduce_any(tf.stack(matches))
-
-
-def decode_image(data, index, height, width):
-    """One image's bytes -> float32 ``[height, width, 3]``; ``index`` names it in errors."""
-    import tensorflow as tf
-
-    message = tf.strings.format("image_bytes[{}] " + NOT_AN_IMAGE, index)
-    check = tf.debugging.Assert(_is_image(data), [message], name="check_image_bytes")
-    with tf.control_dependencies([check]):
+    checks = check_image_header(data, index, options.max_image_pixels)
+    with tf.control_dependencies(checks):
         image = tf.io.decode_image(data, channels=3, dtype=tf.uint8, expand_animations=False)
     # An image already at the input size passes through unchanged (scale 1).
-    return tf.image.resize(image, [height, width], antialias=True)
+    return options.transform.apply(image, options.height, options.width)
+
+
+def header_checker(max_pixels):
+    """A ``tf.function`` that raises ``InvalidArgumentError`` for a batch of image bytes
+    when one is not an image or is over ``max_pixels`` by its header; decodes nothing.
+    ``keras-resnet predict`` runs it before a SavedModel's ``serving_default``."""
+    import tensorflow as tf
+
+    @tf.function(input_signature=[tf.TensorSpec([None], tf.string)])
+    def check(image_bytes):
+        def one(item):
+            with tf.control_dependencies(check_image_header(item[0], item[1], max_pixels)):
+                return tf.constant(True)
+
+        indices = tf.range(tf.shape(image_bytes)[0])
+        return tf.map_fn(one, (image_bytes, indices), fn_output_signature=tf.bool)
+
+    return check
 
 
 def build_serving_functions(model, options: ServingOptions):
@@ -84,7 +79,7 @@ def build_serving_functions(model, options: ServingOptions):
     def serve_image_bytes(image_bytes):
         indices = tf.range(tf.shape(image_bytes)[0])
         images = tf.map_fn(
-            lambda item: decode_image(item[0], item[1], height, width),
+            lambda item: decode_image(item[0], item[1], options),
             (image_bytes, indices),
             fn_output_signature=tf.TensorSpec([height, width, 3], tf.float32),
         )
