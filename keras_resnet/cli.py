@@ -14,8 +14,8 @@ COMMANDS = {
     "summary": ("keras_resnet.cli", "print a model's layers and parameter counts"),
     "train": ("keras_resnet.training", "train a model with model.fit and write a run folder"),
     "evaluate": ("keras_resnet.training", "top-1/top-5 of a run or model on a dataset split"),
-    "export": ("keras_resnet.export", "export a SavedModel (TF Serving), ONNX or TFLite"),
-    "predict": ("keras_resnet.export", "top-k labels for image files"),
+    "export": ("keras_resnet.export.cli", "export a SavedModel (TF Serving), ONNX or TFLite"),
+    "predict": ("keras_resnet.export.cli", "top-k labels for image files"),
     "tune": ("keras_resnet.tuning", "hyperparameter search with keras-tuner"),
     "benchmark": ("keras_resnet.benchmark", "images/second side by side with a reference"),
 }

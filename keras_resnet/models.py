@@ -142,6 +142,15 @@ def _build(*, kind, blocks_per_stage, stem_filters, stage_filters, flags, includ
         return keras.Model(inputs, x, name=name)
 
 
+def default_name(family, variant, depth):
+    """The ``keras.Model`` name a builder gives by default: "resnet50" (v1), "resnet50v2",
+    "resnet50_v1_5", "resnet50d"; CIFAR "resnet20", "resnet164v2". Export looks a model's
+    preprocessing up by it (with the family, since "resnet50" exists in both)."""
+    if family == "cifar":
+        return f"resnet{depth}{'v2' if variant == 'v2' else ''}"
+    return f"resnet{depth}{ {'v1': '', 'v2': 'v2', 'v1.5': '_v1_5', 'v1d': 'd'}[variant]}"
+
+
 @contextlib.contextmanager
 def deep_recursion(limit=40_000):
     """Keras walks a functional graph recursively, one frame per layer: ResNet-1202 and
@@ -207,8 +216,7 @@ def ResNet(depth, *, variant="v1", include_top=True, weights=None, input_tensor=
     input_shape = _resolve_input_shape(input_shape, include_top=include_top, weights=weights,
                                        default_size=224)
     if name is None:
-        suffix = {"v1": "", "v2": "v2", "v1.5": "_v1_5", "v1d": "d"}[variant]
-        name = f"resnet{depth}{suffix}"
+        name = default_name("imagenet", variant, depth)
     model = _build(
         kind=kind, blocks_per_stage=blocks_per_stage, stem_filters=specs.STEM_FILTERS,
         stage_filters=specs.STAGE_FILTERS, flags=flags, include_top=include_top,
@@ -261,7 +269,7 @@ def CifarResNet(depth, *, shortcut=None, variant="v1", include_top=True, weights
         stage_filters=specs.CIFAR_STAGE_FILTERS, flags=flags, include_top=include_top,
         input_tensor=input_tensor, input_shape=input_shape, pooling=pooling, classes=classes,
         classifier_activation=classifier_activation,
-        name=name or f"resnet{depth}{'v2' if variant == 'v2' else ''}",
+        name=name or default_name("cifar", variant, depth),
     )
     if weights_file is not None:
         weights_lib.load_weights(model, weights_file)
