@@ -41,6 +41,8 @@ from keras_resnet.models import (
     get_model,
     list_models,
 )
+from keras_resnet.backbones import get_backbone
+from keras_resnet.normalization import freeze_batch_norm
 from keras_resnet.preprocessing import decode_predictions, preprocess_input
 
 __version__ = "0.1.0"
@@ -80,7 +82,9 @@ __all__ = [
     "ResNet152V2",
     "ResNet200",
     "ResNet200V2",
+    "get_backbone",
     "get_model",
+    "freeze_batch_norm",
     "list_models",
     "preprocess_input",
     "decode_predictions",

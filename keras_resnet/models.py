@@ -11,7 +11,7 @@ import keras
 from keras import layers
 
 from keras_resnet import blocks, specs, weights as weights_lib
-from keras_resnet.preprocessing import VARIANT_MODES
+from keras_resnet.specs import list_models, model_info  # noqa: F401  (read from the registry)
 
 POOLINGS = (None, "avg", "max")
 MIN_SIZE = 32  # keras.applications' rule for the ImageNet family (five stride-2 stages)
@@ -271,35 +271,18 @@ def CifarResNet(depth, *, shortcut=None, variant="v1", include_top=True, weights
 # ---------------------------------------------------------------------------- named models
 
 
-def model_info(name):
-    """Facts about a named model: family, variant, depth, input size, preprocessing mode."""
-    if name not in specs.NAMED_MODELS:
-        _fail("model", name, f"one of the names from keras_resnet.list_models() (e.g. 'ResNet50')")
-    family, variant, depth, extra = specs.NAMED_MODELS[name]
-    return {
-        "name": name,
-        "family": family,
-        "variant": variant,
-        "depth": depth,
-        "input_size": 32 if family == "cifar" else 224,
-        "preprocessing": VARIANT_MODES["cifar" if family == "cifar" else variant],
-        "options": dict(extra),
-    }
+def get_model(name: str, **kwargs) -> keras.Model:
+    """Build a named model (any name of :func:`list_models`) from its registry row
+    (:data:`keras_resnet.specs.MODELS`), with keras.applications-style arguments and
+    options, e.g. ``get_model("ResNet20", classes=10)``.
 
-
-def list_models():
-    """Every named model, as :func:`model_info` dicts, in table order."""
-    return [model_info(name) for name in specs.NAMED_MODELS]
-
-
-def get_model(name, **kwargs):
-    """Build a named model (any name of :func:`list_models`) with keras.applications-style
-    arguments and options, e.g. ``get_model("ResNet20", classes=10)``."""
-    info = model_info(name)
-    kwargs = {**info["options"], **kwargs}
-    if info["family"] == "cifar":
-        return CifarResNet(info["depth"], variant=info["variant"], **kwargs)
-    return ResNet(info["depth"], variant=info["variant"], **kwargs)
+    As timm's ``create_model``, ``weights`` defaults to None (random initialisation) for
+    every name; the keras.applications-compatible constructors (``keras_resnet.ResNet50``
+    ...) default to ``weights="imagenet"`` as keras.applications does.
+    """
+    spec = specs.get_spec(name)
+    builder = CifarResNet if spec.family == "cifar" else ResNet
+    return builder(spec.depth, variant=spec.variant, **{**spec.options, **kwargs})
 
 
 def ResNet18(**kwargs):

@@ -17,14 +17,16 @@ import os
 
 import numpy as np
 
+from keras_resnet import specs
+
 MODES = ("caffe", "tf", "torch")
 
 _CAFFE_MEAN_BGR = np.array([103.939, 116.779, 123.68], dtype="float32")
 _TORCH_MEAN = np.array([0.485, 0.456, 0.406], dtype="float32")
 _TORCH_STD = np.array([0.229, 0.224, 0.225], dtype="float32")
 
-# variant -> preprocessing mode of the weights that variant is trained or published with
-VARIANT_MODES = {"v1": "caffe", "v1.5": "torch", "v1d": "torch", "v2": "tf", "cifar": "tf"}
+# variant (or "cifar") -> preprocessing mode; the registry's table, named here for callers
+VARIANT_MODES = specs.PREPROCESSING
 
 CLASS_INDEX_URL = (
     "https://storage.googleapis.com/download.tensorflow.org/"
@@ -41,11 +43,9 @@ def _check_mode(mode):
 def preprocessing_mode(name):
     """The preprocessing mode for a variant ("v1", "v1.5", "v1d", "v2", "cifar") or a
     named model ("ResNet50", "ResNet20", ...; see ``keras_resnet.list_models()``)."""
-    if name in VARIANT_MODES:
+    if isinstance(name, str) and name in VARIANT_MODES:
         return VARIANT_MODES[name]
-    from keras_resnet.models import model_info
-
-    return model_info(name)["preprocessing"]
+    return specs.get_spec(name).preprocessing
 
 
 def preprocess_input(x, *, mode):

@@ -321,9 +321,9 @@ def test_model_code_is_backend_neutral():
 
 
 def test_named_constructors_are_the_table():
-    for name, (family, variant, depth, extra) in specs.NAMED_MODELS.items():
+    for name, spec in specs.MODELS.items():
         info = models.model_info(name)
-        assert (info["family"], info["variant"], info["depth"]) == (family, variant, depth)
+        assert (info["family"], info["variant"], info["depth"]) == (spec.family, spec.variant, spec.depth)
     constructors = [n for n in kr.__all__ if n.startswith("ResNet") and n[6:7].isdigit()]
     assert len(constructors) == 14  # 18, 26, 34, 50, 101, 152, 200 and their V2 forms
     for name in constructors:
