@@ -46,6 +46,10 @@ def test_tiny_train_run_prints_json_lines_and_table(capsys, monkeypatch):
     assert flops_per_image == pytest.approx(3 * 2 * 1.8e9 * (32 / 224) ** 2, rel=0.1)
     assert row["peak_fraction"] == pytest.approx(row["gflops_per_sec"] / row["peak_gflops"], rel=0.02, abs=1e-3)
     assert "keras_resnet" in out.split("\n\n")[-1] and "img/s" in out
+    # how quiet the machine was, in every row; a one-line warning on stderr when it was not
+    machine = row["machine"]
+    assert machine["others_cpu_seconds"] >= 0 and machine["own_cpu_seconds"] > 0
+    assert ("not quiet" in err) == (machine["quiet"] is False)
 
 
 @pytest.mark.slow
