@@ -133,3 +133,16 @@ def transform_of(model) -> published.EvalTransform | None:
     """The eval transform of the set ``model`` was loaded from (None if none)."""
     ws = weight_set_of(model)
     return None if ws is None else ws.transform
+
+
+def serving_transform(model):
+    """The export :class:`~keras_resnet.export.EvalTransform` of the set ``model`` was loaded
+    from (shorter side to ``crop / crop_fraction``, center crop, the publisher's
+    interpolation), or None."""
+    t = transform_of(model)
+    if t is None:
+        return None
+    from keras_resnet.export.transform import EvalTransform
+
+    return EvalTransform(crop_fraction=t.crop / t.resize, interpolation=t.interpolation,
+                         resize="shorter_side")
