@@ -1,7 +1,9 @@
-"""The generic builders (:func:`ResNet`, :func:`CifarResNet`), the head, and the named models.
+"""The generic builders (:func:`ResNet`, :func:`CifarResNet`), the head, and
+:func:`get_model`, which builds a row of the registry :data:`keras_resnet.specs.MODELS`.
 
-Named constructors are one line over :func:`ResNet`; everything structural comes from
-:mod:`keras_resnet.specs`.
+Everything structural comes from :mod:`keras_resnet.specs`; the named constructors
+(``keras_resnet.ResNet50V1_5`` ...) are one line over :func:`get_model` in
+:mod:`keras_resnet.zoo`.
 """
 
 import contextlib
@@ -279,10 +281,11 @@ def CifarResNet(depth, *, shortcut=None, variant="v1", include_top=True, weights
 # ---------------------------------------------------------------------------- named models
 
 
-def get_model(name: str, **kwargs) -> keras.Model:
+def get_model(name: str, /, **kwargs) -> keras.Model:
     """Build a named model (any name of :func:`list_models`) from its registry row
     (:data:`keras_resnet.specs.MODELS`), with keras.applications-style arguments and
-    options, e.g. ``get_model("ResNet20", classes=10)``.
+    options, e.g. ``get_model("ResNet20", classes=10)``; ``name=`` among the keywords
+    names the Keras model.
 
     As timm's ``create_model``, ``weights`` defaults to None (random initialisation) for
     every name; the keras.applications-compatible constructors (``keras_resnet.ResNet50``
@@ -291,73 +294,3 @@ def get_model(name: str, **kwargs) -> keras.Model:
     spec = specs.get_spec(name)
     builder = CifarResNet if spec.family == "cifar" else ResNet
     return builder(spec.depth, variant=spec.variant, **{**spec.options, **kwargs})
-
-
-def ResNet18(**kwargs):
-    """ResNet-18, basic blocks (He et al. 2015); keras.applications-style v1 flags."""
-    return ResNet(18, variant="v1", **kwargs)
-
-
-def ResNet26(**kwargs):
-    """ResNet-26, bottleneck blocks (2, 2, 2, 2); keras.applications-style v1 flags."""
-    return ResNet(26, variant="v1", **kwargs)
-
-
-def ResNet34(**kwargs):
-    """ResNet-34, basic blocks (He et al. 2015); keras.applications-style v1 flags."""
-    return ResNet(34, variant="v1", **kwargs)
-
-
-def ResNet50(**kwargs):
-    """ResNet-50 as keras.applications.ResNet50 (same layers, names and weights)."""
-    return ResNet(50, variant="v1", **kwargs)
-
-
-def ResNet101(**kwargs):
-    """ResNet-101 as keras.applications.ResNet101 (same layers, names and weights)."""
-    return ResNet(101, variant="v1", **kwargs)
-
-
-def ResNet152(**kwargs):
-    """ResNet-152 as keras.applications.ResNet152 (same layers, names and weights)."""
-    return ResNet(152, variant="v1", **kwargs)
-
-
-def ResNet200(**kwargs):
-    """ResNet-200, bottleneck blocks (3, 24, 36, 3); keras.applications-style v1 flags."""
-    return ResNet(200, variant="v1", **kwargs)
-
-
-def ResNet18V2(**kwargs):
-    """Pre-activation ResNet-18 (He et al. 2016), keras.applications ResNetV2 flags."""
-    return ResNet(18, variant="v2", **kwargs)
-
-
-def ResNet26V2(**kwargs):
-    """Pre-activation ResNet-26 (He et al. 2016), keras.applications ResNetV2 flags."""
-    return ResNet(26, variant="v2", **kwargs)
-
-
-def ResNet34V2(**kwargs):
-    """Pre-activation ResNet-34 (He et al. 2016), keras.applications ResNetV2 flags."""
-    return ResNet(34, variant="v2", **kwargs)
-
-
-def ResNet50V2(**kwargs):
-    """ResNet-50 v2 as keras.applications.ResNet50V2 (same layers, names and weights)."""
-    return ResNet(50, variant="v2", **kwargs)
-
-
-def ResNet101V2(**kwargs):
-    """ResNet-101 v2 as keras.applications.ResNet101V2 (same layers, names and weights)."""
-    return ResNet(101, variant="v2", **kwargs)
-
-
-def ResNet152V2(**kwargs):
-    """ResNet-152 v2 as keras.applications.ResNet152V2 (same layers, names and weights)."""
-    return ResNet(152, variant="v2", **kwargs)
-
-
-def ResNet200V2(**kwargs):
-    """Pre-activation ResNet-200 (He et al. 2016), keras.applications ResNetV2 flags."""
-    return ResNet(200, variant="v2", **kwargs)

@@ -180,7 +180,7 @@ def _spec(name, family, variant, depth, description, **options):
 
 # One line per variant for the descriptions of the generated rows.
 _VARIANT_LINES = {
-    "v1": "conv biases, bottlenecks stride on their first 1x1 (keras.applications ResNet)",
+    "v1": "conv biases, bottleneck stride on the first 1x1 (keras.applications ResNet)",
     "v1.5": "stride on the 3x3, no conv biases (torchvision)",
     "v1d": "deep stem and average-pool shortcut (Bag of Tricks, timm resnet*d)",
     "v2": "pre-activation (He et al. 2016; keras.applications ResNetV2)",
@@ -192,7 +192,10 @@ _KERAS_APPLICATIONS = {"ResNet50", "ResNet101", "ResNet152",
 def _rows():
     for d in DEPTHS:
         for suffix, v in (("", "v1"), ("V2", "v2"), ("V1_5", "v1.5"), ("D", "v1d")):
-            yield _spec(f"ResNet{d}{suffix}", "imagenet", v, d, f"ResNet-{d} {v}: {_VARIANT_LINES[v]}")
+            name = f"ResNet{d}{suffix}"
+            line = (f", as keras.applications.{name}: same layers, weight files and arguments"
+                    if name in _KERAS_APPLICATIONS else f": {_VARIANT_LINES[v]}")
+            yield _spec(name, "imagenet", v, d, f"ResNet-{d} {v}{line}")
     yield _spec("ResNeXt50_32x4d", "imagenet", "v1.5", 50,
                 "ResNeXt-50 32x4d (Xie et al. 2017; torchvision resnext50_32x4d)",
                 groups=32, width_per_group=4)
