@@ -141,8 +141,11 @@ def test_head_left_out_without_top_and_on_request(resnet18_pth):
 
 def test_mismatches_name_tensor_variable_and_shapes(tmp_path, resnet18_pth):
     state = _state("tv_resnet18")
-    with pytest.raises(ValueError, match=r"'conv1.weight' has shape \(64, 3, 7, 7\).*needs \(3, 3, 3, 32\)"):
-        _build("ResNet18D", weights=resnet18_pth)  # deep stem: conv1_1_conv is 3x3x3x32
+    with pytest.raises(ValueError, match=r"no tensor 'conv1.0.weight'.*'conv1_1_conv/kernel' \(shape \(3, 3, 3, 32\)\)"):
+        _build("ResNet18D", weights=resnet18_pth)  # the deep stem's first conv
+    with pytest.raises(ValueError, match=r"'conv1.weight' has shape \(64, 3, 7, 7\).*needs \(7, 7, 3, 32\)"):
+        kr.ResNet(18, variant="v1.5", width_multiplier=0.5, input_shape=(SIZE, SIZE, 3),
+                  weights=resnet18_pth)
     extra = _write({**state, "layer5.0.conv1.weight": np.zeros((2, 2, 1, 1), np.float32)},
                    str(tmp_path / "extra.safetensors"))
     with pytest.raises(ValueError, match=r"'layer5.0.conv1.weight' \(shape \(2, 2, 1, 1\)\) matches no variable"):
@@ -175,7 +178,7 @@ def test_named_set_loads_from_cache_and_carries_its_transform(tmp_path, monkeypa
     from keras_resnet.export import EvalTransform
     from keras_resnet.export.options import resolve_options
 
-    options = resolve_options(model)
+    options = resolve_options(model, class_names=[f"c{i}" for i in range(1000)])
     assert options.transform == EvalTransform(crop_fraction=224 / 256, interpolation="bilinear",
                                               resize="shorter_side")
     assert options.weights == "torchvision:IMAGENET1K_V1"

@@ -40,9 +40,10 @@ def named_model_for(depth: int, variant: str, options: dict) -> str | None:
     from keras_resnet import specs
 
     given = {k: v for k, v in options.items() if k in _STRUCTURAL}
-    for name, (family, v, d, extra) in specs.NAMED_MODELS.items():
-        if family == "imagenet" and v == variant and d == depth and given == dict(extra):
-            return name
+    for spec in specs.MODELS.values():
+        if (spec.family, spec.variant, spec.depth) == ("imagenet", variant, depth) \
+                and given == dict(spec.options):
+            return spec.name
     return None
 
 
