@@ -29,6 +29,7 @@ class ServingOptions:
     add_softmax: bool  # the model ends in logits: the export appends a softmax
     transform: EvalTransform = EvalTransform()
     max_image_pixels: int | None = DEFAULT_MAX_IMAGE_PIXELS  # None: no limit
+    weights: str | None = None  # the published set the model was loaded from, if any
 
     @property
     def num_classes(self) -> int:
@@ -49,6 +50,7 @@ class ServingOptions:
             "softmax_added": self.add_softmax,
             "class_names_file": CLASS_NAMES_ASSET,
             "eval_transform": self.transform.metadata(),
+            "weights": self.weights,
             "max_image_pixels": self.max_image_pixels,
             "signatures": {
                 SERVING_SIGNATURE: {
@@ -206,7 +208,13 @@ def _ends_in_logits(model):
     return getattr(activation, "__name__", None) == "linear"
 
 
-def _resolve_transform(eval_transform, crop_fraction, interpolation):
+def _resolve_transform(eval_transform, crop_fraction, interpolation, model=None):
+    if eval_transform is None and crop_fraction is None and interpolation is None:
+        from keras_resnet.weights import serving_transform
+
+        published = serving_transform(model)  # the publisher's, for a model loaded from a set
+        if published is not None:
+            return published
     if eval_transform is None:
         return EvalTransform(crop_fraction=1.0 if crop_fraction is None else crop_fraction,
                              interpolation=interpolation or "bilinear")
@@ -235,7 +243,9 @@ def resolve_options(model, *, class_names=None, preprocessing=None, top_k=5, ima
     """Check the export arguments against the model; nothing heavy happens here.
 
     ``crop_fraction`` (default 1.0) and ``interpolation`` (default "bilinear") build the
-    :class:`EvalTransform`, or ``eval_transform`` gives one whole. ``max_image_pixels``
+    :class:`EvalTransform`, or ``eval_transform`` gives one whole. With none of the three,
+    a model loaded from a published weight set (``weights="torchvision"``, ``"timm:..."``)
+    gets that set's transform (:func:`keras_resnet.weights.serving_transform`). ``max_image_pixels``
     (default 50 megapixels, None for no limit) bounds what ``serving_default`` decodes.
     """
     import keras
@@ -245,7 +255,7 @@ def resolve_options(model, *, class_names=None, preprocessing=None, top_k=5, ima
     if not isinstance(model, keras.Model):
         raise ValueError(f"model must be a keras.Model. Received: model={model!r}")
     top_k = check_positive_int("top_k", top_k)
-    transform = _resolve_transform(eval_transform, crop_fraction, interpolation)
+    transform = _resolve_transform(eval_transform, crop_fraction, interpolation, model)
     max_image_pixels = check_max_image_pixels(max_image_pixels)
     height, width = _input_size(model, image_size)
     output_shape = model.output_shape
@@ -264,4 +274,12 @@ def resolve_options(model, *, class_names=None, preprocessing=None, top_k=5, ima
         add_softmax=_ends_in_logits(model),
         transform=transform,
         max_image_pixels=max_image_pixels,
+        weights=_weight_set_name(model),
     )
+
+
+def _weight_set_name(model):
+    from keras_resnet.weights import weight_set_of
+
+    weight_set = weight_set_of(model)
+    return None if weight_set is None else weight_set.name

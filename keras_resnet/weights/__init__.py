@@ -27,6 +27,7 @@ from keras_resnet.weights.loading import (
     apply,
     load_checkpoint,
     plan,
+    serving_transform,
     transform_of,
     weight_set_of,
 )
@@ -36,5 +37,5 @@ __all__ = [
     "BASE_WEIGHTS_PATH", "DOWNLOAD_TIMEOUT_S", "SETS", "WEIGHTS_HASHES", "apply", "cache_dir",
     "check_imagenet", "check_weights_argument", "eval_transform", "fetch", "file_hash",
     "find_set", "imagenet_weights_name", "load_checkpoint", "load_imagenet", "load_weights",
-    "plan", "read_checkpoint", "sets_for", "transform_of", "weight_set_of",
+    "plan", "read_checkpoint", "serving_transform", "sets_for", "transform_of", "weight_set_of",
 ]

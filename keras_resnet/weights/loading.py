@@ -40,9 +40,10 @@ def named_model_for(depth: int, variant: str, options: dict) -> str | None:
     from keras_resnet import specs
 
     given = {k: v for k, v in options.items() if k in _STRUCTURAL}
-    for name, (family, v, d, extra) in specs.NAMED_MODELS.items():
-        if family == "imagenet" and v == variant and d == depth and given == dict(extra):
-            return name
+    for spec in specs.MODELS.values():
+        if (spec.family, spec.variant, spec.depth) == ("imagenet", variant, depth) \
+                and given == dict(spec.options):
+            return spec.name
     return None
 
 
@@ -133,3 +134,16 @@ def transform_of(model) -> published.EvalTransform | None:
     """The eval transform of the set ``model`` was loaded from (None if none)."""
     ws = weight_set_of(model)
     return None if ws is None else ws.transform
+
+
+def serving_transform(model):
+    """The export :class:`~keras_resnet.export.EvalTransform` of the set ``model`` was loaded
+    from (shorter side to ``crop / crop_fraction``, center crop, the publisher's
+    interpolation), or None."""
+    t = transform_of(model)
+    if t is None:
+        return None
+    from keras_resnet.export.transform import EvalTransform
+
+    return EvalTransform(crop_fraction=t.crop / t.resize, interpolation=t.interpolation,
+                         resize="shorter_side")

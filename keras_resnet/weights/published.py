@@ -175,10 +175,10 @@ def eval_transform(weights: str, model: str) -> EvalTransform:
 
 def print_table() -> None:
     """``keras-resnet list --weights``: per model, its sets, source, license and top-1."""
-    from keras_resnet.specs import NAMED_MODELS
+    from keras_resnet.specs import MODELS
     from keras_resnet.weights.applications import WEIGHTS_HASHES
 
-    order = list(NAMED_MODELS)
+    order = list(MODELS)
 
     print(f"{'model':<18} {'weights=':<32} {'source':<18} {'license':<13} {'top-1':>7}  eval transform")
     for name in WEIGHTS_HASHES:  # keras.applications' files, weights="imagenet"
