@@ -43,6 +43,8 @@ _LAZY = {
     "preprocess_input": "keras_resnet.preprocessing",
     "decode_predictions": "keras_resnet.preprocessing",
     "BatchNormalization": "keras_resnet.normalization",
+    "freeze_batch_norm": "keras_resnet.normalization",
+    "get_backbone": "keras_resnet.backbones",
     "train": "keras_resnet.training",
     "evaluate": "keras_resnet.training",
     "export_saved_model": "keras_resnet.export",

@@ -25,6 +25,7 @@ COMMANDS = {
     "predict": ("keras_resnet.export", "top-k labels for image files"),
     "tune": ("keras_resnet.tuning", "hyperparameter search with keras-tuner"),
     "benchmark": ("keras_resnet.benchmark", "images/second side by side with a reference"),
+    "convert": ("keras_resnet.weights.command", "torchvision / timm checkpoint -> Keras .weights.h5"),
 }
 
 # Exit statuses: 0 done, 1 the environment failed (offline, disk full, a lost worker),
@@ -171,6 +172,11 @@ def _count_params(name: str) -> int:
 def _list(args) -> int:
     from keras_resnet import specs
 
+    if args.weights:
+        from keras_resnet.weights.published import print_table
+
+        print_table()
+        return 0
     rows = [m for m in specs.MODELS.values() if args.family in (None, m.family)]
     header = f"{'name':<18} {'family':<9} {'variant':<8} {'depth':>5} {'input':>6} {'preprocessing':<13}"
     print(header + (f" {'params':>12}" if args.params else "") + " description")
@@ -225,6 +231,9 @@ def build_parser(command: str):
                             help="also build each model to count its parameters (slow)")
         parser.add_argument("--family", choices=specs.FAMILIES, default=None,
                             help="only the models of this family")
+        parser.add_argument("--weights", action="store_true",
+                            help="list the published weight sets of each model: source, "
+                                 "license, published top-1")
         return parser
     parser.add_argument("model", help="a name from 'keras-resnet list'")
     parser.add_argument("--classes", type=_positive_int, default=None,

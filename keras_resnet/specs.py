@@ -167,6 +167,15 @@ class ModelSpec:
     def __post_init__(self) -> None:
         object.__setattr__(self, "options", types.MappingProxyType(dict(self.options)))
 
+    @property
+    def weight_sets(self) -> list:
+        """The published torchvision / timm weight sets of this model, best top-1 first
+        (:mod:`keras_resnet.weights.published`; ``weights="imagenet"`` is
+        ``keras_applications``)."""
+        from keras_resnet.weights.published import sets_for
+
+        return sets_for(self.name)
+
     def info(self) -> dict[str, Any]:
         """This row as a plain dict of its fields (what :func:`model_info` returns)."""
         info = {f.name: getattr(self, f.name) for f in dataclasses.fields(self)}
@@ -243,3 +252,13 @@ def model_info(name: str) -> dict[str, Any]:
 def list_models() -> list[dict[str, Any]]:
     """Every named model, as :func:`model_info` dicts, in table order."""
     return [spec.info() for spec in MODELS.values()]
+
+
+# Images of this side or less (CIFAR's 32, the digits' 32, 64x64 thumbnails) go to the
+# CIFAR family of ResNets and the "cifar" augmentation; larger ones to the ImageNet family.
+SMALL_IMAGE_MAX = 64
+
+
+def family_for_image_size(size: int) -> str:
+    """"cifar" for images of side ``size`` <= :data:`SMALL_IMAGE_MAX` px, else "imagenet"."""
+    return "cifar" if size <= SMALL_IMAGE_MAX else "imagenet"
