@@ -1,7 +1,10 @@
-"""The `keras-resnet` command: a thin dispatcher.
+"""The `keras-resnet` command: a thin dispatcher, the one error policy, `list` and `summary`.
 
-Each subcommand lives in the module that does the work and exposes
-`cli_main(command, argv) -> int` there, so this file only maps names to modules.
+``COMMANDS`` maps each subcommand to a light module, one that imports only argparse and
+the standard library at import time, whose ``cli_main(command, argv) -> int`` builds the
+parser, checks the arguments and only then imports the library that does the work
+(Keras, TensorFlow). So ``keras-resnet COMMAND --help`` answers without TensorFlow;
+``tests/test_cli.py`` checks it for every name in ``COMMANDS``.
 """
 
 from __future__ import annotations
@@ -15,16 +18,16 @@ import tempfile
 
 from keras_resnet import import_hooks
 
-# subcommand -> (module, one-line help)
+# subcommand -> (light module with cli_main, one-line help)
 COMMANDS = {
     "list": ("keras_resnet.cli", "list every named model: family, depth, parameters"),
     "summary": ("keras_resnet.cli", "print a model's layers and parameter counts"),
     "train": ("keras_resnet.training", "train a model with model.fit and write a run folder"),
     "evaluate": ("keras_resnet.training", "top-1/top-5 of a run or model on a dataset split"),
-    "export": ("keras_resnet.export", "export a SavedModel (TF Serving), ONNX or TFLite"),
-    "predict": ("keras_resnet.export", "top-k labels for image files"),
+    "export": ("keras_resnet.export.cli", "export a SavedModel (TF Serving), ONNX or TFLite"),
+    "predict": ("keras_resnet.export.cli", "top-k labels for image files"),
     "tune": ("keras_resnet.tuning", "hyperparameter search with keras-tuner"),
-    "benchmark": ("keras_resnet.benchmark", "images/second side by side with a reference"),
+    "benchmark": ("keras_resnet.benchmark.cli", "images/second side by side with a reference"),
     "convert": ("keras_resnet.weights.command", "torchvision / timm checkpoint -> Keras .weights.h5"),
 }
 
