@@ -44,7 +44,7 @@ def probed(args):
 # ------------------------------------------------------------- start-up without TensorFlow
 
 
-@pytest.mark.parametrize("args", [["--help"], ["list"], ["list", "--family", "cifar"]])
+@pytest.mark.parametrize("args", [["--help"], ["list"], ["list", "--family", "cifar"], ["list", "--weights"]])
 def test_help_and_list_do_not_import_tensorflow(args):
     code, tf, keras, out = probed(args)
     assert code == 0 and not tf and not keras, out.stderr
