@@ -127,3 +127,13 @@ for _d in (20, 32, 44, 56, 110, 1202):
 for _d in (164, 1001):
     NAMED_MODELS[f"ResNet{_d}V2"] = ("cifar", "v2", _d, {})
 del _d
+
+
+# Images of this side or less (CIFAR's 32, the digits' 32, 64x64 thumbnails) go to the
+# CIFAR family of ResNets and the "cifar" augmentation; larger ones to the ImageNet family.
+SMALL_IMAGE_MAX = 64
+
+
+def family_for_image_size(size: int) -> str:
+    """"cifar" for images of side ``size`` <= :data:`SMALL_IMAGE_MAX` px, else "imagenet"."""
+    return "cifar" if size <= SMALL_IMAGE_MAX else "imagenet"
