@@ -14,10 +14,11 @@ COMMANDS = {
     "summary": ("keras_resnet.cli", "print a model's layers and parameter counts"),
     "train": ("keras_resnet.training", "train a model with model.fit and write a run folder"),
     "evaluate": ("keras_resnet.training", "top-1/top-5 of a run or model on a dataset split"),
-    "export": ("keras_resnet.export", "export a SavedModel (TF Serving), ONNX or TFLite"),
-    "predict": ("keras_resnet.export", "top-k labels for image files"),
+    "export": ("keras_resnet.export.cli", "export a SavedModel (TF Serving), ONNX or TFLite"),
+    "predict": ("keras_resnet.export.cli", "top-k labels for image files"),
     "tune": ("keras_resnet.tuning", "hyperparameter search with keras-tuner"),
     "benchmark": ("keras_resnet.benchmark", "images/second side by side with a reference"),
+    "convert": ("keras_resnet.weights.command", "torchvision / timm checkpoint -> Keras .weights.h5"),
 }
 
 # Exit statuses: 0 done, 1 the environment failed (offline, disk full, a lost worker),
@@ -122,7 +123,14 @@ def cli_main(command, argv):
         parser.add_argument("--params", action="store_true",
                             help="also build each model to count its parameters (slow: ~2 min)")
         parser.add_argument("--family", choices=("imagenet", "cifar"), default=None)
+        parser.add_argument("--weights", action="store_true",
+                            help="list the published weight sets of each model instead")
         args = parser.parse_args(argv)
+        if args.weights:
+            from keras_resnet.weights.published import print_table
+
+            print_table()
+            return 0
         rows = [m for m in list_models() if args.family in (None, m["family"])]
         header = f"{'name':<18} {'family':<9} {'variant':<8} {'depth':>5} {'input':>6} {'preprocessing':<13}"
         print(header + (f" {'params':>12}" if args.params else ""))

@@ -53,10 +53,49 @@ class BatchNormalization(keras.layers.BatchNormalization):
     ``moving_mean`` / ``moving_variance`` by ``momentum`` towards the batch mean
     and the (biased) batch variance, as Keras does; inference mode uses the
     moving statistics. Every other case runs Keras' own implementation.
-    See ``keras.layers.BatchNormalization`` for the arguments.
+    See ``keras.layers.BatchNormalization`` for the other arguments.
+
+    Args:
+        frozen: a frozen layer always normalises with its moving statistics and never
+            changes its variables (broadinstitute keras-resnet's ``freeze_bn``, for
+            detection and segmentation fine-tuning with small batches). Unlike
+            ``trainable=False`` it survives ``model.trainable = True``: setting
+            ``trainable`` on a frozen layer leaves it non-trainable (see
+            :func:`freeze_batch_norm` for why ``training=False`` is not enough in Keras 3).
+            Set ``layer.frozen = False`` and then ``layer.trainable = True`` to thaw it.
     """
 
+    def __init__(self, *args, frozen=False, **kwargs):
+        super().__init__(*args, **kwargs)
+        self.frozen = frozen
+
+    @property
+    def frozen(self):
+        return getattr(self, "_frozen", False)
+
+    @frozen.setter
+    def frozen(self, value):
+        if not isinstance(value, bool):
+            raise ValueError(f"frozen must be a bool. Received: frozen={value!r}")
+        self._frozen = value
+        if value:
+            self.trainable = False
+
+    @property
+    def trainable(self):
+        return keras.layers.Layer.trainable.fget(self)
+
+    @trainable.setter
+    def trainable(self, value):
+        # A frozen layer stays non-trainable when a model above it is made trainable.
+        keras.layers.Layer.trainable.fset(self, bool(value) and not self.frozen)
+
+    def get_config(self):
+        return {**super().get_config(), "frozen": self.frozen}
+
     def call(self, inputs, training=None, mask=None):
+        if self.frozen:
+            training = False
         data_format = self._fused_data_format(inputs, training, mask)
         if data_format is None:
             return super().call(inputs, training=training, mask=mask)
@@ -144,3 +183,35 @@ def _replicas():
     if context is None:  # cross-replica context
         return tf.distribute.get_strategy().num_replicas_in_sync
     return context.num_replicas_in_sync
+
+
+def freeze_batch_norm(model):
+    """Freeze every BatchNormalization of ``model`` (nested models included) in place.
+
+    Each BN then normalises with its moving statistics and keeps gamma, beta and the
+    statistics unchanged under ``fit``; every other layer keeps its ``trainable`` setting.
+    Layers of this package get ``frozen=True``; other Keras BN layers ``trainable=False``.
+
+    Why ``base(x, training=False)`` alone is not enough in Keras 3 (keras-team/keras#20285):
+    ``fit`` calls the outer model with ``training=True`` and that call context reaches
+    every nested layer, overriding the ``training=False`` written when the graph was built.
+    A Keras BN then uses its moving statistics only because ``trainable=False``; the
+    moment the base is unfrozen for fine-tuning (``base.trainable = True``, which sets
+    every inner layer), its BNs switch to batch statistics and start moving their
+    statistics. A frozen BN of this package forces ``training=False`` inside its own
+    ``call`` and refuses ``trainable=True``, so it stays frozen through both.
+
+    Returns:
+        The number of BatchNormalization layers frozen.
+    """
+    from keras_resnet.utils import all_layers
+
+    count = 0
+    for layer in all_layers(model):
+        if isinstance(layer, BatchNormalization):
+            layer.frozen = True
+            count += 1
+        elif isinstance(layer, keras.layers.BatchNormalization):
+            layer.trainable = False
+            count += 1
+    return count

@@ -221,7 +221,7 @@ def _check_in(name, value, choices):
 
 def _check(config: TrainConfig, name) -> None:
     c = config
-    if c.model not in specs.NAMED_MODELS:
+    if c.model not in specs.MODELS:
         fail(name("model"), c.model, "a name from `keras-resnet list` (e.g. 'ResNet50')")
     for key, low in (("epochs", 1), ("batch_size", 1), ("image_size", 8), ("backup_steps", 0), ("seed", 0)):
         _check_int(name(key), getattr(c, key), low)

@@ -16,7 +16,7 @@ def _read_json(path):
 def _locate(run_or_model, dataset):
     """``(what, path, config)``: "name" | "file", the model file or name, and the run's
     config.json (or what a named model implies)."""
-    from keras_resnet.models import list_models, model_info
+    from keras_resnet.specs import list_models, model_info
 
     path = str(run_or_model)
     if os.path.isdir(path):

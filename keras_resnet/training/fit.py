@@ -153,7 +153,8 @@ class FitJob:
             start_epoch += 1
         if start_epoch < epochs:
             phases.append((start_epoch, 0, epochs))
-        val_data = self.data.eval_dataset("val", self.config.global_batch_size, **self._eval())
+        split = "val" if self.data.num_val else "test"
+        val_data = self.data.eval_dataset(split, self.config.global_batch_size, **self._eval())
         histories, images = [], 0
         for first_epoch, first_step, end_epoch in phases:
             if self.signals.signum is not None:

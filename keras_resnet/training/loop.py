@@ -39,7 +39,7 @@ def resolve(config, data, strategy):
     """``config`` with every open option filled from the data, devices and the recipe, and
     the facts of the run (class names, counts, replicas, steps); ValueError if they clash."""
     from keras_resnet.hardware import resolve_jit_compile, resolve_precision
-    from keras_resnet.models import model_info
+    from keras_resnet.specs import model_info
 
     info = model_info(config.model)
     image_size = config.image_size or data.image_size

@@ -16,7 +16,6 @@ import keras_tuner
 
 from keras_resnet import specs
 from keras_resnet.models import CifarResNet, ResNet
-from keras_resnet.preprocessing import VARIANT_MODES
 from keras_resnet.training.callbacks import NaNGuard
 from keras_resnet.training.recipe import compile_model, default_recipe, recipe_family
 from keras_resnet.tuning.space import _keys_only, _sample, narrow_space
@@ -113,7 +112,7 @@ class HyperResNet(keras_tuner.HyperModel):
         return {key: _sample(hp, key, entry) for key, entry in self.space.items()}
 
     def preprocessing(self, values):
-        return VARIANT_MODES["cifar" if self.family == "cifar" else values["variant"]]
+        return specs.PREPROCESSING["cifar" if self.family == "cifar" else values["variant"]]
 
     def declare_hyperparameters(self, hp):
         self.values(hp)
@@ -178,7 +177,7 @@ def fit_with_training(hypermodel, model, values, *, epochs, initial_epoch=0, cal
         global_batch, augmentation=values["augmentation"], seed=hypermodel.seed,
         start_epoch=initial_epoch, epochs=epochs, **common)
     val_data = hypermodel.data.eval_dataset(
-        "val", global_batch, augmentation=values["augmentation"], **common)
+        "val" if hypermodel.data.num_val else "test", global_batch, augmentation=values["augmentation"], **common)
     history = model.fit(train_data, epochs=epochs, initial_epoch=initial_epoch, steps_per_epoch=steps,
                         validation_data=val_data, callbacks=[nan_guard, StopOnSignal(hypermodel.signals), *callbacks],
                         verbose=verbose)
