@@ -259,3 +259,11 @@ def test_keras_hub_preset_features_match_reference(key, tmp_path):
         _build(HUB["models"][key]["model"], weights=preset)
     with pytest.raises(ValueError, match="keras-hub preset of"):
         _build("ResNet50V1_5", include_top=False, weights=preset)
+    if key == "keras_hub_resnet26_vd":  # the command too: a backbone-only weights file
+        from keras_resnet import cli
+
+        out = str(tmp_path / "r26d.weights.h5")
+        assert cli.main(["convert", preset, "--model", "ResNet26D", "--output", out,
+                         "--skip-classifier"]) == 0
+        model.load_weights(out)
+        assert _rel(_logits(model), HUB_REF[f"{key}_features"]) < 1e-4
