@@ -1,7 +1,9 @@
-"""The generic builders (:func:`ResNet`, :func:`CifarResNet`), the head, and the named models.
+"""The generic builders (:func:`ResNet`, :func:`CifarResNet`), the head, and
+:func:`get_model`, which builds a row of the registry :data:`keras_resnet.specs.MODELS`.
 
-Named constructors are one line over :func:`ResNet`; everything structural comes from
-:mod:`keras_resnet.specs`.
+Everything structural comes from :mod:`keras_resnet.specs`; the named constructors
+(``keras_resnet.ResNet50V1_5`` ...) are one line over :func:`get_model` in
+:mod:`keras_resnet.zoo`.
 """
 
 import contextlib
@@ -14,10 +16,8 @@ from keras_resnet import blocks, specs, weights as weights_lib
 from keras_resnet.specs import list_models, model_info  # noqa: F401  (read from the registry)
 
 POOLINGS = (None, "avg", "max")
-MIN_SIZE = 32  # keras.applications' rule for the ImageNet family (five stride-2 stages)
-# The CIFAR family has two stride-2 stages (He et al. 2015, sec. 4.2): 8x8 -> 2x2 at the end,
-# so MNIST-style 28x28 images train at their own size.
-CIFAR_MIN_SIZE = 8
+MIN_SIZE = specs.MIN_INPUT_SIZE["imagenet"]  # smallest input side (see specs)
+CIFAR_MIN_SIZE = specs.MIN_INPUT_SIZE["cifar"]
 
 
 def _fail(argument, value, expected):
@@ -142,6 +142,15 @@ def _build(*, kind, blocks_per_stage, stem_filters, stage_filters, flags, includ
         return keras.Model(inputs, x, name=name)
 
 
+def default_name(family, variant, depth):
+    """The ``keras.Model`` name a builder gives by default: "resnet50" (v1), "resnet50v2",
+    "resnet50_v1_5", "resnet50d"; CIFAR "resnet20", "resnet164v2". Export looks a model's
+    preprocessing up by it (with the family, since "resnet50" exists in both)."""
+    if family == "cifar":
+        return f"resnet{depth}{'v2' if variant == 'v2' else ''}"
+    return f"resnet{depth}{ {'v1': '', 'v2': 'v2', 'v1.5': '_v1_5', 'v1d': 'd'}[variant]}"
+
+
 @contextlib.contextmanager
 def deep_recursion(limit=40_000):
     """Keras walks a functional graph recursively, one frame per layer: ResNet-1202 and
@@ -167,8 +176,12 @@ def ResNet(depth, *, variant="v1", include_top=True, weights=None, input_tensor=
             2019) or "v2" (keras.applications ResNetV2, pre-activation, He et al. 2016).
         include_top: whether to add global average pooling and the ``predictions`` Dense.
         weights: None, "imagenet" (the files keras.applications publishes; "v1" and "v2"
-            at depths 50/101/152) or the path of a weights file (a keras.applications-format
-            legacy ``.h5``, with or without top, or a Keras 3 ``.weights.h5``).
+            at depths 50/101/152), a published torchvision / timm set of a named model
+            ("torchvision", "torchvision:IMAGENET1K_V2", "timm:resnet50.a1_in1k"; see
+            ``keras-resnet list --weights``), or the path of a weights file: a
+            keras.applications-format legacy ``.h5`` (with or without top), a Keras 3
+            ``.weights.h5``, or a torchvision / timm checkpoint (``.pth``, ``.bin``,
+            ``.safetensors``) of the same architecture (:mod:`keras_resnet.weights`).
         input_tensor: optional Keras tensor to use as the model's input.
         input_shape: (height, width, 3), each side >= 32; default (224, 224, 3) with a top,
             (None, None, 3) without.
@@ -201,24 +214,19 @@ def ResNet(depth, *, variant="v1", include_top=True, weights=None, input_tensor=
     if kind == specs.BASIC and options.get("stride_on") == "first_1x1":
         _fail("stride_on", "first_1x1", "'3x3' for basic blocks (depths 18, 34), which have no 1x1")
     _check_head(include_top, pooling, classes, weights)
-    if weights == "imagenet":
-        weights_lib.check_imagenet(depth, variant, options)
-    weights_file = weights_lib.check_weights_argument(weights)
+    weights_plan = weights_lib.plan(weights, depth=depth, variant=variant, options=options,
+                                    include_top=include_top, classes=classes)
     input_shape = _resolve_input_shape(input_shape, include_top=include_top, weights=weights,
                                        default_size=224)
     if name is None:
-        suffix = {"v1": "", "v2": "v2", "v1.5": "_v1_5", "v1d": "d"}[variant]
-        name = f"resnet{depth}{suffix}"
+        name = default_name("imagenet", variant, depth)
     model = _build(
         kind=kind, blocks_per_stage=blocks_per_stage, stem_filters=specs.STEM_FILTERS,
         stage_filters=specs.STAGE_FILTERS, flags=flags, include_top=include_top,
         input_tensor=input_tensor, input_shape=input_shape, pooling=pooling, classes=classes,
         classifier_activation=classifier_activation, name=name,
     )
-    if weights == "imagenet":
-        weights_lib.load_imagenet(model, depth=depth, variant=variant, include_top=include_top)
-    elif weights_file is not None:
-        weights_lib.load_weights(model, weights_file)
+    weights_lib.apply(weights_plan, model)
     return model
 
 
@@ -261,7 +269,7 @@ def CifarResNet(depth, *, shortcut=None, variant="v1", include_top=True, weights
         stage_filters=specs.CIFAR_STAGE_FILTERS, flags=flags, include_top=include_top,
         input_tensor=input_tensor, input_shape=input_shape, pooling=pooling, classes=classes,
         classifier_activation=classifier_activation,
-        name=name or f"resnet{depth}{'v2' if variant == 'v2' else ''}",
+        name=name or default_name("cifar", variant, depth),
     )
     if weights_file is not None:
         weights_lib.load_weights(model, weights_file)
@@ -271,10 +279,11 @@ def CifarResNet(depth, *, shortcut=None, variant="v1", include_top=True, weights
 # ---------------------------------------------------------------------------- named models
 
 
-def get_model(name: str, **kwargs) -> keras.Model:
+def get_model(name: str, /, **kwargs) -> keras.Model:
     """Build a named model (any name of :func:`list_models`) from its registry row
     (:data:`keras_resnet.specs.MODELS`), with keras.applications-style arguments and
-    options, e.g. ``get_model("ResNet20", classes=10)``.
+    options, e.g. ``get_model("ResNet20", classes=10)``; ``name=`` among the keywords
+    names the Keras model.
 
     As timm's ``create_model``, ``weights`` defaults to None (random initialisation) for
     every name; the keras.applications-compatible constructors (``keras_resnet.ResNet50``
@@ -283,73 +292,3 @@ def get_model(name: str, **kwargs) -> keras.Model:
     spec = specs.get_spec(name)
     builder = CifarResNet if spec.family == "cifar" else ResNet
     return builder(spec.depth, variant=spec.variant, **{**spec.options, **kwargs})
-
-
-def ResNet18(**kwargs):
-    """ResNet-18, basic blocks (He et al. 2015); keras.applications-style v1 flags."""
-    return ResNet(18, variant="v1", **kwargs)
-
-
-def ResNet26(**kwargs):
-    """ResNet-26, bottleneck blocks (2, 2, 2, 2); keras.applications-style v1 flags."""
-    return ResNet(26, variant="v1", **kwargs)
-
-
-def ResNet34(**kwargs):
-    """ResNet-34, basic blocks (He et al. 2015); keras.applications-style v1 flags."""
-    return ResNet(34, variant="v1", **kwargs)
-
-
-def ResNet50(**kwargs):
-    """ResNet-50 as keras.applications.ResNet50 (same layers, names and weights)."""
-    return ResNet(50, variant="v1", **kwargs)
-
-
-def ResNet101(**kwargs):
-    """ResNet-101 as keras.applications.ResNet101 (same layers, names and weights)."""
-    return ResNet(101, variant="v1", **kwargs)
-
-
-def ResNet152(**kwargs):
-    """ResNet-152 as keras.applications.ResNet152 (same layers, names and weights)."""
-    return ResNet(152, variant="v1", **kwargs)
-
-
-def ResNet200(**kwargs):
-    """ResNet-200, bottleneck blocks (3, 24, 36, 3); keras.applications-style v1 flags."""
-    return ResNet(200, variant="v1", **kwargs)
-
-
-def ResNet18V2(**kwargs):
-    """Pre-activation ResNet-18 (He et al. 2016), keras.applications ResNetV2 flags."""
-    return ResNet(18, variant="v2", **kwargs)
-
-
-def ResNet26V2(**kwargs):
-    """Pre-activation ResNet-26 (He et al. 2016), keras.applications ResNetV2 flags."""
-    return ResNet(26, variant="v2", **kwargs)
-
-
-def ResNet34V2(**kwargs):
-    """Pre-activation ResNet-34 (He et al. 2016), keras.applications ResNetV2 flags."""
-    return ResNet(34, variant="v2", **kwargs)
-
-
-def ResNet50V2(**kwargs):
-    """ResNet-50 v2 as keras.applications.ResNet50V2 (same layers, names and weights)."""
-    return ResNet(50, variant="v2", **kwargs)
-
-
-def ResNet101V2(**kwargs):
-    """ResNet-101 v2 as keras.applications.ResNet101V2 (same layers, names and weights)."""
-    return ResNet(101, variant="v2", **kwargs)
-
-
-def ResNet152V2(**kwargs):
-    """ResNet-152 v2 as keras.applications.ResNet152V2 (same layers, names and weights)."""
-    return ResNet(152, variant="v2", **kwargs)
-
-
-def ResNet200V2(**kwargs):
-    """Pre-activation ResNet-200 (He et al. 2016), keras.applications ResNetV2 flags."""
-    return ResNet(200, variant="v2", **kwargs)

@@ -126,6 +126,10 @@ OPTION_DEFAULTS = dict(
 # ("torch"). The CIFAR family (key "cifar") trains here on inputs in [-1, 1].
 PREPROCESSING = {"v1": "caffe", "v1.5": "torch", "v1d": "torch", "v2": "tf", "cifar": "tf"}
 INPUT_SIZE = {"imagenet": 224, "cifar": 32}  # the default input side of each family
+# The smallest input side: keras.applications' rule for the ImageNet family (five stride-2
+# stages); the CIFAR family has two (He et al. 2015, sec. 4.2), so 28x28 MNIST-style
+# images train at their own size (8x8 -> 2x2 at the end).
+MIN_INPUT_SIZE = {"imagenet": 32, "cifar": 8}
 FAMILIES = tuple(INPUT_SIZE)
 
 
@@ -163,6 +167,15 @@ class ModelSpec:
     def __post_init__(self) -> None:
         object.__setattr__(self, "options", types.MappingProxyType(dict(self.options)))
 
+    @property
+    def weight_sets(self) -> list:
+        """The published torchvision / timm weight sets of this model, best top-1 first
+        (:mod:`keras_resnet.weights.published`; ``weights="imagenet"`` is
+        ``keras_applications``)."""
+        from keras_resnet.weights.published import sets_for
+
+        return sets_for(self.name)
+
     def info(self) -> dict[str, Any]:
         """This row as a plain dict of its fields (what :func:`model_info` returns)."""
         info = {f.name: getattr(self, f.name) for f in dataclasses.fields(self)}
@@ -180,7 +193,7 @@ def _spec(name, family, variant, depth, description, **options):
 
 # One line per variant for the descriptions of the generated rows.
 _VARIANT_LINES = {
-    "v1": "conv biases, bottlenecks stride on their first 1x1 (keras.applications ResNet)",
+    "v1": "conv biases, bottleneck stride on the first 1x1 (keras.applications ResNet)",
     "v1.5": "stride on the 3x3, no conv biases (torchvision)",
     "v1d": "deep stem and average-pool shortcut (Bag of Tricks, timm resnet*d)",
     "v2": "pre-activation (He et al. 2016; keras.applications ResNetV2)",
@@ -192,7 +205,10 @@ _KERAS_APPLICATIONS = {"ResNet50", "ResNet101", "ResNet152",
 def _rows():
     for d in DEPTHS:
         for suffix, v in (("", "v1"), ("V2", "v2"), ("V1_5", "v1.5"), ("D", "v1d")):
-            yield _spec(f"ResNet{d}{suffix}", "imagenet", v, d, f"ResNet-{d} {v}: {_VARIANT_LINES[v]}")
+            name = f"ResNet{d}{suffix}"
+            line = (f", as keras.applications.{name}: same layers, weight files and arguments"
+                    if name in _KERAS_APPLICATIONS else f": {_VARIANT_LINES[v]}")
+            yield _spec(name, "imagenet", v, d, f"ResNet-{d} {v}{line}")
     yield _spec("ResNeXt50_32x4d", "imagenet", "v1.5", 50,
                 "ResNeXt-50 32x4d (Xie et al. 2017; torchvision resnext50_32x4d)",
                 groups=32, width_per_group=4)
@@ -236,3 +252,13 @@ def model_info(name: str) -> dict[str, Any]:
 def list_models() -> list[dict[str, Any]]:
     """Every named model, as :func:`model_info` dicts, in table order."""
     return [spec.info() for spec in MODELS.values()]
+
+
+# Images of this side or less (CIFAR's 32, the digits' 32, 64x64 thumbnails) go to the
+# CIFAR family of ResNets and the "cifar" augmentation; larger ones to the ImageNet family.
+SMALL_IMAGE_MAX = 64
+
+
+def family_for_image_size(size: int) -> str:
+    """"cifar" for images of side ``size`` <= :data:`SMALL_IMAGE_MAX` px, else "imagenet"."""
+    return "cifar" if size <= SMALL_IMAGE_MAX else "imagenet"
