@@ -12,7 +12,7 @@ import numpy as np
 import pytest
 
 import keras_resnet as kr
-from keras_resnet import recipe
+from keras_resnet.training import recipe
 
 ROOT = pathlib.Path(__file__).resolve().parents[1]
 
