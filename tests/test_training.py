@@ -171,6 +171,18 @@ def test_config_is_one_record_written_whole_and_compared_to_resume():
     assert AUGMENTATIONS == data.AUGMENTATIONS  # the config's copy of the data pipeline's names
 
 
+def test_every_train_evaluate_and_tune_option_has_help():
+    # Issue 10, item 6: argparse's own parsers, read without running anything
+    from keras_resnet.training.cli import evaluate_parser, train_parser
+    from keras_resnet.tuning.cli import _parser as tune_parser
+
+    for parser in (train_parser(), evaluate_parser(), tune_parser("keras-resnet tune")):
+        missing = [a.option_strings or a.dest for a in parser._actions if not a.help]
+        assert not missing, (parser.prog, missing)
+    augmentation = next(a for a in train_parser()._actions if "--augmentation" in a.option_strings)
+    assert "crop" in augmentation.help and "crop" in augmentation.choices
+
+
 def test_output_that_is_not_a_run_folder_is_refused(tmp_path):
     (tmp_path / "notes.txt").write_text("mine")
     with pytest.raises(ValueError, match="not a run folder"):
