@@ -303,6 +303,36 @@ def test_two_workers_train_to_identical_weights(tmp_path):
     assert (tmp_path / "mw" / "model.keras").exists()
 
 
+@pytest.mark.slow
+def test_survivor_of_a_lost_worker_names_it_in_one_line(tmp_path):
+    # Issue 10, item 2: SIGKILL one of two workers; the other exits 1 with one line naming the
+    # lost worker and the command that restarts the run, instead of gRPC's traceback.
+    data_dir = _noise_folder(tmp_path / "noise", n=200)
+    ports = _free_ports(2)
+    cluster = {"worker": [f"127.0.0.1:{p}" for p in ports]}
+    args = ["train", "--data-dir", str(data_dir), "--model-option", "width_multiplier=0.25", "--batch-size", "8",
+            "--epochs", "3", "--strategy", "multi-worker", "--precision", "fp32", "--no-export",
+            "--backup-steps", "2", "--output", str(tmp_path / "mw")]
+    procs = [subprocess.Popen([sys.executable, "-m", "keras_resnet", *args], cwd=tmp_path, stdout=subprocess.PIPE,
+                              stderr=subprocess.PIPE, text=True, env=_env(TF_CONFIG=json.dumps(
+                                  {"cluster": cluster, "task": {"type": "worker", "index": i}})))
+             for i in range(2)]
+    deadline = time.time() + 240
+    while time.time() < deadline and not _backup_meta(tmp_path / "mw" / "backup" / "state.npz"):
+        assert procs[0].poll() is None, procs[0].communicate()[1][-3000:]
+        time.sleep(0.1)
+    procs[1].kill()
+    procs[1].wait()
+    _, err = procs[0].communicate(timeout=120)
+    assert procs[0].returncode == 1, err[-3000:]
+    assert "Traceback" not in err, err[-3000:]
+    errors = [line for line in err.splitlines() if line.startswith("keras-resnet train: error:")]
+    assert len(errors) == 1, err[-3000:]
+    assert errors[0].startswith(f"keras-resnet train: error: lost worker 1 (127.0.0.1:{ports[1]}): the backup "
+                                "holds the run at epoch "), errors[0]
+    assert errors[0].endswith(f"Restart every worker with: keras-resnet {shlex.join(args)}"), errors[0]
+
+
 # ------------------------------------------------------------------------ fault tolerance
 
 
