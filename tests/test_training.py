@@ -171,6 +171,18 @@ def test_config_is_one_record_written_whole_and_compared_to_resume():
     assert AUGMENTATIONS == data.AUGMENTATIONS  # the config's copy of the data pipeline's names
 
 
+def test_every_train_evaluate_and_tune_option_has_help():
+    # Issue 10, item 6: argparse's own parsers, read without running anything
+    from keras_resnet.training.cli import evaluate_parser, train_parser
+    from keras_resnet.tuning.cli import _parser as tune_parser
+
+    for parser in (train_parser(), evaluate_parser(), tune_parser("keras-resnet tune")):
+        missing = [a.option_strings or a.dest for a in parser._actions if not a.help]
+        assert not missing, (parser.prog, missing)
+    augmentation = next(a for a in train_parser()._actions if "--augmentation" in a.option_strings)
+    assert "crop" in augmentation.help and "crop" in augmentation.choices
+
+
 def test_output_that_is_not_a_run_folder_is_refused(tmp_path):
     (tmp_path / "notes.txt").write_text("mine")
     with pytest.raises(ValueError, match="not a run folder"):
@@ -289,6 +301,36 @@ def test_two_workers_train_to_identical_weights(tmp_path):
     assert config["strategy_class"] == "CollectiveAllReduceStrategy"  # MultiWorkerMirroredStrategy
     assert config["replicas"] == 2 and config["global_batch_size"] == 32
     assert (tmp_path / "mw" / "model.keras").exists()
+
+
+@pytest.mark.slow
+def test_survivor_of_a_lost_worker_names_it_in_one_line(tmp_path):
+    # Issue 10, item 2: SIGKILL one of two workers; the other exits 1 with one line naming the
+    # lost worker and the command that restarts the run, instead of gRPC's traceback.
+    data_dir = _noise_folder(tmp_path / "noise", n=200)
+    ports = _free_ports(2)
+    cluster = {"worker": [f"127.0.0.1:{p}" for p in ports]}
+    args = ["train", "--data-dir", str(data_dir), "--model-option", "width_multiplier=0.25", "--batch-size", "8",
+            "--epochs", "3", "--strategy", "multi-worker", "--precision", "fp32", "--no-export",
+            "--backup-steps", "2", "--output", str(tmp_path / "mw")]
+    procs = [subprocess.Popen([sys.executable, "-m", "keras_resnet", *args], cwd=tmp_path, stdout=subprocess.PIPE,
+                              stderr=subprocess.PIPE, text=True, env=_env(TF_CONFIG=json.dumps(
+                                  {"cluster": cluster, "task": {"type": "worker", "index": i}})))
+             for i in range(2)]
+    deadline = time.time() + 240
+    while time.time() < deadline and not _backup_meta(tmp_path / "mw" / "backup" / "state.npz"):
+        assert procs[0].poll() is None, procs[0].communicate()[1][-3000:]
+        time.sleep(0.1)
+    procs[1].kill()
+    procs[1].wait()
+    _, err = procs[0].communicate(timeout=120)
+    assert procs[0].returncode == 1, err[-3000:]
+    assert "Traceback" not in err, err[-3000:]
+    errors = [line for line in err.splitlines() if line.startswith("keras-resnet train: error:")]
+    assert len(errors) == 1, err[-3000:]
+    assert errors[0].startswith(f"keras-resnet train: error: lost worker 1 (127.0.0.1:{ports[1]}): the backup "
+                                "holds the run at epoch "), errors[0]
+    assert errors[0].endswith(f"Restart every worker with: keras-resnet {shlex.join(args)}"), errors[0]
 
 
 # ------------------------------------------------------------------------ fault tolerance

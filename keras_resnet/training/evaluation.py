@@ -73,6 +73,9 @@ def evaluate(
         fail("split", split, f"'test': {data.name} has no validation split")
     import keras
 
+    from keras_resnet.saving import register_serializables
+
+    register_serializables()  # keras_resnet's layers and recipe, whoever imported Keras first
     if what == "name":
         from keras_resnet import get_model
 

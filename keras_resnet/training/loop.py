@@ -201,6 +201,9 @@ def run(config, *, overwrite=False, new_run=False, resume_command=python_resume_
 
 
 def _finished(output):
+    from keras_resnet.saving import register_serializables
+
+    register_serializables()  # keras_resnet's layers and recipe, whoever imported Keras first
     print(f"{output} holds a finished run (metrics.json): not training again. "
           "Pass overwrite=True (--overwrite) or another output folder to train anew.")
     return (rf.read_history(os.path.join(output, rf.HISTORY)),
