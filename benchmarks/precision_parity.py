@@ -6,8 +6,8 @@ digits job and on an MNIST-style folder job.
     python benchmarks/precision_parity.py --data-dir digits28/ --seeds 0,1,2
 
 Trains ResNet-20 with the digits recipe of ``keras-resnet train``
-(:data:`keras_resnet.recipe.RECIPES`\\ ``["digits"]`` through
-:func:`keras_resnet.recipe.compile_model`: SGD 0.9, lr 0.4 x 64/256, 1 warm-up epoch,
+(:data:`keras_resnet.training.recipe.RECIPES`\\ ``["digits"]`` through
+:func:`keras_resnet.training.recipe.compile_model`: SGD 0.9, lr 0.4 x 64/256, 1 warm-up epoch,
 cosine, weight decay 5e-4, BN momentum 0.9, 8 epochs of batch 64) on the fixed digits
 split, once per precision policy and seed, and prints test top-1 per run and the mean
 difference to fp32. The issue's bar: within 0.5 points.
@@ -89,7 +89,7 @@ def run(precision, seed, data, *, epochs=None):
 
     from keras_resnet import get_model
     from keras_resnet.hardware import keras_policy_name, resolve_jit_compile
-    from keras_resnet.recipe import RECIPES, compile_model
+    from keras_resnet.training.recipe import RECIPES, compile_model
 
     family = str(data.get("family", "digits"))
     recipe = RECIPES[family]

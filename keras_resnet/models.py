@@ -16,10 +16,8 @@ from keras_resnet import blocks, specs, weights as weights_lib
 from keras_resnet.specs import list_models, model_info  # noqa: F401  (read from the registry)
 
 POOLINGS = (None, "avg", "max")
-MIN_SIZE = 32  # keras.applications' rule for the ImageNet family (five stride-2 stages)
-# The CIFAR family has two stride-2 stages (He et al. 2015, sec. 4.2): 8x8 -> 2x2 at the end,
-# so MNIST-style 28x28 images train at their own size.
-CIFAR_MIN_SIZE = 8
+MIN_SIZE = specs.MIN_INPUT_SIZE["imagenet"]  # smallest input side (see specs)
+CIFAR_MIN_SIZE = specs.MIN_INPUT_SIZE["cifar"]
 
 
 def _fail(argument, value, expected):

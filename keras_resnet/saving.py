@@ -16,18 +16,19 @@ Either order of ``import keras`` / ``import keras_resnet`` works.
 
 from __future__ import annotations
 
+import contextlib
 import importlib
-import importlib.abc
-import importlib.util
 import sys
 import warnings
+
+from keras_resnet import import_hooks
 
 # The modules whose import registers classes with Keras: the models' layers and the
 # training recipe (learning-rate schedule, loss ... of compiled files). Keras-only modules.
 SERIALIZABLE_MODULES = (
     "keras_resnet.layers",
     "keras_resnet.normalization",
-    "keras_resnet.recipe",
+    "keras_resnet.training.recipe",
 )
 
 
@@ -37,43 +38,19 @@ def register_serializables() -> None:
         importlib.import_module(name)
 
 
-class _RegisterAfterExec(importlib.abc.Loader):
-    """Wraps Keras' own loader: execute ``keras``, then register, then step aside."""
-
-    def __init__(self, loader: importlib.abc.Loader) -> None:
-        self._loader = loader
-
-    def create_module(self, spec):
-        return self._loader.create_module(spec)
-
-    def exec_module(self, module) -> None:
-        module.__spec__.loader = module.__loader__ = self._loader
-        self._loader.exec_module(module)
-        try:
-            register_serializables()
-        except Exception as e:  # never break `import keras` itself
-            warnings.warn(f"keras_resnet could not register its Keras classes: {e!r}; "
-                          "run `import keras_resnet.saving; keras_resnet.saving."
-                          "register_serializables()` to see why", stacklevel=2)
-
-
-class _KerasImportHook(importlib.abc.MetaPathFinder):
-    """Finds ``keras`` with the other finders and wraps its loader; removes itself."""
-
-    def find_spec(self, fullname, path=None, target=None):
-        if fullname != "keras":
-            return None
-        if self in sys.meta_path:
-            sys.meta_path.remove(self)
-        spec = importlib.util.find_spec("keras")
-        if spec is not None and spec.loader is not None:
-            spec.loader = _RegisterAfterExec(spec.loader)
-        return spec
+@contextlib.contextmanager
+def _register_afterwards():
+    yield  # `import keras` runs here
+    try:
+        register_serializables()
+    except Exception as e:  # never break `import keras` itself
+        warnings.warn(f"keras_resnet could not register its Keras classes ({e!r}); "
+                      "keras_resnet.saving.register_serializables() shows why", stacklevel=2)
 
 
 def register_on_keras_import() -> None:
     """Register now if Keras is loaded, else as soon as it is (once)."""
     if "keras" in sys.modules:
         register_serializables()
-    elif not any(isinstance(f, _KerasImportHook) for f in sys.meta_path):
-        sys.meta_path.insert(0, _KerasImportHook())
+    else:
+        import_hooks.around_first_import("keras", _register_afterwards)

@@ -126,6 +126,10 @@ OPTION_DEFAULTS = dict(
 # ("torch"). The CIFAR family (key "cifar") trains here on inputs in [-1, 1].
 PREPROCESSING = {"v1": "caffe", "v1.5": "torch", "v1d": "torch", "v2": "tf", "cifar": "tf"}
 INPUT_SIZE = {"imagenet": 224, "cifar": 32}  # the default input side of each family
+# The smallest input side: keras.applications' rule for the ImageNet family (five stride-2
+# stages); the CIFAR family has two (He et al. 2015, sec. 4.2), so 28x28 MNIST-style
+# images train at their own size (8x8 -> 2x2 at the end).
+MIN_INPUT_SIZE = {"imagenet": 32, "cifar": 8}
 FAMILIES = tuple(INPUT_SIZE)
 
 

@@ -8,6 +8,8 @@ header promises more than ``max_image_pixels`` decoded pixels (decompression bom
 ``ImageData.skipped_files`` (why: ``ImageData.skip_reasons``) and counted in one line.
 """
 
+from __future__ import annotations
+
 import contextlib
 import os
 
@@ -41,7 +43,7 @@ def _own_pixel_limit():
         Image.MAX_IMAGE_PIXELS = previous
 
 
-def check_image_file(path, max_image_pixels=MAX_IMAGE_PIXELS):
+def check_image_file(path: str, max_image_pixels: int | None = MAX_IMAGE_PIXELS) -> tuple:
     """(None, shorter side) when Pillow reads a JPEG/PNG/BMP/GIF header that checks
     out (PNG CRCs, JPEG end marker) and promises at most ``max_image_pixels`` decoded
     pixels, else (the reason it is skipped, 0). Nothing is decoded: ``Image.open``
@@ -132,7 +134,7 @@ def _check_train_folder(data_dir, train_folder, class_names, paths, labels, skip
         )
 
 
-def skipped_notice(data_dir, total, skipped):
+def skipped_notice(data_dir: str, total: int, skipped: dict) -> str:
     """The one line that reports the skipped files of a folder (``{path: reason}``):
     how many, why, and an example of each kind; an image over the pixel limit is named
     with its dimensions."""
@@ -152,7 +154,9 @@ def skipped_notice(data_dir, total, skipped):
     )
 
 
-def load_folder(data_dir, *, seed, holdout_fraction, max_image_pixels=MAX_IMAGE_PIXELS):
+def load_folder(
+    data_dir, *, seed: int, holdout_fraction: float, max_image_pixels: int | None = MAX_IMAGE_PIXELS
+) -> Loaded:
     """The class folders of ``data_dir`` as a :class:`Loaded` record."""
     if not isinstance(data_dir, (str, os.PathLike)) or not os.path.isdir(data_dir):
         raise ValueError(

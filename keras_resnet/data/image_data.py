@@ -25,7 +25,13 @@ from keras_resnet.data.transforms import (
     train_transform,
 )
 from keras_resnet.preprocessing import MODES
-from keras_resnet.utils import check_choice, check_non_negative_int, check_positive_int, fail, is_int
+from keras_resnet.utils import (
+    check_choice,
+    check_non_negative_int,
+    check_positive_int,
+    fail,
+    is_int,
+)
 
 # Streaming tfds datasets are shuffled in windows of this many records.
 SHUFFLE_WINDOW = 10_000
@@ -98,7 +104,7 @@ class ImageData:
         if split == "val" and self.num_val == 0:
             raise ValueError(
                 f"--split val: this dataset ({self.name}) has no validation split; "
-                f"splits: {', '.join(self.splits)}. Received: split='val'"
+                f"splits: {', '.join(self.splits)}"
             )
         return self._splits[split]
 

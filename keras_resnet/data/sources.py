@@ -8,6 +8,8 @@ split). A loader returns a :class:`Loaded` record; :mod:`keras_resnet.data.image
 turns it into an ``ImageData``.
 """
 
+from __future__ import annotations
+
 import dataclasses
 
 import numpy as np
@@ -33,8 +35,8 @@ class Loaded:
     name: str
     class_names: list
     splits: dict
-    side: int = None
-    default_augmentation: str = None  # None: from the image side
+    side: int | None = None
+    default_augmentation: str | None = None  # None: from the image side
     skipped_files: list = dataclasses.field(default_factory=list)
     skip_reasons: dict = dataclasses.field(default_factory=dict)
     test_source: str = "the dataset's test split"
@@ -139,7 +141,7 @@ class TfdsStream:
         return TfdsStream(self.builder, self.split, len(indices), indices)
 
 
-def stratified_split(labels, fraction, seed):
+def stratified_split(labels, fraction: float, seed: int) -> tuple[np.ndarray, np.ndarray]:
     """Indices ``(keep, held_out)``: ``round(fraction * n_c)`` images of each class
     ``c`` held out (at least one when the class has two or more, never all), chosen
     by a NumPy generator seeded with ``seed``. Both index arrays are sorted."""
@@ -156,7 +158,7 @@ def stratified_split(labels, fraction, seed):
     return keep, held
 
 
-def digits_images():
+def digits_images() -> tuple[np.ndarray, np.ndarray]:
     """All 1,797 scikit-learn digits as uint8 [1797, 32, 32, 3] (0..16 scaled to
     0..255, bilinear resize, gray replicated to RGB) and their labels."""
     from sklearn.datasets import load_digits
@@ -167,7 +169,7 @@ def digits_images():
     return to_rgb(to_uint8(images)), digits.target.astype(np.int32)
 
 
-def load_digits_source():
+def load_digits_source() -> Loaded:
     """The bundled digits with their fixed stratified 80/20 train/test split."""
     images, labels = digits_images()
     train, test = stratified_split(labels, DIGITS_TEST_FRACTION, DIGITS_SPLIT_SEED)

@@ -131,7 +131,7 @@ def _read_tfds_arrays(builder, split):
     return to_rgb(np.concatenate(images)), np.concatenate(labels).astype(np.int32)
 
 
-def load_tfds(name, *, tfds_data_dir, manual_dir, holdout_fraction, download):
+def load_tfds(name: str, *, tfds_data_dir, manual_dir, holdout_fraction: float, download) -> Loaded:
     """A prepared (or now prepared) tfds dataset as a :class:`Loaded` record. A dataset
     without a labeled test split has the tail of its train split held out (tfds shuffled
     the examples when preparing them)."""

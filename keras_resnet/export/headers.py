@@ -9,8 +9,7 @@ one over ``max_image_pixels`` before the decoder allocates anything:
 - JPEG: the frame header (SOFn), found by ``tf.image.extract_jpeg_shape`` (libjpeg reads
   the header only);
 - GIF: the logical screen (bytes 6-9, little-endian);
-- BMP: the DIB header (OS/2 core header: 16-bit sizes; later headers: 32-bit, a negative
-  height meaning top-down);
+- BMP: the DIB header's 32-bit width and height, as TensorFlow's decoder reads them;
 - WebP: the VP8 key frame, the VP8L header or the VP8X canvas;
 - JPEG XL: the codestream's SizeHeader (bare, or in a ``jxlc`` / ``jxlp`` box).
 """
@@ -85,15 +84,14 @@ def _gif(read, length):
 def _bmp(read, length):
     import tensorflow as tf
 
-    b = read(14, 12)
-    core = _number(b[:4]) == 12
+    # as TensorFlow's decoder reads them, whatever the DIB header's size: 32-bit width and
+    # height, a negative height meaning top-down
+    b = read(18, 8)
 
     def signed(v):
         return tf.abs(tf.where(v >= 2**31, v - 2**32, v))
 
-    width = tf.where(core, _number(b[4:6]), signed(_number(b[4:8])))
-    height = tf.where(core, _number(b[6:8]), signed(_number(b[8:12])))
-    return width, height, length >= 26
+    return signed(_number(b[:4])), signed(_number(b[4:8])), length >= 26
 
 
 def _webp(read, length):

@@ -12,7 +12,7 @@ def _decode_error(message):
         return "not a decodable image" + NOT_AN_IMAGE.split("decodable image", 1)[1]
     ours = [line for line in message.splitlines() if "image_bytes[" in line and "] is " in line]
     if ours:  # "assertion failed: [image_bytes[0] is 20000x20000 pixels (...), over ...]"
-        return "image " + ours[0].split("] is ", 1)[1].rstrip("]").strip()
+        return "image is " + ours[0].split("] is ", 1)[1].rstrip("]").strip()
     boilerplate = ("Graph execution error", "Detected at node", "<stack traces", "[[")
     lines = [line.strip() for line in message.splitlines()]
     detail = next((line for line in lines if line and not line.startswith(boilerplate)), message)
