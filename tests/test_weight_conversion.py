@@ -22,6 +22,7 @@ from safetensors.numpy import save_file
 
 import keras_resnet as kr
 from keras_resnet import weights
+from keras_resnet.utils import dtype_policy
 from keras_resnet.weights import published, torch_pickle
 from keras_resnet.weights.checkpoint import read_checkpoint
 from tests.torch_files import (
@@ -69,7 +70,8 @@ def _build(name, **kwargs):
     """A logits model at the fixtures' size; kernels start at zero (every one is overwritten,
     and a random initialisation of 69M parameters only costs time)."""
     kwargs.setdefault("input_shape", (SIZE, SIZE, 3))
-    return kr.get_model(name, classifier_activation=None, kernel_initializer="zeros", **kwargs)
+    with dtype_policy("fp32"):  # numbers are compared: float32 whatever the global policy
+        return kr.get_model(name, classifier_activation=None, kernel_initializer="zeros", **kwargs)
 
 
 @pytest.mark.slow
@@ -150,7 +152,7 @@ def test_mismatches_name_tensor_variable_and_shapes(tmp_path, resnet18_pth):
         _build("ResNet18D", weights=resnet18_pth)  # the deep stem's first conv
     with pytest.raises(ValueError, match=r"'conv1.weight' has shape \(64, 3, 7, 7\).*needs \(7, 7, 3, 32\)"):
         kr.ResNet(18, variant="v1.5", width_multiplier=0.5, input_shape=(SIZE, SIZE, 3),
-                  weights=resnet18_pth)
+                  weights=resnet18_pth)  # refused on the shapes: no numbers compared
     extra = _write({**state, "layer5.0.conv1.weight": np.zeros((2, 2, 1, 1), np.float32)},
                    str(tmp_path / "extra.safetensors"))
     with pytest.raises(ValueError, match=r"'layer5.0.conv1.weight' \(shape \(2, 2, 1, 1\)\) matches no variable"):

@@ -2,6 +2,8 @@
 folder as keras.applications), legacy ``.h5`` files loaded by layer name, and Keras 3
 ``.weights.h5`` files."""
 
+from __future__ import annotations
+
 import os
 
 from keras_resnet.weights.download import fetch
@@ -22,7 +24,7 @@ _STRUCTURAL = ("width_multiplier", "groups", "width_per_group", "se_ratio", "sho
                "preact", "stride_on", "stride_block", "conv_bias", "stem", "avg_down")
 
 
-def check_imagenet(depth, variant, options):
+def check_imagenet(depth: int, variant: str, options: dict) -> None:
     """Refuse weights='imagenet' where keras.applications publishes no such file."""
     name = imagenet_weights_name(depth, variant)
     if name not in WEIGHTS_HASHES:
@@ -39,11 +41,11 @@ def check_imagenet(depth, variant, options):
         )
 
 
-def imagenet_weights_name(depth, variant):
+def imagenet_weights_name(depth: int, variant: str) -> str:
     return f"resnet{depth}" + ("v2" if variant == "v2" else "")
 
 
-def load_imagenet(model, *, depth, variant, include_top):
+def load_imagenet(model, *, depth: int, variant: str, include_top: bool) -> None:
     name = imagenet_weights_name(depth, variant)
     suffix = "" if include_top else "_notop"
     fname = f"{name}_weights_tf_dim_ordering_tf_kernels{suffix}.h5"
@@ -51,7 +53,7 @@ def load_imagenet(model, *, depth, variant, include_top):
     load_weights(model, path)
 
 
-def check_weights_argument(weights):
+def check_weights_argument(weights) -> str | None:
     """Validate ``weights`` before anything is built; returns the file path or None."""
     if weights is None or weights == "imagenet":
         return None
@@ -92,7 +94,7 @@ def _legacy_layers(path):
         return out
 
 
-def load_weights(model, path):
+def load_weights(model, path: str) -> None:
     """Load a weights file into ``model``.
 
     Legacy ``.h5`` (keras.applications' published files, ``tf_keras`` ``save_weights``) is

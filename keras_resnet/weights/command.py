@@ -40,6 +40,9 @@ def _parser(command):
                    help="leave the checkpoint's classifier out (the file then has no top)")
     p.add_argument("--no-probe", action="store_true",
                    help="do not compare logits with the source library even if importable")
+    p.add_argument("--probe-python", default=None, metavar="PYTHON",
+                   help="interpreter with torch and torchvision / timm for the probe "
+                        "(default: this one)")
     return p
 
 
@@ -64,28 +67,52 @@ def _check_args(args):
     return None
 
 
-def _reference_logits(model_name, state, x_nchw):
-    """Logits of the torchvision / timm module holding ``state``; None without torch."""
-    try:
-        import torch
-    except ImportError:
-        return None, "torch is not importable"
+# Runs in a child interpreter: torch and TensorFlow in one process can crash each other.
+_PROBE = """
+import sys
+import numpy as np
+import torch
+library, ctor, state_file, x_file, out_file = sys.argv[1:]
+if library == "torchvision":
+    import torchvision
+    net = getattr(torchvision.models, ctor)(weights=None)
+else:
+    import timm
+    net = timm.create_model(ctor, pretrained=False)
+with np.load(state_file) as state:
+    net.load_state_dict({k: torch.from_numpy(state[k]) for k in state.files})
+with torch.no_grad():
+    np.save(out_file, net.eval()(torch.from_numpy(np.load(x_file))).numpy())
+"""
+
+
+def _reference_logits(model_name, state, x_nchw, python):
+    """``(logits, what)`` of the torchvision / timm module holding ``state``, computed by
+    ``python`` (None when it lacks torch or the library: ``(None, reason)``)."""
+    import subprocess
+    import sys
+    import tempfile
+
+    import numpy as np
+
     library, ctor = REFERENCE_MODULES[model_name]
-    try:
-        module = __import__(library)
-    except ImportError:
-        return None, f"{library} is not importable"
-    if library == "torchvision":
-        net = getattr(module.models, ctor)(weights=None)
-    else:
-        net = module.create_model(ctor, pretrained=False)
-    net.load_state_dict({k: torch.from_numpy(v.copy()) for k, v in state.items()})
-    with torch.no_grad():
-        return net.eval()(torch.from_numpy(x_nchw)).numpy(), f"{library} {ctor}"
+    python = python or sys.executable
+    check = subprocess.run([python, "-c", f"import torch, {library}"], capture_output=True)
+    if check.returncode:
+        return None, f"torch / {library} not importable by {python}"
+    with tempfile.TemporaryDirectory() as d:
+        files = [os.path.join(d, n) for n in ("state.npz", "x.npy", "logits.npy")]
+        np.savez(files[0], **state)
+        np.save(files[1], x_nchw)
+        run = subprocess.run([python, "-c", _PROBE, library, ctor, *files], capture_output=True,
+                             text=True)
+        if run.returncode:
+            raise OSError(f"the {library} probe failed: {run.stderr.strip().splitlines()[-1:]}")
+        return np.load(files[2]), f"{library} {ctor}"
 
 
 def convert(source: str, model_name: str, output: str, *, skip_classifier: bool = False,
-            probe: bool = True) -> dict:
+            probe: bool = True, probe_python: str | None = None) -> dict:
     """Convert checkpoint ``source`` for ``model_name`` into ``output`` (written atomically).
     Returns the counts of :func:`keras_resnet.weights.load_checkpoint` and, when the source
     library is importable, ``probe_max_abs_diff`` and ``probe_reference``."""
@@ -112,7 +139,7 @@ def convert(source: str, model_name: str, output: str, *, skip_classifier: bool 
         model.save_weights(tmp)
     if probe and not skip_classifier:
         x = np.random.default_rng(0).standard_normal((2, 3, PROBE_SIZE, PROBE_SIZE)).astype("float32")
-        reference, what = _reference_logits(model_name, state, x)
+        reference, what = _reference_logits(model_name, state, x, probe_python)
         report["probe_reference"] = what
         if reference is not None:
             ours = np.asarray(model(x.transpose(0, 2, 3, 1), training=False))
@@ -130,7 +157,7 @@ def cli_main(command: str, argv: list) -> int:
 
         source = fetch_set(weight_set)
     report = convert(source, args.model, args.output, skip_classifier=args.skip_classifier,
-                     probe=not args.no_probe)
+                     probe=not args.no_probe, probe_python=args.probe_python)
     print(f"matched {report['tensors']} tensors to {report['variables']} variables of "
           f"{args.model} ({report['ignored']} bookkeeping / left-out tensors ignored)")
     if "probe_max_abs_diff" in report:

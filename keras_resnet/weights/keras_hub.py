@@ -91,7 +91,7 @@ def keras_hub_name(layer_name: str) -> str:
     return layer_name
 
 
-def port_preset(model, state: dict[str, np.ndarray], source: str):
+def port_preset(model, state: dict[str, np.ndarray], source: str) -> "Porter":
     """Match a preset's variables to ``model`` by name; a checked, unapplied Porter."""
     from keras_resnet.utils import all_layers
     from keras_resnet.weights.convert import Porter

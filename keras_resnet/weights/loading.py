@@ -157,7 +157,7 @@ def transform_of(model) -> published.EvalTransform | None:
     return None if ws is None else ws.transform
 
 
-def serving_transform(model):
+def serving_transform(model) -> "EvalTransform | None":
     """The export :class:`~keras_resnet.export.EvalTransform` of the set ``model`` was loaded
     from (shorter side to ``crop / crop_fraction``, center crop, the publisher's
     interpolation), or None."""

@@ -78,7 +78,10 @@ class _TensorRef:
         if not all(self.size):
             return np.zeros(self.size, _to_float32(flat[:0], self.storage.dtype).dtype)
         last = self.offset + sum((n - 1) * s for n, s in zip(self.size, self.stride))
-        if last >= flat.size:
+        numel = 1
+        for n in self.size:
+            numel *= n
+        if last >= flat.size or numel > flat.size:  # (no overlapping views: bounded memory)
             raise ValueError(
                 f"checkpoint tensor of size {self.size} reads past its storage ({flat.size} items)")
         itemsize = flat.dtype.itemsize
