@@ -93,6 +93,22 @@ CIFAR_VARIANTS = {
     ),
 }
 
+# Video ResNets (Tran et al. 2018, "A Closer Look at Spatiotemporal Convolutions for Action
+# Recognition"; torchvision.models.video): the DEPTHS table in 3D (dims=3) with torchvision's
+# flags and a video stem. conv_kinds says per stage how the 3x3x3 conv is made ("full",
+# "spatial" 1x3x3, "2plus1d" 1x3x3 + 3x1x1; see keras_resnet.blocks.Flags).
+_VIDEO = dict(
+    preact=False, stride_on="3x3", stride_block="first", conv_bias=False, bn_epsilon=1e-5,
+    shortcut="B", avg_down=False, kernel_initializer="he_normal",
+)
+VIDEO_VARIANTS = {
+    "r3d": dict(_VIDEO, stem="r3d", conv_kinds=("full",) * 4),  # torchvision r3d_18
+    "mc3": dict(_VIDEO, stem="r3d", conv_kinds=("full",) + ("spatial",) * 3),  # mc3_18
+    "r2plus1d": dict(_VIDEO, stem="r2plus1d", conv_kinds=("2plus1d",) * 4),  # r2plus1d_18
+}
+CONV_KINDS = ("full", "spatial", "2plus1d")
+VIDEO_STEMS = ("r3d", "r2plus1d")
+
 # Option defaults shared by every variant.
 OPTION_DEFAULTS = dict(
     bn_momentum=0.99,  # Keras' default (torchvision's momentum=0.1 is 0.9 here)
