@@ -116,6 +116,14 @@ def _resolve_input_shape(input_shape, *, include_top, weights, default_size, min
     return shape
 
 
+def _default_name(depth, variant, dims):
+    """e.g. "resnet50", "resnet50v2", "resnet50_v1_5", "resnet50d", "resnet18_1d", "r3d_18"."""
+    if variant in specs.VIDEO_VARIANTS:
+        return f"{variant}_{depth}"
+    suffix = {"v1": "", "v2": "v2", "v1.5": "_v1_5", "v1d": "d"}[variant]
+    return f"resnet{depth}{suffix}" + ("" if dims == 2 else f"_{dims}d")
+
+
 def _check_dims(dims, video, variant, weights):
     """The number of spatial axes: video variants are 3D, the others 2D unless asked."""
     if dims is None:
@@ -253,11 +261,7 @@ def ResNet(depth, *, variant="v1", include_top=True, weights=None, input_tensor=
     weights_file = weights_lib.check_weights_argument(weights)
     input_shape = _resolve_input_shape(input_shape, include_top=include_top, weights=weights,
                                        default_size=224, dims=dims)
-    if name is None and video:
-        name = f"{variant}_{depth}"
-    elif name is None:
-        suffix = {"v1": "", "v2": "v2", "v1.5": "_v1_5", "v1d": "d"}[variant]
-        name = f"resnet{depth}{suffix}" + ("" if dims == 2 else f"_{dims}d")
+    name = name or _default_name(depth, variant, dims)
     model = _build(
         kind=kind, blocks_per_stage=blocks_per_stage, stem_filters=specs.STEM_FILTERS,
         stage_filters=specs.STAGE_FILTERS, flags=flags, include_top=include_top,

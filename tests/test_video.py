@@ -120,3 +120,68 @@ def test_cifar_resnet_in_1d(rng):
 def test_bad_dimension_arguments_are_named(kwargs, argument):
     with pytest.raises(ValueError, match=argument):
         kr.ResNet(**kwargs)
+
+
+# ------------------------------------------------------- other backends, SavedModel export
+
+def _small_models():
+    """A 1D pre-activation SE model with stochastic depth, and R(2+1)D-18 (both 3D conv kinds
+    of a factored unit): names -> (model, input)."""
+    rng = np.random.default_rng(3)
+    with dtype_policy("fp32"):
+        signal = kr.ResNet(18, variant="v2", dims=1, input_shape=(64, 2), classes=4, se_ratio=0.25,
+                           stochastic_depth_rate=0.1, width_multiplier=0.5)
+        clip = video.R2Plus1D18(input_shape=(4, 32, 32, 3), classes=7, width_multiplier=0.25)
+    return {"signal": (signal, rng.uniform(-1, 1, (2, 64, 2)).astype("float32")),
+            "clip": (clip, rng.uniform(-1, 1, (2, 4, 32, 32, 3)).astype("float32"))}
+
+
+JAX_PREDICT = r"""
+import json, sys, keras, numpy as np
+from keras_resnet import ResNet
+from keras_resnet.video import R2Plus1D18
+assert keras.backend.backend() == "jax"
+folder = sys.argv[1]
+models = {"signal": ResNet(18, variant="v2", dims=1, input_shape=(64, 2), classes=4, se_ratio=0.25,
+                           stochastic_depth_rate=0.1, width_multiplier=0.5),
+          "clip": R2Plus1D18(input_shape=(4, 32, 32, 3), classes=7, width_multiplier=0.25)}
+for name, model in models.items():
+    model.load_weights(f"{folder}/{name}.weights.h5")
+    x = np.load(f"{folder}/{name}.npy")
+    np.save(f"{folder}/{name}.jax.npy", model.predict(x, verbose=0))
+    print(json.dumps({"name": name, "params": model.count_params()}))
+"""
+
+
+@pytest.mark.slow
+def test_1d_and_3d_models_give_the_same_outputs_on_jax(tmp_path):
+    from tests.test_jax_backend import run_jax
+
+    expected = {}
+    for name, (model, x) in _small_models().items():
+        model.save_weights(str(tmp_path / f"{name}.weights.h5"))
+        np.save(tmp_path / f"{name}.npy", x)
+        expected[name] = (model.count_params(), model.predict(x, verbose=0))
+    rows = run_jax(JAX_PREDICT, str(tmp_path))
+    assert [r["name"] for r in rows] == ["signal", "clip"]
+    for row in rows:
+        params, outputs = expected[row["name"]]
+        assert row["params"] == params
+        np.testing.assert_allclose(np.load(tmp_path / f"{row['name']}.jax.npy"), outputs, rtol=1e-4, atol=1e-5)
+
+
+def test_1d_and_3d_models_export_a_tensor_signature(tmp_path):
+    """What export's ``predict_pixels`` is for images, for signals and clips: a SavedModel
+    signature from a float32 tensor of the model's input shape to the probabilities."""
+    import tensorflow as tf
+
+    for name, (model, x) in _small_models().items():
+        spec = tf.TensorSpec((None,) + model.input_shape[1:], tf.float32, name="inputs")
+        module = tf.Module()
+        module.model_variables = model.variables
+        module.predict = tf.function(lambda t: {"probabilities": model(t, training=False)}, input_signature=[spec])
+        path = str(tmp_path / name)
+        tf.saved_model.save(module, path, signatures={"predict_tensor": module.predict.get_concrete_function()})
+        served = tf.saved_model.load(path).signatures["predict_tensor"]
+        np.testing.assert_allclose(served(inputs=tf.constant(x))["probabilities"].numpy(),
+                                   model.predict(x, verbose=0), rtol=1e-5, atol=1e-6, err_msg=name)
