@@ -1,7 +1,13 @@
 """keras_resnet: residual networks for Keras 3, compatible with keras.applications.
 
-Model builders are imported eagerly (they need only Keras). Training, export and
-tuning pull in TensorFlow Datasets, keras-tuner and friends, so they load on first use.
+Every public name loads on first use (PEP 562), so ``import keras_resnet`` and the
+``keras-resnet --help`` / ``list`` commands do not import Keras or TensorFlow. The named
+constructors (``keras_resnet.ResNet50`` ... ``keras_resnet.ResNet1001V2``) are the rows of
+the registry :data:`keras_resnet.specs.MODELS`, defined in :mod:`keras_resnet.zoo`.
+
+``import keras_resnet`` (before or after ``import keras``) is all that
+``keras.saving.load_model`` needs to load the files this package writes
+(:mod:`keras_resnet.saving`).
 """
 
 import os as _os
@@ -21,72 +27,45 @@ if (
 ):
     _os.environ.setdefault("TF_ENABLE_ONEDNN_OPTS", "1")
 
-from keras_resnet.models import (
-    CifarResNet,
-    ResNet,
-    ResNet18,
-    ResNet18V2,
-    ResNet26,
-    ResNet26V2,
-    ResNet34,
-    ResNet34V2,
-    ResNet50,
-    ResNet50V2,
-    ResNet101,
-    ResNet101V2,
-    ResNet152,
-    ResNet152V2,
-    ResNet200,
-    ResNet200V2,
-    get_model,
-    list_models,
-)
-from keras_resnet.backbones import get_backbone
-from keras_resnet.normalization import freeze_batch_norm
-from keras_resnet.preprocessing import decode_predictions, preprocess_input
+from keras_resnet import saving as _saving  # noqa: E402
+from keras_resnet import specs as _specs  # noqa: E402
 
 __version__ = "0.1.0"
 
-# name -> module that defines it, imported on first access
+# public name -> module that defines it, imported on first access
 _LAZY = {
+    "ResNet": "keras_resnet.models",
+    "CifarResNet": "keras_resnet.models",
+    "get_model": "keras_resnet.models",
+    "list_models": "keras_resnet.specs",
+    "model_info": "keras_resnet.specs",
+    **{name: "keras_resnet.zoo" for name in _specs.MODELS},
+    "preprocess_input": "keras_resnet.preprocessing",
+    "decode_predictions": "keras_resnet.preprocessing",
+    "BatchNormalization": "keras_resnet.normalization",
+    "freeze_batch_norm": "keras_resnet.normalization",
+    "get_backbone": "keras_resnet.backbones",
     "train": "keras_resnet.training",
     "evaluate": "keras_resnet.training",
     "export_saved_model": "keras_resnet.export",
     "HyperResNet": "keras_resnet.tuning",
-    "BatchNormalization": "keras_resnet.normalization",
 }
 
+__all__ = list(_LAZY)
 
-def __getattr__(name):
+
+def __getattr__(name: str):
     if name in _LAZY:
         import importlib
 
-        return getattr(importlib.import_module(_LAZY[name]), name)
+        value = getattr(importlib.import_module(_LAZY[name]), name)
+        globals()[name] = value  # later look-ups skip this function
+        return value
     raise AttributeError(f"module 'keras_resnet' has no attribute {name!r}")
 
 
-__all__ = [
-    "CifarResNet",
-    "ResNet",
-    "ResNet18",
-    "ResNet18V2",
-    "ResNet26",
-    "ResNet26V2",
-    "ResNet34",
-    "ResNet34V2",
-    "ResNet50",
-    "ResNet50V2",
-    "ResNet101",
-    "ResNet101V2",
-    "ResNet152",
-    "ResNet152V2",
-    "ResNet200",
-    "ResNet200V2",
-    "get_backbone",
-    "get_model",
-    "freeze_batch_norm",
-    "list_models",
-    "preprocess_input",
-    "decode_predictions",
-    *_LAZY,
-]
+def __dir__():
+    return sorted(set(globals()) | set(__all__))
+
+
+_saving.register_on_keras_import()

@@ -4,9 +4,16 @@ Each subcommand lives in the module that does the work and exposes
 `cli_main(command, argv) -> int` there, so this file only maps names to modules.
 """
 
+from __future__ import annotations
+
+import contextlib
 import importlib
 import os
+import re
 import sys
+import tempfile
+
+from keras_resnet import import_hooks
 
 # subcommand -> (module, one-line help)
 COMMANDS = {
@@ -18,6 +25,7 @@ COMMANDS = {
     "predict": ("keras_resnet.export", "top-k labels for image files"),
     "tune": ("keras_resnet.tuning", "hyperparameter search with keras-tuner"),
     "benchmark": ("keras_resnet.benchmark", "images/second side by side with a reference"),
+    "convert": ("keras_resnet.weights.command", "torchvision / timm checkpoint -> Keras .weights.h5"),
 }
 
 # Exit statuses: 0 done, 1 the environment failed (offline, disk full, a lost worker),
@@ -54,22 +62,64 @@ def _usage():
     return "\n".join(lines)
 
 
-def _quiet_native_logs(debug):
+# absl's native log line: severity letter (Info, Warning, Error, Fatal), MMDD, time ...
+_NATIVE_LOG_LINE = re.compile(r"^([IWEF])\d{4} \d\d:\d\d:\d")
+_SEVERITY = {"I": 0, "W": 1, "E": 2, "F": 3}
+_ABSL_NOTICE = "WARNING: All log messages before absl::InitializeLog() is called"
+
+
+def _below(line: str, min_level: int) -> bool:
+    """A native log line of a severity under ``min_level`` (TF_CPP_MIN_LOG_LEVEL's scale)."""
+    if line.startswith(_ABSL_NOTICE):
+        return min_level > 0
+    match = _NATIVE_LOG_LINE.match(line)
+    return bool(match) and _SEVERITY[match.group(1)] < min_level
+
+
+@contextlib.contextmanager
+def _filter_native_stderr(min_level: int):
+    """Route file descriptor 2 through a file while the block runs, then write back every
+    line except native log lines under ``min_level``.
+
+    TensorFlow 2.21 logs through absl while its shared libraries load, before
+    ``absl::InitializeLog()``; those lines ignore TF_CPP_MIN_LOG_LEVEL (e.g. "cudart_stub.cc
+    ... Could not find cuda drivers"), so the command applies the level to them itself.
+    """
+    sys.stderr.flush()
+    saved = os.dup(2)
+    with tempfile.TemporaryFile() as captured:
+        os.dup2(captured.fileno(), 2)
+        try:
+            yield
+        finally:
+            sys.stderr.flush()
+            os.dup2(saved, 2)
+            os.close(saved)
+            captured.seek(0)
+            lines = captured.read().decode(errors="replace").splitlines(keepends=True)
+            sys.stderr.write("".join(line for line in lines if not _below(line, min_level)))
+            sys.stderr.flush()
+
+
+def _quiet_native_logs(debug: bool) -> None:
     """TensorFlow/XLA C++ log lines (e.g. 'failed call to cuInit' on CPU-only machines) stay
     off stderr in normal use; a user's own TF_CPP_MIN_LOG_LEVEL or --debug brings them back."""
     if debug:
         os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "0")
-    else:
-        os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
-        os.environ.setdefault("GRPC_VERBOSITY", "ERROR")
-        os.environ.setdefault("ABSL_MIN_LOG_LEVEL", "3")
+        return
+    level = os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
+    os.environ.setdefault("GRPC_VERBOSITY", "ERROR")
+    os.environ.setdefault("ABSL_MIN_LOG_LEVEL", "3")
+    min_level = int(level) if level.isdigit() else 0
+    if min_level > 0:
+        import_hooks.around_first_import("tensorflow", lambda: _filter_native_stderr(min_level))
 
 
 def _one_line(message):
     return " ".join(str(message).split()) or "failed"
 
 
-def main(argv=None):
+def main(argv: list[str] | None = None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
     debug = "--debug" in argv or os.environ.get("KERAS_RESNET_DEBUG") == "1"
     argv = [a for a in argv if a != "--debug"]
@@ -85,6 +135,9 @@ def main(argv=None):
     try:
         module = importlib.import_module(COMMANDS[command][0])
         return module.cli_main(command, rest)
+    except BrokenPipeError:  # `keras-resnet list | head`: the reader left, nothing to say
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        return EXIT_ENVIRONMENT
     except Stopped as e:
         print(str(e), file=sys.stderr)
         return e.exit_code
@@ -101,7 +154,12 @@ def main(argv=None):
         return code
 
 
-def _count_params(name):
+# ------------------------------------------------------------------ list and summary
+# Both read the registry (keras_resnet.specs, standard library only): `list` imports
+# Keras only for --params, `summary` only after its arguments are checked.
+
+
+def _count_params(name: str) -> int:
     import keras
 
     from keras_resnet.models import get_model
@@ -111,39 +169,84 @@ def _count_params(name):
         return get_model(name, weights=None).count_params()
 
 
-def cli_main(command, argv):
-    """``list`` and ``summary``: the model table and one model's layers."""
-    import argparse
+def _list(args) -> int:
+    from keras_resnet import specs
 
-    from keras_resnet.models import get_model, list_models
+    if args.weights:
+        from keras_resnet.weights.published import print_table
 
-    parser = argparse.ArgumentParser(prog=f"keras-resnet {command}")
-    if command == "list":
-        parser.add_argument("--params", action="store_true",
-                            help="also build each model to count its parameters (slow: ~2 min)")
-        parser.add_argument("--family", choices=("imagenet", "cifar"), default=None)
-        args = parser.parse_args(argv)
-        rows = [m for m in list_models() if args.family in (None, m["family"])]
-        header = f"{'name':<18} {'family':<9} {'variant':<8} {'depth':>5} {'input':>6} {'preprocessing':<13}"
-        print(header + (f" {'params':>12}" if args.params else ""))
-        for m in rows:
-            line = (f"{m['name']:<18} {m['family']:<9} {m['variant']:<8} {m['depth']:>5} "
-                    f"{m['input_size']:>6} {m['preprocessing']:<13}")
-            if args.params:
-                line += f" {_count_params(m['name']):>12,}"
-            print(line, flush=True)
+        print_table()
         return 0
-    parser.add_argument("model", help="a name from 'keras-resnet list'")
-    parser.add_argument("--classes", type=int, default=None)
-    parser.add_argument("--input-size", type=int, default=None)
-    args = parser.parse_args(argv)
-    kwargs = {}
+    rows = [m for m in specs.MODELS.values() if args.family in (None, m.family)]
+    header = f"{'name':<18} {'family':<9} {'variant':<8} {'depth':>5} {'input':>6} {'preprocessing':<13}"
+    print(header + (f" {'params':>12}" if args.params else "") + " description")
+    for m in rows:
+        line = (f"{m.name:<18} {m.family:<9} {m.variant:<8} {m.depth:>5} "
+                f"{m.input_size:>6} {m.preprocessing:<13}")
+        if args.params:
+            line += f" {_count_params(m.name):>12,}"
+        print(f"{line} {m.description}", flush=True)
+    return 0
+
+
+def _summary(args) -> int:
+    from keras_resnet import specs
+
+    if args.model not in specs.MODELS:
+        raise ValueError(f"unknown model {args.model!r}; `keras-resnet list` prints the names")
+    spec = specs.MODELS[args.model]
+    kwargs = {"weights": None}
     if args.classes is not None:
         kwargs["classes"] = args.classes
     if args.input_size is not None:
+        smallest = specs.MIN_INPUT_SIZE[spec.family]
+        if args.input_size < smallest:
+            raise ValueError(f"--input-size must be at least {smallest} for {spec.name} (the "
+                             f"{spec.family} family). Received: --input-size {args.input_size}")
         kwargs["input_shape"] = (args.input_size, args.input_size, 3)
+    from keras_resnet.models import get_model
+
     get_model(args.model, **kwargs).summary()
     return 0
+
+
+def _positive_int(text: str) -> int:
+    import argparse
+
+    if not text.isdigit() or int(text) < 1:
+        raise argparse.ArgumentTypeError(f"must be a positive integer, not {text!r}")
+    return int(text)
+
+
+def build_parser(command: str):
+    """The ``list`` or ``summary`` parser (argparse only: ``--help`` imports nothing heavy)."""
+    import argparse
+
+    from keras_resnet import specs
+
+    parser = argparse.ArgumentParser(prog=f"keras-resnet {command}",
+                                     description=COMMANDS[command][1])
+    if command == "list":
+        parser.add_argument("--params", action="store_true",
+                            help="also build each model to count its parameters (slow)")
+        parser.add_argument("--family", choices=specs.FAMILIES, default=None,
+                            help="only the models of this family")
+        parser.add_argument("--weights", action="store_true",
+                            help="list the published weight sets of each model: source, "
+                                 "license, published top-1")
+        return parser
+    parser.add_argument("model", help="a name from 'keras-resnet list'")
+    parser.add_argument("--classes", type=_positive_int, default=None,
+                        help="classes of the top (default: 1000 for ImageNet models, 10 for CIFAR)")
+    parser.add_argument("--input-size", type=_positive_int, default=None,
+                        help="square input side in pixels (default: the model's, e.g. 224)")
+    return parser
+
+
+def cli_main(command: str, argv: list[str]) -> int:
+    """``list`` and ``summary``: the model table and one model's layers."""
+    args = build_parser(command).parse_args(argv)
+    return _list(args) if command == "list" else _summary(args)
 
 
 if __name__ == "__main__":

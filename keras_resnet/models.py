@@ -1,7 +1,9 @@
-"""The generic builders (:func:`ResNet`, :func:`CifarResNet`), the head, and the named models.
+"""The generic builders (:func:`ResNet`, :func:`CifarResNet`), the head, and
+:func:`get_model`, which builds a row of the registry :data:`keras_resnet.specs.MODELS`.
 
-Named constructors are one line over :func:`ResNet`; everything structural comes from
-:mod:`keras_resnet.specs`.
+Everything structural comes from :mod:`keras_resnet.specs`; the named constructors
+(``keras_resnet.ResNet50V1_5`` ...) are one line over :func:`get_model` in
+:mod:`keras_resnet.zoo`.
 """
 
 import contextlib
@@ -10,14 +12,12 @@ import sys
 import keras
 from keras import layers
 
-from keras_resnet import blocks, specs, weights as weights_lib
-from keras_resnet.preprocessing import VARIANT_MODES
+from keras_resnet import blocks, specs, video as video_weights, weights as weights_lib
+from keras_resnet.specs import list_models, model_info  # noqa: F401  (read from the registry)
 
 POOLINGS = (None, "avg", "max")
-MIN_SIZE = 32  # keras.applications' rule for the ImageNet family (five stride-2 stages)
-# The CIFAR family has two stride-2 stages (He et al. 2015, sec. 4.2): 8x8 -> 2x2 at the end,
-# so MNIST-style 28x28 images train at their own size.
-CIFAR_MIN_SIZE = 8
+MIN_SIZE = specs.MIN_INPUT_SIZE["imagenet"]  # smallest input side (see specs)
+CIFAR_MIN_SIZE = specs.MIN_INPUT_SIZE["cifar"]
 
 
 def _fail(argument, value, expected):
@@ -116,14 +116,6 @@ def _resolve_input_shape(input_shape, *, include_top, weights, default_size, min
     return shape
 
 
-def _default_name(depth, variant, dims):
-    """e.g. "resnet50", "resnet50v2", "resnet50_v1_5", "resnet50d", "resnet18_1d", "r3d_18"."""
-    if variant in specs.VIDEO_VARIANTS:
-        return f"{variant}_{depth}"
-    suffix = {"v1": "", "v2": "v2", "v1.5": "_v1_5", "v1d": "d"}[variant]
-    return f"resnet{depth}{suffix}" + ("" if dims == 2 else f"_{dims}d")
-
-
 def _check_dims(dims, video, variant, weights):
     """The number of spatial axes: video variants are 3D, the others 2D unless asked."""
     if dims is None:
@@ -135,6 +127,15 @@ def _check_dims(dims, video, variant, weights):
     if weights == "imagenet" and dims != 2:
         _fail("weights", weights, f"None or a path with dims={dims} (ImageNet weights are 2D)")
     return dims
+
+
+def _plan_weights(video, weights, **kwargs):
+    """``weights=`` checked before building; video variants take torchvision video state
+    dicts and checkpoints (:mod:`keras_resnet.video`)."""
+    if video:
+        return video_weights.plan(weights, include_top=kwargs["include_top"],
+                                  classes=kwargs["classes"])
+    return weights_lib.plan(weights, **kwargs)
 
 
 def _check_head(include_top, pooling, classes, weights):
@@ -184,6 +185,19 @@ def _build(*, kind, blocks_per_stage, stem_filters, stage_filters, flags, includ
         return keras.Model(inputs, x, name=name)
 
 
+def default_name(family, variant, depth, dims=2):
+    """The ``keras.Model`` name a builder gives by default: "resnet50" (v1), "resnet50v2",
+    "resnet50_v1_5", "resnet50d"; CIFAR "resnet20", "resnet164v2"; "resnet18_1d" /
+    "resnet18_3d" in 1D / 3D; video variants "r3d_18", "mc3_18", "r2plus1d_18". Export looks
+    a model's preprocessing up by it (with the family, since "resnet50" exists in both)."""
+    if variant in specs.VIDEO_VARIANTS:
+        return f"{variant}_{depth}"
+    suffix = "" if dims == 2 else f"_{dims}d"
+    if family == "cifar":
+        return f"resnet{depth}{'v2' if variant == 'v2' else ''}{suffix}"
+    return f"resnet{depth}{ {'v1': '', 'v2': 'v2', 'v1.5': '_v1_5', 'v1d': 'd'}[variant]}{suffix}"
+
+
 @contextlib.contextmanager
 def deep_recursion(limit=40_000):
     """Keras walks a functional graph recursively, one frame per layer: ResNet-1202 and
@@ -211,8 +225,12 @@ def ResNet(depth, *, variant="v1", include_top=True, weights=None, input_tensor=
             Tran et al. 2018; :data:`keras_resnet.specs.VIDEO_VARIANTS`).
         include_top: whether to add global average pooling and the ``predictions`` Dense.
         weights: None, "imagenet" (the files keras.applications publishes; "v1" and "v2"
-            at depths 50/101/152) or the path of a weights file (a keras.applications-format
-            legacy ``.h5``, with or without top, or a Keras 3 ``.weights.h5``).
+            at depths 50/101/152), a published torchvision / timm set of a named model
+            ("torchvision", "torchvision:IMAGENET1K_V2", "timm:resnet50.a1_in1k"; see
+            ``keras-resnet list --weights``), or the path of a weights file: a
+            keras.applications-format legacy ``.h5`` (with or without top), a Keras 3
+            ``.weights.h5``, or a torchvision / timm checkpoint (``.pth``, ``.bin``,
+            ``.safetensors``) of the same architecture (:mod:`keras_resnet.weights`).
         input_tensor: optional Keras tensor to use as the model's input.
         input_shape: (height, width, 3), each side >= 32; default (224, 224, 3) with a top,
             (None, None, 3) without.
@@ -256,22 +274,19 @@ def ResNet(depth, *, variant="v1", include_top=True, weights=None, input_tensor=
     if kind == specs.BASIC and options.get("stride_on") == "first_1x1":
         _fail("stride_on", "first_1x1", "'3x3' for basic blocks (depths 18, 34), which have no 1x1")
     _check_head(include_top, pooling, classes, weights)
-    if weights == "imagenet":
-        weights_lib.check_imagenet(depth, variant, options)
-    weights_file = weights_lib.check_weights_argument(weights)
+    weights_plan = _plan_weights(video, weights, depth=depth, variant=variant, options=options,
+                                 include_top=include_top, classes=classes)
     input_shape = _resolve_input_shape(input_shape, include_top=include_top, weights=weights,
                                        default_size=224, dims=dims)
-    name = name or _default_name(depth, variant, dims)
+    if name is None:
+        name = default_name("imagenet", variant, depth, dims)
     model = _build(
         kind=kind, blocks_per_stage=blocks_per_stage, stem_filters=specs.STEM_FILTERS,
         stage_filters=specs.STAGE_FILTERS, flags=flags, include_top=include_top,
         input_tensor=input_tensor, input_shape=input_shape, pooling=pooling, classes=classes,
         classifier_activation=classifier_activation, name=name,
     )
-    if weights == "imagenet":
-        weights_lib.load_imagenet(model, depth=depth, variant=variant, include_top=include_top)
-    elif weights_file is not None:
-        weights_lib.load_weights(model, weights_file)
+    (video_weights if video else weights_lib).apply(weights_plan, model)
     return model
 
 
@@ -318,8 +333,7 @@ def CifarResNet(depth, *, shortcut=None, variant="v1", include_top=True, weights
         stage_filters=specs.CIFAR_STAGE_FILTERS, flags=flags, include_top=include_top,
         input_tensor=input_tensor, input_shape=input_shape, pooling=pooling, classes=classes,
         classifier_activation=classifier_activation,
-        name=name or f"resnet{depth}{'v2' if variant == 'v2' else ''}"
-        + ("" if dims == 2 else f"_{dims}d"),
+        name=name or default_name("cifar", variant, depth, dims),
     )
     if weights_file is not None:
         weights_lib.load_weights(model, weights_file)
@@ -329,102 +343,16 @@ def CifarResNet(depth, *, shortcut=None, variant="v1", include_top=True, weights
 # ---------------------------------------------------------------------------- named models
 
 
-def model_info(name):
-    """Facts about a named model: family, variant, depth, input size, preprocessing mode."""
-    if name not in specs.NAMED_MODELS:
-        _fail("model", name, f"one of the names from keras_resnet.list_models() (e.g. 'ResNet50')")
-    family, variant, depth, extra = specs.NAMED_MODELS[name]
-    return {
-        "name": name,
-        "family": family,
-        "variant": variant,
-        "depth": depth,
-        "input_size": 32 if family == "cifar" else 224,
-        "preprocessing": VARIANT_MODES["cifar" if family == "cifar" else variant],
-        "options": dict(extra),
-    }
+def get_model(name: str, /, **kwargs) -> keras.Model:
+    """Build a named model (any name of :func:`list_models`) from its registry row
+    (:data:`keras_resnet.specs.MODELS`), with keras.applications-style arguments and
+    options, e.g. ``get_model("ResNet20", classes=10)``; ``name=`` among the keywords
+    names the Keras model.
 
-
-def list_models():
-    """Every named model, as :func:`model_info` dicts, in table order."""
-    return [model_info(name) for name in specs.NAMED_MODELS]
-
-
-def get_model(name, **kwargs):
-    """Build a named model (any name of :func:`list_models`) with keras.applications-style
-    arguments and options, e.g. ``get_model("ResNet20", classes=10)``."""
-    info = model_info(name)
-    kwargs = {**info["options"], **kwargs}
-    if info["family"] == "cifar":
-        return CifarResNet(info["depth"], variant=info["variant"], **kwargs)
-    return ResNet(info["depth"], variant=info["variant"], **kwargs)
-
-
-def ResNet18(**kwargs):
-    """ResNet-18, basic blocks (He et al. 2015); keras.applications-style v1 flags."""
-    return ResNet(18, variant="v1", **kwargs)
-
-
-def ResNet26(**kwargs):
-    """ResNet-26, bottleneck blocks (2, 2, 2, 2); keras.applications-style v1 flags."""
-    return ResNet(26, variant="v1", **kwargs)
-
-
-def ResNet34(**kwargs):
-    """ResNet-34, basic blocks (He et al. 2015); keras.applications-style v1 flags."""
-    return ResNet(34, variant="v1", **kwargs)
-
-
-def ResNet50(**kwargs):
-    """ResNet-50 as keras.applications.ResNet50 (same layers, names and weights)."""
-    return ResNet(50, variant="v1", **kwargs)
-
-
-def ResNet101(**kwargs):
-    """ResNet-101 as keras.applications.ResNet101 (same layers, names and weights)."""
-    return ResNet(101, variant="v1", **kwargs)
-
-
-def ResNet152(**kwargs):
-    """ResNet-152 as keras.applications.ResNet152 (same layers, names and weights)."""
-    return ResNet(152, variant="v1", **kwargs)
-
-
-def ResNet200(**kwargs):
-    """ResNet-200, bottleneck blocks (3, 24, 36, 3); keras.applications-style v1 flags."""
-    return ResNet(200, variant="v1", **kwargs)
-
-
-def ResNet18V2(**kwargs):
-    """Pre-activation ResNet-18 (He et al. 2016), keras.applications ResNetV2 flags."""
-    return ResNet(18, variant="v2", **kwargs)
-
-
-def ResNet26V2(**kwargs):
-    """Pre-activation ResNet-26 (He et al. 2016), keras.applications ResNetV2 flags."""
-    return ResNet(26, variant="v2", **kwargs)
-
-
-def ResNet34V2(**kwargs):
-    """Pre-activation ResNet-34 (He et al. 2016), keras.applications ResNetV2 flags."""
-    return ResNet(34, variant="v2", **kwargs)
-
-
-def ResNet50V2(**kwargs):
-    """ResNet-50 v2 as keras.applications.ResNet50V2 (same layers, names and weights)."""
-    return ResNet(50, variant="v2", **kwargs)
-
-
-def ResNet101V2(**kwargs):
-    """ResNet-101 v2 as keras.applications.ResNet101V2 (same layers, names and weights)."""
-    return ResNet(101, variant="v2", **kwargs)
-
-
-def ResNet152V2(**kwargs):
-    """ResNet-152 v2 as keras.applications.ResNet152V2 (same layers, names and weights)."""
-    return ResNet(152, variant="v2", **kwargs)
-
-
-def ResNet200V2(**kwargs):
-    """Pre-activation ResNet-200 (He et al. 2016), keras.applications ResNetV2 flags."""
-    return ResNet(200, variant="v2", **kwargs)
+    As timm's ``create_model``, ``weights`` defaults to None (random initialisation) for
+    every name; the keras.applications-compatible constructors (``keras_resnet.ResNet50``
+    ...) default to ``weights="imagenet"`` as keras.applications does.
+    """
+    spec = specs.get_spec(name)
+    builder = CifarResNet if spec.family == "cifar" else ResNet
+    return builder(spec.depth, variant=spec.variant, **{**spec.options, **kwargs})

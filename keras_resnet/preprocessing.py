@@ -8,23 +8,33 @@ Three modes, as in keras.applications' ``imagenet_utils``:
   CIFAR family.
 - ``"torch"``: scale to [0, 1], subtract the ImageNet mean and divide by its std, RGB.
   torchvision / timm (our ``"v1.5"`` and ``"v1d"``).
+- ``"kinetics"``: as ``"torch"`` with Kinetics-400's mean and std: torchvision's video
+  ResNets (``R3D18``, ``MC3_18``, ``R2Plus1D18``; frames of a clip, channels last).
 
 A model's mode is looked up with :func:`preprocessing_mode`, never guessed from pixels.
 """
 
+from __future__ import annotations
+
 import json
 import os
+from typing import Any
 
 import numpy as np
 
-MODES = ("caffe", "tf", "torch")
+from keras_resnet import specs
 
-_CAFFE_MEAN_BGR = np.array([103.939, 116.779, 123.68], dtype="float32")
-_TORCH_MEAN = np.array([0.485, 0.456, 0.406], dtype="float32")
-_TORCH_STD = np.array([0.229, 0.224, 0.225], dtype="float32")
+MODES = ("caffe", "tf", "torch", "kinetics")
 
-# variant -> preprocessing mode of the weights that variant is trained or published with
-VARIANT_MODES = {"v1": "caffe", "v1.5": "torch", "v1d": "torch", "v2": "tf", "cifar": "tf"}
+_CAFFE_MEAN_BGR = np.array([103.939, 116.779, 123.68])  # float64: cast to the input dtype
+_TORCH_MEAN = np.array([0.485, 0.456, 0.406])
+_TORCH_STD = np.array([0.229, 0.224, 0.225])
+# torchvision.models.video's transforms (VideoClassification): Kinetics-400 mean / std
+_KINETICS_MEAN = np.array([0.43216, 0.394666, 0.37645])
+_KINETICS_STD = np.array([0.22803, 0.22145, 0.216989])
+
+# variant (or "cifar") -> preprocessing mode; the registry's table, named here for callers
+VARIANT_MODES = specs.PREPROCESSING
 
 CLASS_INDEX_URL = (
     "https://storage.googleapis.com/download.tensorflow.org/"
@@ -41,36 +51,55 @@ def _check_mode(mode):
 def preprocessing_mode(name):
     """The preprocessing mode for a variant ("v1", "v1.5", "v1d", "v2", "cifar") or a
     named model ("ResNet50", "ResNet20", ...; see ``keras_resnet.list_models()``)."""
-    if name in VARIANT_MODES:
+    if isinstance(name, str) and name in VARIANT_MODES:
         return VARIANT_MODES[name]
-    from keras_resnet.models import model_info
-
-    return model_info(name)["preprocessing"]
+    return specs.get_spec(name).preprocessing
 
 
-def preprocess_input(x, *, mode):
-    """Preprocess RGB images in 0..255 for a ResNet.
+def preprocess_input(x: Any, data_format: str | None = None, *, mode: str) -> Any:
+    """Preprocess RGB images in 0..255 for a ResNet, as keras.applications does.
 
     Args:
-        x: array or tensor, channels last, RGB, values in 0..255. Not modified in place.
+        x: array or tensor of one image or a batch, RGB, values in 0..255. Never modified
+            in place (keras.applications modifies a float NumPy array in place).
+        data_format: "channels_last" (..., height, width, 3) or "channels_first"
+            (..., 3, height, width); None reads ``keras.config.image_data_format()``.
         mode: ``"caffe"``, ``"tf"`` or ``"torch"`` (see the module docstring);
-            :func:`preprocessing_mode` gives the right one for a variant.
+            :func:`preprocessing_mode` gives the right one for a model or variant.
 
     Returns:
-        float32 array or tensor of the same shape.
+        An array (for NumPy input) or tensor of the same shape: float16 / float64 input
+        keeps its dtype, anything else becomes float32.
     """
     _check_mode(mode)
-    if isinstance(x, (np.ndarray, list, tuple, int, float)):
-        x = np.array(x, dtype="float32", copy=True)  # never modify the caller's array
+    if data_format is None:
+        import keras
+
+        data_format = keras.config.image_data_format()
+    if data_format not in ("channels_last", "channels_first"):
+        raise ValueError("data_format must be None, 'channels_last' or 'channels_first'. "
+                         f"Received: data_format={data_format!r}")
+    channel_axis = -1 if data_format == "channels_last" else -3
+    if isinstance(x, (np.ndarray, np.generic, list, tuple, int, float)):
+        x = np.asarray(x)
+        x = x.astype(x.dtype if np.issubdtype(x.dtype, np.floating) else "float32", copy=True)
+        flip, constant = (lambda a: np.flip(a, axis=channel_axis)), (lambda c: c.astype(x.dtype))
     else:
         import keras
 
-        x = keras.ops.cast(x, "float32")
+        if not keras.backend.is_float_dtype(keras.backend.standardize_dtype(x.dtype)):
+            x = keras.ops.cast(x, "float32")
+        dtype = keras.backend.standardize_dtype(x.dtype)
+        flip = lambda a: keras.ops.flip(a, axis=channel_axis)  # noqa: E731
+        constant = lambda c: keras.ops.convert_to_tensor(c, dtype=dtype)  # noqa: E731
+    shape = (3,) if channel_axis == -1 else (3, 1, 1)  # broadcast over the channel axis
     if mode == "tf":
-        return x / 127.5 - 1.0
-    if mode == "torch":
-        return (x / 255.0 - _TORCH_MEAN) / _TORCH_STD
-    return x[..., ::-1] - _CAFFE_MEAN_BGR
+        return x / constant(np.array(127.5)) - constant(np.array(1.0))
+    if mode in ("torch", "kinetics"):
+        mean, std = (_TORCH_MEAN, _TORCH_STD) if mode == "torch" else (_KINETICS_MEAN, _KINETICS_STD)
+        mean, std = mean.reshape(shape), std.reshape(shape)
+        return (x / constant(np.array(255.0)) - constant(mean)) / constant(std)
+    return flip(x) - constant(_CAFFE_MEAN_BGR.reshape(shape))
 
 
 def _class_index_path(class_index_path=None):

@@ -1,9 +1,23 @@
-"""The architecture as tables: every named model is derived from these.
+"""The architecture as tables, and the registry of named models derived from them.
 
 ``DEPTHS`` maps a depth to its block kind and blocks per stage (He et al. 2015, Table 1;
 26 and 200 as in timm and He et al. 2016). ``VARIANTS`` are presets of the builder's
 keyword-only flags; each flag is documented in :mod:`keras_resnet.blocks` where it acts.
+``MODELS`` holds one :class:`ModelSpec` per named model: what the name implies (family,
+variant, depth, options, preprocessing, input size). The constructors
+(``keras_resnet.ResNet50V1_5`` ...), :func:`list_models`, :func:`model_info`,
+``keras-resnet list``, :func:`keras_resnet.preprocessing.preprocessing_mode` and export
+read it.
+
+This module imports nothing but the standard library: ``keras-resnet list`` and
+``--help`` read it without loading Keras or TensorFlow.
 """
+
+from __future__ import annotations
+
+import dataclasses
+import types
+from typing import Any, Mapping
 
 BASIC = "basic"  # two 3x3 convs (He et al. 2015, Fig. 5 left)
 BOTTLENECK = "bottleneck"  # 1x1 reduce, 3x3, 1x1 expand x4 (He et al. 2015, Fig. 5 right)
@@ -122,24 +136,154 @@ OPTION_DEFAULTS = dict(
     kernel_regularizer=None,
 )
 
-# Named models: name -> (family, variant, depth, extra options). Named constructors and the
-# CLI are generated from this table.
-NAMED_MODELS = {}
-for _d in DEPTHS:
-    NAMED_MODELS[f"ResNet{_d}"] = ("imagenet", "v1", _d, {})
-    NAMED_MODELS[f"ResNet{_d}V2"] = ("imagenet", "v2", _d, {})
-    NAMED_MODELS[f"ResNet{_d}V1_5"] = ("imagenet", "v1.5", _d, {})
-    NAMED_MODELS[f"ResNet{_d}D"] = ("imagenet", "v1d", _d, {})
-NAMED_MODELS.update(
-    {
-        "ResNeXt50_32x4d": ("imagenet", "v1.5", 50, dict(groups=32, width_per_group=4)),
-        "ResNeXt101_32x8d": ("imagenet", "v1.5", 101, dict(groups=32, width_per_group=8)),
-        "WideResNet50_2": ("imagenet", "v1.5", 50, dict(width_per_group=128)),
-        "SEResNet50": ("imagenet", "v1.5", 50, dict(se_ratio=1 / 16)),
-    }
-)
-for _d in (20, 32, 44, 56, 110, 1202):
-    NAMED_MODELS[f"ResNet{_d}"] = ("cifar", "v1", _d, {})
-for _d in (164, 1001):
-    NAMED_MODELS[f"ResNet{_d}V2"] = ("cifar", "v2", _d, {})
-del _d
+# Preprocessing mode of the weights each variant is trained or published with (see
+# keras_resnet.preprocessing): keras.applications ResNet was trained in Caffe ("caffe"),
+# ResNetV2 with inputs in [-1, 1] ("tf"), torchvision / timm with ImageNet mean/std
+# ("torch"). The CIFAR family (key "cifar") trains here on inputs in [-1, 1].
+# torchvision's video ResNets take Kinetics-400's mean/std ("kinetics").
+PREPROCESSING = {"v1": "caffe", "v1.5": "torch", "v1d": "torch", "v2": "tf", "cifar": "tf",
+                 "r3d": "kinetics", "mc3": "kinetics", "r2plus1d": "kinetics"}
+# the default input side of each family (video: 112x112 frames, as torchvision's crops)
+INPUT_SIZE = {"imagenet": 224, "cifar": 32, "video": 112}
+# The smallest input side: keras.applications' rule for the ImageNet family (five stride-2
+# stages); the CIFAR family has two (He et al. 2015, sec. 4.2), so 28x28 MNIST-style
+# images train at their own size (8x8 -> 2x2 at the end).
+MIN_INPUT_SIZE = {"imagenet": 32, "cifar": 8, "video": 1}
+FAMILIES = tuple(INPUT_SIZE)
+
+
+@dataclasses.dataclass(frozen=True)
+class ModelSpec:
+    """Everything a model name implies: one row of :data:`MODELS`.
+
+    Attributes:
+        name: the public name, also the constructor ``keras_resnet.NAME``.
+        family: "imagenet" (built by :func:`keras_resnet.ResNet`), "cifar"
+            (:func:`keras_resnet.CifarResNet`) or "video" (``ResNet`` with a video variant, 3D).
+        variant: a key of :data:`VARIANTS` ("imagenet") or :data:`CIFAR_VARIANTS` ("cifar").
+        depth: the number of weighted layers.
+        description: one line for ``keras-resnet list`` and the constructor's docstring.
+        preprocessing: the mode of :func:`keras_resnet.preprocess_input` its inputs need
+            ("caffe", "tf" or "torch"; :data:`PREPROCESSING`).
+        input_size: the default input side (:data:`INPUT_SIZE`).
+        options: builder options on top of the variant (ResNeXt groups, SE ratio ...),
+            read-only.
+        keras_applications: same layers, names and weight files as the keras.applications
+            model of this name; its constructor takes keras.applications' positional
+            arguments and defaults to ``weights="imagenet"``.
+    """
+
+    name: str
+    family: str
+    variant: str
+    depth: int
+    description: str
+    preprocessing: str
+    input_size: int
+    options: Mapping[str, Any] = dataclasses.field(default_factory=dict, hash=False)
+    keras_applications: bool = False
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "options", types.MappingProxyType(dict(self.options)))
+
+    @property
+    def weight_sets(self) -> list:
+        """The published torchvision / timm weight sets of this model, best top-1 first
+        (:mod:`keras_resnet.weights.published`; ``weights="imagenet"`` is
+        ``keras_applications``)."""
+        from keras_resnet.weights.published import sets_for
+
+        return sets_for(self.name)
+
+    def info(self) -> dict[str, Any]:
+        """This row as a plain dict of its fields (what :func:`model_info` returns)."""
+        info = {f.name: getattr(self, f.name) for f in dataclasses.fields(self)}
+        return {**info, "options": dict(self.options)}
+
+
+def _spec(name, family, variant, depth, description, **options):
+    return ModelSpec(
+        name=name, family=family, variant=variant, depth=depth, description=description,
+        preprocessing=PREPROCESSING["cifar" if family == "cifar" else variant],
+        input_size=INPUT_SIZE[family], options=options,
+        keras_applications=name in _KERAS_APPLICATIONS,
+    )
+
+
+# One line per variant for the descriptions of the generated rows.
+_VARIANT_LINES = {
+    "v1": "conv biases, bottleneck stride on the first 1x1 (keras.applications ResNet)",
+    "v1.5": "stride on the 3x3, no conv biases (torchvision)",
+    "v1d": "deep stem and average-pool shortcut (Bag of Tricks, timm resnet*d)",
+    "v2": "pre-activation (He et al. 2016; keras.applications ResNetV2)",
+}
+_KERAS_APPLICATIONS = {"ResNet50", "ResNet101", "ResNet152",
+                       "ResNet50V2", "ResNet101V2", "ResNet152V2"}
+
+
+def _rows():
+    for d in DEPTHS:
+        for suffix, v in (("", "v1"), ("V2", "v2"), ("V1_5", "v1.5"), ("D", "v1d")):
+            name = f"ResNet{d}{suffix}"
+            line = (f", as keras.applications.{name}: same layers, weight files and arguments"
+                    if name in _KERAS_APPLICATIONS else f": {_VARIANT_LINES[v]}")
+            yield _spec(name, "imagenet", v, d, f"ResNet-{d} {v}{line}")
+    yield _spec("ResNeXt50_32x4d", "imagenet", "v1.5", 50,
+                "ResNeXt-50 32x4d (Xie et al. 2017; torchvision resnext50_32x4d)",
+                groups=32, width_per_group=4)
+    yield _spec("ResNeXt101_32x8d", "imagenet", "v1.5", 101,
+                "ResNeXt-101 32x8d (Xie et al. 2017; torchvision resnext101_32x8d)",
+                groups=32, width_per_group=8)
+    yield _spec("WideResNet50_2", "imagenet", "v1.5", 50,
+                "Wide ResNet-50-2: twice the bottleneck width (torchvision wide_resnet50_2)",
+                width_per_group=128)
+    yield _spec("SEResNet50", "imagenet", "v1.5", 50,
+                "ResNet-50 v1.5 with squeeze-and-excitation, ratio 1/16 (timm seresnet50)",
+                se_ratio=1 / 16)
+    for d in (20, 32, 44, 56, 110, 1202):
+        yield _spec(f"ResNet{d}", "cifar", "v1", d,
+                    f"CIFAR ResNet-{d}: basic blocks, option A shortcuts (He et al. 2015)")
+    for d in (164, 1001):
+        yield _spec(f"ResNet{d}V2", "cifar", "v2", d,
+                    f"CIFAR ResNet-{d}: pre-activation bottlenecks (He et al. 2016)")
+    yield _spec("R3D18", "video", "r3d", 18,
+                "R3D-18: 3x3x3 convs, 3x7x7 stem without pool (Tran et al. 2018; torchvision r3d_18)")
+    yield _spec("MC3_18", "video", "mc3", 18,
+                "MC3-18: 3x3x3 convs in stage 2, 1x3x3 after (torchvision mc3_18)")
+    yield _spec("R2Plus1D18", "video", "r2plus1d", 18,
+                "R(2+1)D-18: each 3x3x3 conv as 1x3x3 then 3x1x1 (torchvision r2plus1d_18)")
+
+
+# name -> row, in the order `keras-resnet list` prints them
+MODELS: dict[str, ModelSpec] = {spec.name: spec for spec in _rows()}
+
+
+def get_spec(name: str) -> ModelSpec:
+    """The registry row of a named model; ``ValueError`` naming ``model`` if unknown."""
+    if name not in MODELS:
+        raise ValueError(
+            "model must be a name printed by `keras-resnet list` (keras_resnet.list_models()),"
+            f" e.g. 'ResNet50'. Received: model={name!r}"
+        )
+    return MODELS[name]
+
+
+def model_info(name: str) -> dict[str, Any]:
+    """Facts about a named model as a dict: name, family, variant, depth, description,
+    options, keras_applications, preprocessing, input_size."""
+    return get_spec(name).info()
+
+
+def list_models() -> list[dict[str, Any]]:
+    """Every named model, as :func:`model_info` dicts, in table order."""
+    return [spec.info() for spec in MODELS.values()]
+
+
+# Images of this side or less (CIFAR's 32, the digits' 32, 64x64 thumbnails) go to the
+# CIFAR family of ResNets and the "cifar" augmentation; larger ones to the ImageNet family.
+SMALL_IMAGE_MAX = 64
+
+
+def family_for_image_size(size: int) -> str:
+    """"cifar" for images of side ``size`` <= :data:`SMALL_IMAGE_MAX` px, else "imagenet"."""
+    return "cifar" if size <= SMALL_IMAGE_MAX else "imagenet"

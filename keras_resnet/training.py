@@ -643,8 +643,6 @@ def train(
     precision = resolve_precision(precision)
     jit = resolve_jit_compile(jit_compile)
     data = load_data(dataset, data_dir=data_dir, tfds_data_dir=tfds_data_dir, manual_dir=manual_dir, seed=seed)
-    if data.skipped_files:
-        print(f"Skipped {len(data.skipped_files)} unreadable files, e.g. {data.skipped_files[0]}")
     image_size = image_size or data.image_size
     family = _recipe_family(data.name if data_dir is None else "", image_size)
     recipe = dict(RECIPES[family])
@@ -866,7 +864,7 @@ def _fit(net, learning_rate, *, data, dist, chief, config, resume, backup_steps,
             dataset = dataset.with_options(options)
         return dataset
 
-    val_data = data.eval_dataset("val", global_batch, **evaluation)
+    val_data = data.eval_dataset("val" if data.num_val else "test", global_batch, **evaluation)
     sample = next(iter(train_data(0, 0, 1))) if multi_worker else None
     histories = []
     images = 0

@@ -357,7 +357,7 @@ def fit_with_training(hypermodel, model, values, *, epochs, initial_epoch=0, cal
         global_batch, augmentation=values["augmentation"], seed=hypermodel.seed,
         start_epoch=initial_epoch, epochs=epochs, **common)
     val_data = hypermodel.data.eval_dataset(
-        "val", global_batch, augmentation=values["augmentation"], **common)
+        "val" if hypermodel.data.num_val else "test", global_batch, augmentation=values["augmentation"], **common)
     history = model.fit(train_data, epochs=epochs, initial_epoch=initial_epoch, steps_per_epoch=steps,
                         validation_data=val_data, callbacks=[nan_guard, *callbacks], verbose=verbose)
     if nan_guard.fired:

@@ -1,133 +1,129 @@
-"""torchvision's video ResNets (Tran et al. 2018, "A Closer Look at Spatiotemporal
-Convolutions for Action Recognition") as 3D models of the one builder, and the converter
-of their state dicts.
+"""Weights of torchvision's video ResNets (Tran et al. 2018, "A Closer Look at
+Spatiotemporal Convolutions for Action Recognition") for the 3D models of the one builder.
 
-``R3D18``, ``MC3_18`` and ``R2Plus1D18`` are :func:`keras_resnet.ResNet` at depth 18 with
-the video variants of :data:`keras_resnet.specs.VIDEO_VARIANTS`: the same trainable
-parameters as torchvision's ``r3d_18`` (33,371,472), ``mc3_18`` (11,695,440) and
-``r2plus1d_18`` (31,505,325), and the same logits under the same weights. Inputs are
-channels-last clips ``(frames, height, width, 3)``; torchvision's are
-``(3, frames, height, width)``.
+``keras_resnet.R3D18``, ``MC3_18`` and ``R2Plus1D18`` are registry rows
+(:data:`keras_resnet.specs.MODELS`): :func:`keras_resnet.ResNet` at depth 18 with the video
+variants of :data:`keras_resnet.specs.VIDEO_VARIANTS`, the same trainable parameters as
+torchvision's ``r3d_18`` (33,371,472), ``mc3_18`` (11,695,440) and ``r2plus1d_18``
+(31,505,325) and the same logits under the same weights. Inputs are channels-last clips
+``(frames, height, width, 3)``; torchvision's are ``(3, frames, height, width)``.
+
+Their ``weights=`` takes what :func:`plan` accepts: a Keras weights file, a torchvision
+checkpoint file (read without torch by :mod:`keras_resnet.weights.checkpoint`) or a state
+dict already in memory. Tensors are ported by :class:`keras_resnet.weights.convert.Porter`,
+which checks every shape and that every tensor is used once.
 """
 
 from __future__ import annotations
 
+import dataclasses
+import os
 import re
 from typing import Any, Mapping
 
-import keras
 import numpy as np
 
-from keras_resnet import models
-from keras_resnet.utils import all_layers
+from keras_resnet.utils import all_layers, fail
+from keras_resnet.weights import applications, checkpoint, convert
 
-KINETICS_CLASSES = 400  # torchvision's video weights classify Kinetics-400
-
-
-def _build(variant: str, weights: Any, classes: int, kwargs: dict) -> keras.Model:
-    state = weights if isinstance(weights, Mapping) else None
-    model = models.ResNet(18, variant=variant, weights=None if state is not None else weights,
-                          classes=classes, **kwargs)
-    if state is not None:
-        load_torchvision_video(model, state)
-    return model
+_UNIT = re.compile(r"conv(\d+)_block(\d+)_(\d)_(s_bn|sconv|conv|bn)")
+_STEM = {"conv1_sconv": "stem.0", "conv1_s_bn": "stem.1", "predictions": "fc"}
 
 
-def R3D18(*, weights: Any = None, classes: int = KINETICS_CLASSES, **kwargs: Any) -> keras.Model:
-    """R3D-18: 3x3x3 convs throughout, a 3x7x7 stem with stride 1x2x2 and no max pool
-    (torchvision ``r3d_18``).
-
-    Args:
-        weights: None, a Keras weights file, or a torchvision state dict (a mapping of
-            names to tensors or arrays, e.g. ``torch.load("r3d_18-b3b3357e.pth")``).
-        classes: 400 as torchvision (Kinetics-400).
-        **kwargs: the arguments and options of :func:`keras_resnet.ResNet`.
-    """
-    return _build("r3d", weights, classes, kwargs)
-
-
-def MC3_18(*, weights: Any = None, classes: int = KINETICS_CLASSES, **kwargs: Any) -> keras.Model:
-    """MC3-18 ("mixed convolutions"): 3x3x3 convs in the first stage, 1x3x3 (spatial only)
-    in the others (torchvision ``mc3_18``). Arguments as :func:`R3D18`."""
-    return _build("mc3", weights, classes, kwargs)
-
-
-def R2Plus1D18(*, weights: Any = None, classes: int = KINETICS_CLASSES, **kwargs: Any) -> keras.Model:
-    """R(2+1)D-18: every 3x3x3 conv factored into 1x3x3, BN-ReLU, 3x1x1, with the middle
-    width that keeps the parameter count (torchvision ``r2plus1d_18``). Arguments as
-    :func:`R3D18`."""
-    return _build("r2plus1d", weights, classes, kwargs)
-
-
-# ------------------------------------------------------------------------- converter
-
-_BN = {"gamma": "weight", "beta": "bias", "moving_mean": "running_mean",
-       "moving_variance": "running_var"}
-_UNIT = re.compile(r"conv(\d+)_block(\d+)_(\d)_(s_bn|sconv|conv|bn)$")
-
-
-def torchvision_name(layer: str, factorized: bool) -> str | None:
-    """The torchvision module of one of our layers (None: a layer torchvision lacks).
-
-    ``factorized``: the conv is a (2+1)D pair, torchvision's ``Conv2Plus1D`` Sequential
-    (spatial conv ``.0``, its BN ``.1``, temporal conv ``.3``).
-    """
-    stem = {"conv1_sconv": "stem.0", "conv1_s_bn": "stem.1",
-            "conv1_conv": "stem.3" if factorized else "stem.0",
-            "conv1_bn": "stem.4" if factorized else "stem.1", "predictions": "fc"}
-    if layer in stem:
-        return stem[layer]
-    m = _UNIT.match(layer)
+def torchvision_name(layer: str, factorized: bool) -> str:
+    """The torchvision module of one of our layers (``conv2_block1_1_conv`` ->
+    ``layer1.0.conv1.0``). ``factorized``: the conv is a (2+1)D pair, torchvision's
+    ``Conv2Plus1D`` Sequential (spatial conv ``.0``, its BN ``.1``, temporal conv ``.3``)."""
+    if layer in _STEM:
+        return _STEM[layer]
+    if layer in ("conv1_conv", "conv1_bn"):
+        return {("conv1_conv", False): "stem.0", ("conv1_bn", False): "stem.1",
+                ("conv1_conv", True): "stem.3", ("conv1_bn", True): "stem.4"}[layer, factorized]
+    m = _UNIT.fullmatch(layer)
     if m is None:
-        return None
+        raise ValueError(f"layer {layer!r} has no counterpart in a torchvision video ResNet")
     stage, block, k, part = int(m[1]), int(m[2]), int(m[3]), m[4]
     unit = f"layer{stage - 1}.{block - 1}"
     if k == 0:
         return f"{unit}.downsample." + ("0" if part == "conv" else "1")
-    conv = f"{unit}.conv{k}.0"
     if part == "bn":
         return f"{unit}.conv{k}.1"
-    if factorized:
-        return conv + {"sconv": ".0", "s_bn": ".1", "conv": ".3"}[part]
-    return conv
+    conv = f"{unit}.conv{k}.0"
+    return conv + {"sconv": ".0", "s_bn": ".1", "conv": ".3"}[part] if factorized else conv
 
 
-def load_torchvision_video(model: keras.Model, state_dict: Mapping[str, Any]) -> None:
-    """Set ``model``'s weights from a torchvision video ResNet state dict, in place.
+def _conv_thwio(x):
+    return np.transpose(x, (2, 3, 4, 1, 0))  # (out, in, t, h, w) -> (t, h, w, in, out)
 
-    Conv kernels go from (out, in, t, h, w) to (t, h, w, in, out), the fc weight is
-    transposed, BN weight/bias/running_mean/running_var become gamma/beta/moving_mean/
-    moving_variance. Every source tensor but ``num_batches_tracked`` must be used once and
-    every variable of the model set: otherwise ``ValueError`` names the first that is not,
-    before anything is assigned.
-    """
-    source = {k: np.asarray(v) for k, v in state_dict.items()
-              if not k.endswith("num_batches_tracked")}
-    names = {layer.name for layer in all_layers(model)}
-    assignments, used = [], set()
-    for layer in all_layers(model):
-        if not layer.weights:
-            continue
+
+def port_torchvision_video(model, state: Mapping[str, Any], *,
+                           source: str = "state_dict") -> convert.Porter:
+    """Match a torchvision video ResNet state dict to ``model`` and return the checked
+    :class:`~keras_resnet.weights.convert.Porter` (``.apply()`` assigns). A model without
+    top leaves the checkpoint's ``fc`` out."""
+    import keras
+
+    layers = [layer for layer in all_layers(model) if layer.weights]
+    names = {layer.name for layer in layers}
+    p = convert.Porter({k: np.asarray(v) for k, v in state.items()}, source)
+    if "predictions" not in names:
+        p.skip(convert.CLASSIFIER)
+    for layer in layers:
         base = re.sub(r"_(conv|bn|sconv|s_bn)$", "", layer.name)
         prefix = torchvision_name(layer.name, base + "_sconv" in names)
-        if prefix is None:
-            raise ValueError(f"layer {layer.name!r} has no torchvision counterpart")
-        values = []
-        for w in layer.weights:
-            leaf = _BN.get(w.name, "weight" if w.name == "kernel" else "bias")
-            key = f"{prefix}.{leaf}"
-            if key not in source:
-                raise ValueError(f"state_dict has no {key!r} for {layer.name}/{w.name}")
-            v = source[key]
-            v = v.T if v.ndim == 2 else np.transpose(v, (2, 3, 4, 1, 0)) if v.ndim == 5 else v
-            if tuple(v.shape) != tuple(w.shape):
-                raise ValueError(f"{key!r} has shape {v.shape}; {layer.name}/{w.name} needs {tuple(w.shape)}")
-            values.append(v)
-            used.add(key)
-        assignments.append((layer, values))
-    unused = sorted(set(source) - used)
-    if unused:
-        raise ValueError(f"state_dict tensors the model has no place for, e.g. {unused[0]!r} "
-                         f"({len(unused)} in all)")
-    for layer, values in assignments:
-        layer.set_weights(values)
+        if isinstance(layer, keras.layers.BatchNormalization):
+            convert.port_batch_norm(p, layer, prefix)
+        elif isinstance(layer, keras.layers.Dense):
+            convert.port_dense(p, layer, prefix)
+        else:
+            p.take(f"{prefix}.weight", layer.kernel, _conv_thwio)
+    p.check_all_used()
+    return p
+
+
+def load_torchvision_video(model, state: Mapping[str, Any]) -> None:
+    """Set ``model``'s weights from a torchvision video ResNet state dict, in place; a
+    ``ValueError`` names the first tensor or variable that does not match, before
+    anything is assigned."""
+    port_torchvision_video(model, state).apply()
+
+
+@dataclasses.dataclass
+class Plan:
+    """A checked ``weights=`` of a video model: a Keras file or a state dict."""
+
+    path: str | None = None
+    state: dict | None = None
+
+
+def plan(weights: Any, *, include_top: bool, classes: int) -> Plan | None:
+    """Check ``weights`` of a video model before it is built: None, a Keras weights file,
+    a torchvision checkpoint file (``.pth`` ...) or a state dict (a mapping of names to
+    tensors or arrays)."""
+    if weights is None:
+        return None
+    if isinstance(weights, Mapping):
+        state = {k: np.asarray(v) for k, v in weights.items()}
+    elif isinstance(weights, (str, os.PathLike)) and checkpoint.is_checkpoint(weights):
+        if not os.path.isfile(weights):
+            fail("weights", weights, "an existing file")
+        state = checkpoint.read_checkpoint(weights)
+    elif isinstance(weights, (str, os.PathLike)) and weights != "imagenet":
+        return Plan(path=applications.check_weights_argument(weights))
+    else:
+        fail("weights", weights, "None, a Keras weights file, a torchvision video checkpoint "
+             "(.pth) or its state dict")
+    outputs = convert.classifier_outputs(state)
+    if include_top and outputs is not None and outputs != classes:
+        fail("classes", classes, f"{outputs} (the checkpoint's classifier) with include_top=True")
+    return Plan(state=state)
+
+
+def apply(p: Plan | None, model) -> None:
+    """Load what :func:`plan` checked into the built ``model``."""
+    if p is None:
+        return
+    if p.path is not None:
+        applications.load_weights(model, p.path)
+    else:
+        load_torchvision_video(model, p.state)

@@ -9,6 +9,7 @@ import pytest
 
 from keras_resnet import benchmark, get_model
 from keras_resnet.hardware import resolve_precision
+from keras_resnet.utils import with_dtype_policy
 
 REQUIRED = {"impl", "model", "mode", "precision", "images_per_sec", "gflops_per_sec", "peak_fraction"}
 
@@ -45,6 +46,10 @@ def test_tiny_train_run_prints_json_lines_and_table(capsys, monkeypatch):
     assert flops_per_image == pytest.approx(3 * 2 * 1.8e9 * (32 / 224) ** 2, rel=0.1)
     assert row["peak_fraction"] == pytest.approx(row["gflops_per_sec"] / row["peak_gflops"], rel=0.02, abs=1e-3)
     assert "keras_resnet" in out.split("\n\n")[-1] and "img/s" in out
+    # how quiet the machine was, in every row; a one-line warning on stderr when it was not
+    machine = row["machine"]
+    assert machine["others_cpu_seconds"] >= 0 and machine["own_cpu_seconds"] > 0
+    assert ("not quiet" in err) == (machine["quiet"] is False)
 
 
 @pytest.mark.slow
@@ -99,7 +104,7 @@ def with_arg(flag, value):
 )
 def test_bad_arguments_raise_value_error_naming_them(argv, needle, monkeypatch):
     # raised before any model is built
-    monkeypatch.setattr(benchmark, "build_ours", lambda *a, **k: pytest.fail("built a model"))
+    monkeypatch.setattr(benchmark.runner, "build_ours", lambda *a, **k: pytest.fail("built a model"))
     with pytest.raises(ValueError) as info:
         benchmark.cli_main("benchmark", argv)
     assert needle in str(info.value)
@@ -129,8 +134,8 @@ def test_data_mode_times_both_augmentation_presets(capsys):
 
 
 def test_compare_accepts_a_comma_separated_list():
-    assert benchmark._compares("keras.applications, torchvision") == ("keras.applications", "torchvision")
-    assert benchmark._compares("none") == ()
+    assert benchmark.compares_of("keras.applications, torchvision") == ("keras.applications", "torchvision")
+    assert benchmark.compares_of("none") == ()
     benchmark.check_args(model="ResNet50", mode="train", batch_size=2, image_size=32, steps=1, rounds=1,
                          precision="fp32", compare="keras.applications,torchvision", reference_precision="same")
 
@@ -139,7 +144,7 @@ def test_compare_accepts_a_comma_separated_list():
 def test_reference_precision_same_builds_keras_applications_under_our_policy(capsys):
     # keras.applications' model under the same mixed policy as ours: same FLOPs, its compute
     # dtype follows the policy (we do not time anything here).
-    reference = benchmark._with_policy("float32", lambda: benchmark.build_keras_applications(
+    reference = with_dtype_policy("float32", lambda: benchmark.build_keras_applications(
         "ResNet50", mode="infer", batch_size=2, image_size=32, precision="mixed_bfloat16"))
     conv = next(l for l in reference.layers if isinstance(l, keras.layers.Conv2D))
     assert conv.compute_dtype == "bfloat16" and conv.dtype == "float32"

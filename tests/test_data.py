@@ -16,6 +16,7 @@ from PIL import Image
 from sklearn.datasets import load_digits
 
 from keras_resnet import data as kdata
+from keras_resnet.data import image_data, sources, tfds_source
 
 @pytest.fixture(scope="module")
 def digits():
@@ -46,9 +47,9 @@ def test_digits_counts_and_stratified_split(digits):
     np.testing.assert_array_equal(
         np.bincount(train_labels, minlength=10) + np.bincount(test_labels, minlength=10), per_class
     )
-    # "val" falls back to the test split when there is none
-    _, val_labels = _stack(_batches(digits.eval_dataset("val", 100)))
-    np.testing.assert_array_equal(val_labels, test_labels)
+    # no silent fall-back to the test split: "val" of a dataset without one is an error
+    with pytest.raises(ValueError, match="--split val: .* no validation split; splits: train, test"):
+        digits.eval_dataset("val", 100)
 
 
 def test_digits_images_are_sklearn_digits_with_their_labels(digits):
@@ -357,7 +358,7 @@ def test_folder_errors(tmp_path):
 @pytest.fixture
 def offline(monkeypatch):
     """No network, and a tfds download attempt fails the test."""
-    monkeypatch.setattr(kdata, "_network_available", lambda: False)
+    monkeypatch.setattr(tfds_source, "_network_available", lambda: False)
 
     def no_download(*args, **kwargs):
         raise AssertionError("download_and_prepare must not be called")
@@ -373,13 +374,13 @@ def _tfds_reference(split, n):
 
 @pytest.mark.parametrize("in_memory", [True, False])
 def test_tfds_mock_cifar10(monkeypatch, in_memory):
-    monkeypatch.setattr(kdata, "_network_available", lambda: True)  # download is mocked
+    monkeypatch.setattr(tfds_source, "_network_available", lambda: True)  # download is mocked
     if not in_memory:
-        monkeypatch.setattr(kdata, "MEMORY_CACHE_BYTES", 0)
-        monkeypatch.setattr(kdata, "SHUFFLE_WINDOW", 16)
+        monkeypatch.setattr(sources, "MEMORY_CACHE_BYTES", 0)
+        monkeypatch.setattr(image_data, "SHUFFLE_WINDOW", 16)
     with tfds.testing.mock_data(num_examples=48):
         data = kdata.load_data("cifar10")
-        assert isinstance(data._splits["train"], kdata._TfdsStream) != in_memory
+        assert isinstance(data._splits["train"], sources.TfdsStream) != in_memory
         # mocked tfds has no label file: its names are "0".."9", not "airplane", ...
         assert data.class_names == tfds.builder("cifar10").info.features["label"].names
         assert len(data.class_names) == 10
@@ -402,6 +403,12 @@ def test_tfds_mock_cifar10(monkeypatch, in_memory):
         for (x1, y1), (x2, y2) in zip(full[3:], resumed, strict=True):
             np.testing.assert_array_equal(x1, x2)
             np.testing.assert_array_equal(y1, y2)
+        # a validation split held out of train, in memory or from the stream
+        held = data.with_validation_holdout(0.25, seed=0)
+        assert held.num_train + held.num_val == 48 and held.num_val >= 10
+        parts = [held.raw_images(s, 48) for s in ("train", "val")]
+        assert _multiset(*parts[0]) + _multiset(*parts[1]) == _multiset(*_tfds_reference("train", 48))
+        assert len(_batches(held.train_dataset(8, augmentation="none"))) == held.num_train // 8
 
 
 @pytest.mark.timeout(60)
@@ -431,8 +438,8 @@ def test_tfds_unknown_or_unsuitable_dataset(tmp_path, offline):
 def test_network_probe_gives_up_on_a_closed_port(monkeypatch):
     with socket_on_free_port() as port:
         pass  # closed again: connecting is refused
-    monkeypatch.setattr(kdata, "NETWORK_PROBE_ADDRESS", ("127.0.0.1", port))
-    assert kdata._network_available() is False
+    monkeypatch.setattr(tfds_source, "NETWORK_PROBE_ADDRESS", ("127.0.0.1", port))
+    assert tfds_source._network_available() is False
 
 
 class socket_on_free_port:
@@ -445,3 +452,186 @@ class socket_on_free_port:
 
     def __exit__(self, *exc):
         self.sock.close()
+
+
+# --- decompression bombs in class folders ------------------------------------------
+
+
+def _png_20000_square(path, side=20_000):
+    """A real 1-bit grayscale PNG of side x side pixels (all black), written row by row:
+    a few hundred KB on disk, 400 million pixels (1.2 GB as RGB) when decoded."""
+    import struct
+    import zlib
+
+    def chunk(kind, data):
+        return struct.pack(">I", len(data)) + kind + data + struct.pack(">I", zlib.crc32(kind + data))
+
+    compressor, row, idat = zlib.compressobj(9), b"\0" * (1 + side // 8), []
+    for _ in range(side):
+        idat.append(compressor.compress(row))
+    idat.append(compressor.flush())
+    with open(path, "wb") as f:
+        f.write(b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", struct.pack(">IIBBBBB", side, side, 1, 0, 0, 0, 0)))
+        f.write(chunk(b"IDAT", b"".join(idat)) + chunk(b"IEND", b""))
+
+
+def _large_headers(folder):
+    """JPEG 13,000^2, GIF 16,000^2 and WebP 16,383^2 headers (as in the serving issue):
+    small real files whose dimension fields say so. Returns {path: (width, height)}."""
+    import io
+    import struct
+
+    out = {}
+    buf = io.BytesIO()
+    Image.new("RGB", (16, 16), (10, 200, 10)).save(buf, "JPEG")
+    jpeg = bytearray(buf.getvalue())
+    sof = jpeg.index(b"\xff\xc0")
+    jpeg[sof + 5 : sof + 9] = struct.pack(">HH", 13_000, 13_000)
+    out[os.path.join(folder, "bomb.jpg")] = (bytes(jpeg), (13_000, 13_000))
+    buf = io.BytesIO()
+    Image.new("P", (16, 16)).save(buf, "GIF")
+    gif = bytearray(buf.getvalue())
+    gif[6:10] = struct.pack("<HH", 16_000, 16_000)  # logical screen size
+    out[os.path.join(folder, "bomb.gif")] = (bytes(gif), (16_000, 16_000))
+    buf = io.BytesIO()
+    Image.new("RGB", (16, 16)).save(buf, "WEBP", lossless=True)
+    webp = bytearray(buf.getvalue())
+    at = webp.index(b"VP8L") + 9  # 14 bits width - 1, 14 bits height - 1
+    bits = int.from_bytes(webp[at : at + 4], "little") & ~((1 << 28) - 1)
+    webp[at : at + 4] = (bits | 16_382 | 16_382 << 14).to_bytes(4, "little")
+    out[os.path.join(folder, "bomb.webp")] = (bytes(webp), (16_383, 16_383))
+    for path, (data, _) in out.items():
+        with open(path, "wb") as f:
+            f.write(data)
+    return {path: size for path, (_, size) in out.items()}
+
+
+def _resident_bytes():
+    with open("/proc/self/statm") as f:
+        return int(f.read().split()[1]) * os.sysconf("SC_PAGE_SIZE")
+
+
+def _peak_resident_during(fn):
+    """(fn(), highest resident memory sampled every 5 ms while it ran)."""
+    import threading
+
+    peak, done = [_resident_bytes()], threading.Event()
+
+    def sample():
+        while not done.wait(0.005):
+            peak.append(_resident_bytes())
+
+    thread = threading.Thread(target=sample)
+    thread.start()
+    try:
+        result = fn()
+    finally:
+        done.set()
+        thread.join()
+    return result, max(peak + [_resident_bytes()])
+
+
+def test_folder_skips_decompression_bombs_from_their_headers(tmp_path, capsys, monkeypatch):
+    import skimage.data
+
+    root = tmp_path / "photos"
+    (root / "animals").mkdir(parents=True)
+    (root / "things").mkdir()
+    photos = {"animals/chelsea.jpg": skimage.data.chelsea(), "animals/astronaut.png": skimage.data.astronaut(),
+              "things/coffee.jpg": skimage.data.coffee(), "things/rocket.jpg": skimage.data.rocket()}  # fmt: skip
+    for name, pixels in photos.items():
+        Image.fromarray(pixels).save(root / name, quality=95)
+    png = str(root / "animals" / "bomb.png")
+    _png_20000_square(png)
+    assert os.path.getsize(png) < 1_000_000
+    bombs = {png: (20_000, 20_000), **_large_headers(str(root / "things"))}
+    with monkeypatch.context() as m:  # a real PNG: Pillow reads it and its checksums
+        m.setattr(Image, "MAX_IMAGE_PIXELS", None)
+        with Image.open(png) as image:
+            assert image.size == (20_000, 20_000)
+            image.verify()
+    pillow_limit = Image.MAX_IMAGE_PIXELS
+
+    before = _resident_bytes()
+    data, peak = _peak_resident_during(lambda: kdata.load_data(data_dir=str(root)))
+    assert peak - before < 100 * 2**20, f"resident memory grew by {(peak - before) / 2**20:.0f} MB"
+    assert sorted(data.skipped_files) == sorted(bombs)
+    assert Image.MAX_IMAGE_PIXELS == pillow_limit  # Pillow's own check is back
+    for path, (width, height) in bombs.items():
+        assert f"{width} x {height} pixels, over max_image_pixels=50,000,000" in data.skip_reasons[path]
+    out = capsys.readouterr().out
+    assert out.count("\n") == 1 and "skipped 4 of 8 files" in out
+    assert "4 over max_image_pixels (e.g. " in out and "20000 x 20000 pixels" in out
+    # the real photos (up to 512 x 512) load and decode
+    assert data.num_train + data.num_test == 4
+    images, _ = data.raw_images("train", 4, image_size=64)
+    assert images.shape[1:] == (64, 64, 3) and images.std() > 10
+
+    # the limit is an option: at 250,000 pixels the 512 x 512 astronaut goes too
+    data = kdata.load_data(data_dir=str(root), max_image_pixels=250_000)
+    astronaut = str(root / "animals" / "astronaut.png")
+    assert data.skip_reasons[astronaut] == "512 x 512 pixels, over max_image_pixels=250,000"
+    assert data.num_train + data.num_test == 2  # chelsea (451 x 300), coffee (600 x 400)
+    with pytest.raises(ValueError, match="max_image_pixels=0"):
+        kdata.load_data(data_dir=str(root), max_image_pixels=0)
+
+
+# --- validation hold-out ------------------------------------------------------------
+
+
+def _multiset(images, labels):
+    from collections import Counter
+
+    return Counter((x.tobytes(), int(y)) for x, y in zip(images, labels))
+
+
+def test_validation_holdout_is_stratified_seeded_and_disjoint(digits):
+    train_images, train_labels = digits.raw_images("train", 10_000)
+    held = digits.with_validation_holdout(0.1, seed=7)
+    assert digits.num_val == 0 and digits.num_train == 1438  # the original is unchanged
+    per_class = np.bincount(train_labels, minlength=10)
+    val_images, val_labels = held.raw_images("val", 10_000)
+    rest_images, rest_labels = held.raw_images("train", 10_000)
+    # stratified: round(10%) of each class of train
+    np.testing.assert_array_equal(np.bincount(val_labels, minlength=10), np.round(0.1 * per_class))
+    # disjoint, and together exactly the old train split
+    assert _multiset(val_images, val_labels) + _multiset(rest_images, rest_labels) == _multiset(
+        train_images, train_labels
+    )
+    assert (held.num_train, held.num_val, held.num_test) == (len(rest_labels), len(val_labels), 359)
+    # the same for a seed, another for another seed
+    again = digits.with_validation_holdout(0.1, seed=7).raw_images("val", 10_000)
+    np.testing.assert_array_equal(again[0], val_images)
+    other = digits.with_validation_holdout(0.1, seed=8).raw_images("val", 10_000)
+    assert not np.array_equal(other[0], val_images)
+    # the test split is untouched; what was held out is reported
+    np.testing.assert_array_equal(held.raw_images("test", 400)[0], digits.raw_images("test", 400)[0])
+    expected_val = int(np.round(0.1 * per_class).sum())  # 143 of 1,438
+    assert held.split_info["counts"] == {"train": 1438 - expected_val, "val": expected_val, "test": 359}
+    assert held.split_info["validation"] == {
+        "source": "held out of train, stratified per class", "fraction": 0.1, "seed": 7
+    }  # fmt: skip
+    assert f"{expected_val} val (0.1 of each class of train, seed 7)" in held.describe_splits()
+    # the training pipeline reads only what stayed in train
+    assert held.steps_per_epoch(64) == held.num_train // 64
+    epoch, epoch_labels = _stack(_batches(held.train_dataset(2, augmentation="none", seed=1)))
+    seen = _multiset(np.round((epoch + 1) * 127.5).astype(np.uint8), epoch_labels)
+    assert len(epoch_labels) == held.num_train // 2 * 2  # the odd one out is dropped
+    assert not seen - _multiset(rest_images, rest_labels)  # and every one is from train
+
+
+def test_validation_holdout_arguments_and_existing_val_split(digits, tmp_path):
+    with pytest.raises(ValueError, match="fraction=0"):
+        digits.with_validation_holdout(0)
+    with pytest.raises(ValueError, match="seed=None"):
+        digits.with_validation_holdout(0.1, seed=None)
+    with pytest.raises(ValueError, match="validation_fraction=2"):
+        kdata.load_data(validation_fraction=2)
+    via_load = kdata.load_data(validation_fraction=0.1, seed=3)
+    assert via_load.split_info == digits.with_validation_holdout(0.1, seed=3).split_info
+    root = tmp_path / "splits"
+    for split, count in (("train", 4), ("test", 2), ("val", 2)):
+        _write_class_images(str(root / split), count)
+    data = kdata.load_data(data_dir=str(root))
+    assert data.with_validation_holdout(0.5) is data  # a dataset's own val split is kept
+    assert data.split_info["validation"] == {"source": "the dataset's validation split"}

@@ -2,6 +2,7 @@
 outputs), torchvision / timm parameter counts, and He et al. 2015's CIFAR architectures."""
 
 import ast
+import inspect
 import pathlib
 
 import keras
@@ -37,7 +38,7 @@ KERAS_APPS = {
 def test_same_layers_names_and_outputs_as_keras_applications(name, rng):
     ref_fn, count = KERAS_APPS[name]
     ref = ref_fn(weights=None, input_shape=(64, 64, 3))
-    ours = getattr(kr, name)(input_shape=(64, 64, 3))
+    ours = getattr(kr, name)(weights=None, input_shape=(64, 64, 3))
     assert ours.count_params() == ref.count_params() == count
     # every layer that holds weights: same name, same order, same shapes
     assert weight_layers(ours) == weight_layers(ref)
@@ -68,7 +69,7 @@ def test_same_layers_names_and_outputs_as_keras_applications(name, rng):
 def test_deeper_keras_applications_counts_and_names(name):
     ref_fn, count = KERAS_APPS[name]
     ref = ref_fn(weights=None, include_top=False, input_shape=(64, 64, 3))
-    ours = getattr(kr, name)(include_top=False, input_shape=(64, 64, 3))
+    ours = getattr(kr, name)(include_top=False, weights=None, input_shape=(64, 64, 3))
     assert weight_layers(ours) == weight_layers(ref)
     with_top = count - (2048 * 1000 + 1000)
     assert ours.count_params() == ref.count_params() == with_top
@@ -77,7 +78,7 @@ def test_deeper_keras_applications_counts_and_names(name):
 @pytest.mark.parametrize("pooling", [None, "avg", "max"])
 def test_pooling_and_variable_input_like_keras_applications(pooling):
     ref = keras.applications.ResNet50V2(weights=None, include_top=False, pooling=pooling)
-    ours = kr.ResNet50V2(include_top=False, pooling=pooling)
+    ours = kr.ResNet50V2(include_top=False, weights=None, pooling=pooling)
     assert ours.input_shape == ref.input_shape == (None, None, None, 3)
     assert ours.output_shape == ref.output_shape
     assert ours.layers[-1].name == ref.layers[-1].name
@@ -170,9 +171,9 @@ def conv(model, name):
 
 
 def test_stride_placement_v1_v15_v2():
-    v1 = kr.ResNet50(include_top=False, input_shape=(64, 64, 3))
+    v1 = kr.ResNet50(include_top=False, weights=None, input_shape=(64, 64, 3))
     v15 = kr.get_model("ResNet50V1_5", include_top=False, input_shape=(64, 64, 3))
-    v2 = kr.ResNet50V2(include_top=False, input_shape=(64, 64, 3))
+    v2 = kr.ResNet50V2(include_top=False, weights=None, input_shape=(64, 64, 3))
     # keras.applications / Caffe ResNet: stride 2 on the first 1x1 of conv3_block1
     assert conv(v1, "conv3_block1_1_conv").strides == (2, 2)
     assert conv(v1, "conv3_block1_2_conv").strides == (1, 1)
@@ -256,21 +257,21 @@ def no_build(monkeypatch):
     [
         (lambda: kr.ResNet(51), "depth=51"),
         (lambda: kr.ResNet(50, variant="v3"), "variant='v3'"),
-        (lambda: kr.ResNet50(input_shape=(31, 31, 3), include_top=False), "input_shape=(31, 31, 3)"),
+        (lambda: kr.ResNet50(input_shape=(31, 31, 3), include_top=False, weights=None), "input_shape=(31, 31, 3)"),
         (lambda: kr.ResNet50(weights="imagenet", input_shape=(224, 224, 1)), "input_shape=(224, 224, 1)"),
         (lambda: kr.ResNet50(weights="imagenet", classes=10), "classes=10"),
-        (lambda: kr.ResNet50(include_top=False, pooling="sum"), "pooling='sum'"),
+        (lambda: kr.ResNet50(include_top=False, pooling="sum", weights=None), "pooling='sum'"),
         (lambda: kr.ResNet50(weights="no/such/file.h5"), "weights='no/such/file.h5'"),
         (lambda: kr.ResNet18(weights="imagenet"), "depth=18"),
         (lambda: kr.ResNet50(weights="imagenet", se_ratio=0.25), "se_ratio=0.25"),
         (lambda: kr.CifarResNet(21), "depth=21"),
         (lambda: kr.CifarResNet(20, input_shape=(7, 7, 3)), "input_shape=(7, 7, 3)"),
-        (lambda: kr.ResNet50(input_shape=(28, 28, 3), include_top=False), "input_shape=(28, 28, 3)"),
+        (lambda: kr.ResNet50(input_shape=(28, 28, 3), include_top=False, weights=None), "input_shape=(28, 28, 3)"),
         (lambda: kr.CifarResNet(32, variant="v2"), "depth=32"),
         (lambda: kr.CifarResNet(20, shortcut="D"), "shortcut='D'"),
-        (lambda: kr.ResNet50(width_multiplier=0), "width_multiplier=0"),
-        (lambda: kr.ResNet50(stochastic_depth_rate=1.0), "stochastic_depth_rate=1.0"),
-        (lambda: kr.ResNet50(bogus=1), "bogus=1"),
+        (lambda: kr.ResNet50(weights=None, width_multiplier=0), "width_multiplier=0"),
+        (lambda: kr.ResNet50(weights=None, stochastic_depth_rate=1.0), "stochastic_depth_rate=1.0"),
+        (lambda: kr.ResNet50(weights=None, bogus=1), "bogus=1"),
         (lambda: kr.get_model("ResNet51"), "model='ResNet51'"),
     ],
 )
@@ -320,12 +321,62 @@ def test_model_code_is_backend_neutral():
                 assert not any(n.split(".")[0] == "tensorflow" for n in names), fname
 
 
-def test_named_constructors_are_the_table():
-    for name, (family, variant, depth, extra) in specs.NAMED_MODELS.items():
-        info = models.model_info(name)
-        assert (info["family"], info["variant"], info["depth"]) == (family, variant, depth)
-    constructors = [n for n in kr.__all__ if n.startswith("ResNet") and n[6:7].isdigit()]
-    assert len(constructors) == 14  # 18, 26, 34, 50, 101, 152, 200 and their V2 forms
-    for name in constructors:
-        doc = getattr(kr, name).__doc__
-        assert doc and f"ResNet-{name[6:].removesuffix('V2')}" in doc, name
+def test_registry_and_public_constructors_agree_exactly(monkeypatch):
+    """Every registry row is a public constructor keras_resnet.NAME and nothing else is:
+    each one builds its own row (family, depth, variant, options) and documents it."""
+    from keras_resnet import zoo
+
+    defined = {n for n, f in vars(zoo).items()
+               if inspect.isfunction(f) and f.__module__ == zoo.__name__ and n[0].isupper()}
+    assert defined == set(specs.MODELS)
+    assert set(specs.MODELS) <= set(kr.__all__) and set(specs.MODELS) <= set(dir(kr))
+    built = []
+    monkeypatch.setattr(models, "ResNet", lambda depth, **kw: built.append(
+        ("video" if kw.get("variant") in specs.VIDEO_VARIANTS else "imagenet", depth, kw)))
+    monkeypatch.setattr(models, "CifarResNet", lambda depth, **kw: built.append(("cifar", depth, kw)))
+    for name, spec in specs.MODELS.items():
+        constructor = getattr(kr, name)
+        assert constructor.__name__ == name
+        constructor()
+        family, depth, kwargs = built.pop()
+        assert (family, depth, kwargs.pop("variant")) == (spec.family, spec.depth, spec.variant)
+        # keras.applications' six default to its weights, as keras.applications does
+        assert kwargs.pop("weights", None) == ("imagenet" if spec.keras_applications else None)
+        assert {k: kwargs[k] for k in spec.options} == dict(spec.options), name
+        assert constructor.__doc__.splitlines()[0] == spec.description + ".", name
+        assert f'mode="{spec.preprocessing}"' in constructor.__doc__, name
+        assert models.model_info(name)["preprocessing"] == spec.preprocessing
+
+
+@pytest.mark.parametrize("name", sorted(KERAS_APPS))
+def test_keras_applications_signature_order_and_defaults(name):
+    """keras.applications' own signature: the same parameters in the same order, the same
+    defaults (weights="imagenet"), apart from the model name, which we derive."""
+    ref = inspect.signature(getattr(keras.applications, name)).parameters
+    ours = inspect.signature(getattr(kr, name)).parameters
+    assert list(ours)[: len(ref)] == list(ref)
+    for p in ref:
+        if p != "name":
+            assert ours[p].default == ref[p].default, p
+            assert ours[p].kind == inspect.Parameter.POSITIONAL_OR_KEYWORD, p
+    # every other constructor is keyword-only and starts without weights
+    assert all(p.kind == inspect.Parameter.VAR_KEYWORD
+               for p in inspect.signature(kr.ResNet50V1_5).parameters.values())
+
+
+def test_keras_applications_positional_call(monkeypatch):
+    """The positional call keras.applications documents gives the same model shape."""
+    args = (False, None, None, (64, 64, 3), "avg")  # include_top, weights, input_tensor, ...
+    ours, ref = kr.ResNet50(*args), keras.applications.ResNet50(*args)
+    assert ours.output_shape == ref.output_shape == (None, 2048)
+    assert ours.count_params() == ref.count_params()
+    # all six map the eight positions onto the same builder arguments
+    built = []
+    monkeypatch.setattr(models, "ResNet", lambda depth, **kw: built.append(kw))
+    names = ("include_top", "weights", "input_tensor", "input_shape", "pooling", "classes",
+             "classifier_activation", "name")
+    values = (True, None, None, (64, 64, 3), None, 7, None, "mine")
+    for name in KERAS_APPS:
+        getattr(kr, name)(*values)
+        kwargs = built.pop()
+        assert {k: kwargs[k] for k in names} == dict(zip(names, values)), name

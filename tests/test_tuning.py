@@ -76,7 +76,7 @@ def test_best_hyperparameters_rebuild_the_model_keras_tuner_scored(searched):
     assert model.output_shape == (None, 10)
     model.load_weights(os.path.join(output, tuning.TUNER_PROJECT, f"trial_{best['trial_id']}",
                                     "checkpoint.weights.h5"))
-    val = hypermodel.data.eval_dataset("val", 64, image_size=32, preprocessing=best["model"]["preprocessing"],
+    val = hypermodel.data.eval_dataset("test", 64, image_size=32, preprocessing=best["model"]["preprocessing"],
                                        augmentation=values["augmentation"])
     probabilities, labels = model.predict(val, verbose=0), np.concatenate([y for _, y in val])
     accuracy = float(np.mean(np.argmax(probabilities, axis=1) == labels))

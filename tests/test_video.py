@@ -1,7 +1,8 @@
 """1D and 3D ResNets. The named video models against torchvision (tests/fixtures/
 video_resnets.json, written by tools/make_video_fixtures.py with torch): the same
 trainable-parameter counts, and the same logits on a clip under the same deterministic
-weights, which this test rebuilds without torch (tests/video_reference.py)."""
+weights, which this test rebuilds without torch (tests/torch_files.tensor_for) and loads
+from a ``.pth`` file written in torch.save's layout."""
 
 import json
 import os
@@ -14,11 +15,12 @@ import keras_resnet as kr
 from keras_resnet import video
 from keras_resnet.utils import dtype_policy
 from tests import video_reference
+from tests.torch_files import state_from_manifest, write_torch_zip
 
 FIXTURES = os.path.join(os.path.dirname(os.path.abspath(__file__)), "fixtures", "video_resnets.json")
 # torchvision.models.video *_Weights.KINETICS400_V1.meta["num_params"]
-TORCHVISION = {"r3d_18": (video.R3D18, 33_371_472), "mc3_18": (video.MC3_18, 11_695_440),
-               "r2plus1d_18": (video.R2Plus1D18, 31_505_325)}
+TORCHVISION = {"r3d_18": ("R3D18", 33_371_472), "mc3_18": ("MC3_18", 11_695_440),
+               "r2plus1d_18": ("R2Plus1D18", 31_505_325)}
 
 
 def trainable_params(model):
@@ -32,14 +34,17 @@ def fixtures():
 
 
 @pytest.mark.parametrize("name", sorted(TORCHVISION))
-def test_video_models_equal_torchvision(name, fixtures):
-    constructor, count = TORCHVISION[name]
+def test_video_models_equal_torchvision(name, fixtures, tmp_path):
+    ours, count = TORCHVISION[name]
     ref = fixtures["models"][name]
     assert ref["trainable_params"] == count
-    state = video_reference.state_dict(ref["shapes"])
+    path = str(tmp_path / f"{name}.pth")
+    write_torch_zip(path, state_from_manifest(ref["manifest"]))
     clip = video_reference.clip()  # (1, 3, 4, 32, 32), torchvision's layout
     with dtype_policy("fp32"):
-        model = constructor(weights=state, input_shape=clip.shape[2:] + (3,), classifier_activation=None)
+        model = getattr(kr, ours)(weights=path, input_shape=clip.shape[2:] + (3,),
+                                  classifier_activation=None)
+    assert model.name == name and kr.model_info(ours)["family"] == "video"
     assert trainable_params(model) == count
     logits = model.predict(np.transpose(clip, (0, 2, 3, 4, 1)).astype("float32"), verbose=0)
     expected = np.asarray(ref["logits"])
@@ -48,24 +53,28 @@ def test_video_models_equal_torchvision(name, fixtures):
 
 
 def test_converter_names_what_is_missing_or_left_over(fixtures):
-    state = video_reference.state_dict(fixtures["models"]["r3d_18"]["shapes"])
-    model = video.R3D18(input_shape=(4, 32, 32, 3))
+    state = state_from_manifest(fixtures["models"]["r3d_18"]["manifest"])
+    model = kr.R3D18(input_shape=(4, 32, 32, 3))
     with pytest.raises(ValueError, match="layer1.0.conv1.0.weight"):
         video.load_torchvision_video(model, {k: v for k, v in state.items() if k != "layer1.0.conv1.0.weight"})
     with pytest.raises(ValueError, match="extra.weight"):
         video.load_torchvision_video(model, {**state, "extra.weight": np.zeros(3)})
     with pytest.raises(ValueError, match="stem.0.weight.*needs"):  # an R(2+1)D dict
         video.load_torchvision_video(
-            video.R3D18(input_shape=(4, 32, 32, 3)),
-            video_reference.state_dict(fixtures["models"]["r2plus1d_18"]["shapes"]))
+            kr.R3D18(input_shape=(4, 32, 32, 3)),
+            state_from_manifest(fixtures["models"]["r2plus1d_18"]["manifest"]))
+    with pytest.raises(ValueError, match="classes="):  # a 400-class checkpoint, 10 classes
+        kr.R3D18(weights=state, classes=10)
+    # without top the checkpoint's classifier is left out; a state dict in memory works too
+    kr.R3D18(weights=state, include_top=False, input_shape=(4, 32, 32, 3))
 
 
 def test_video_stem_strides():
-    model = video.R3D18(include_top=False, input_shape=(8, 64, 64, 3))
+    model = kr.R3D18(include_top=False, input_shape=(8, 64, 64, 3))
     # stem 1x2x2 and no max pool, then stages of stride 1, 2, 2, 2 on every axis
     assert model.output_shape == (None, 1, 4, 4, 512)
     assert model.get_layer("conv1_relu").output.shape == (None, 8, 32, 32, 64)
-    mc3 = video.MC3_18(include_top=False, input_shape=(8, 64, 64, 3))
+    mc3 = kr.MC3_18(include_top=False, input_shape=(8, 64, 64, 3))
     assert mc3.output_shape == (None, 8, 4, 4, 512)  # stages 2-4 keep time
 
 
@@ -131,7 +140,7 @@ def _small_models():
     with dtype_policy("fp32"):
         signal = kr.ResNet(18, variant="v2", dims=1, input_shape=(64, 2), classes=4, se_ratio=0.25,
                            stochastic_depth_rate=0.1, width_multiplier=0.5)
-        clip = video.R2Plus1D18(input_shape=(4, 32, 32, 3), classes=7, width_multiplier=0.25)
+        clip = kr.R2Plus1D18(input_shape=(4, 32, 32, 3), classes=7, width_multiplier=0.25)
     return {"signal": (signal, rng.uniform(-1, 1, (2, 64, 2)).astype("float32")),
             "clip": (clip, rng.uniform(-1, 1, (2, 4, 32, 32, 3)).astype("float32"))}
 
@@ -139,7 +148,7 @@ def _small_models():
 JAX_PREDICT = r"""
 import json, sys, keras, numpy as np
 from keras_resnet import ResNet
-from keras_resnet.video import R2Plus1D18
+from keras_resnet import R2Plus1D18
 assert keras.backend.backend() == "jax"
 folder = sys.argv[1]
 models = {"signal": ResNet(18, variant="v2", dims=1, input_shape=(64, 2), classes=4, se_ratio=0.25,

@@ -1,13 +1,10 @@
-"""Weight files: the published keras.applications ImageNet files (same names, hashes and
-cache folder as keras.applications), legacy ``.h5`` files loaded by layer name, and Keras 3
+"""keras.applications' files: the published ImageNet files (same names, hashes and cache
+folder as keras.applications), legacy ``.h5`` files loaded by layer name, and Keras 3
 ``.weights.h5`` files."""
 
-import hashlib
 import os
-import shutil
-import tempfile
-import urllib.error
-import urllib.request
+
+from keras_resnet.weights.download import fetch
 
 # The files keras.applications publishes (keras/src/applications/resnet.py):
 # weights name -> (md5 with top, md5 without top).
@@ -20,63 +17,9 @@ WEIGHTS_HASHES = {
     "resnet101v2": ("6343647c601c52e1368623803854d971", "c0ed64b8031c3730f411d2eb4eea35b5"),
     "resnet152v2": ("a49b44d1979771252814e80f8ec446f9", "ed17cf2e0169df9d443503ef94b23b33"),
 }
-DOWNLOAD_TIMEOUT_S = 10
 # Options that change the architecture away from the published one.
 _STRUCTURAL = ("width_multiplier", "groups", "width_per_group", "se_ratio", "shortcut",
                "preact", "stride_on", "stride_block", "conv_bias", "stem", "avg_down")
-
-
-def cache_dir():
-    """Keras' cache folder for model files: ``$KERAS_HOME/models`` (default ``~/.keras/models``)."""
-    home = os.environ.get("KERAS_HOME") or os.path.join(os.path.expanduser("~"), ".keras")
-    return os.path.join(home, "models")
-
-
-def file_hash(path, algorithm=None):
-    """md5 or sha256 hex digest (algorithm guessed from the expected hash length, as Keras does)."""
-    h = hashlib.new(algorithm or "sha256")
-    with open(path, "rb") as f:
-        for chunk in iter(lambda: f.read(1 << 20), b""):
-            h.update(chunk)
-    return h.hexdigest()
-
-
-def _matches(path, expected):
-    return expected is None or file_hash(path, "md5" if len(expected) == 32 else "sha256") == expected
-
-
-def fetch(fname, url, file_hash=None, timeout=DOWNLOAD_TIMEOUT_S):
-    """Path of ``fname`` in the cache, downloading it from ``url`` if needed.
-
-    The download goes to a temporary file that is renamed only after its hash checks, so a
-    failed or interrupted download leaves nothing in the cache. Offline it fails within
-    ``timeout`` seconds with a message saying what to download and where to put it.
-    """
-    path = os.path.join(cache_dir(), fname)
-    if os.path.isfile(path):
-        if _matches(path, file_hash):
-            return path
-        reason = f"the cached {path} has the wrong hash (expected {file_hash})"
-    else:
-        reason = f"{path} is not cached"
-    os.makedirs(cache_dir(), exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=cache_dir(), prefix=f".{fname}.", suffix=".part")
-    try:
-        with os.fdopen(fd, "wb") as out, urllib.request.urlopen(url, timeout=timeout) as resp:
-            shutil.copyfileobj(resp, out)
-        if not _matches(tmp, file_hash):
-            raise OSError(f"downloaded file has the wrong hash (expected {file_hash})")
-        os.replace(tmp, path)
-        return path
-    except (OSError, urllib.error.URLError) as e:
-        raise OSError(
-            f"Could not get {fname}: {reason}, and downloading {url} failed ({e}). "
-            f"Download it on a machine with internet access and put it at {path}"
-            + (f" (md5 {file_hash})." if file_hash else ".")
-        ) from e
-    finally:
-        if os.path.exists(tmp):
-            os.remove(tmp)
 
 
 def check_imagenet(depth, variant, options):

@@ -1,0 +1,367 @@
+"""``ImageData``: a dataset's splits and the ``tf.data`` pipelines over them.
+
+Exact resume: every random choice of a training pipeline (the shuffle order of an
+epoch, each crop and flip) is a stateless function of ``(seed, epoch, position)``, so
+``train_dataset(..., start_epoch=e, start_step=s)`` yields exactly the batches an
+uninterrupted run yields from step ``s`` of epoch ``e`` on.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+
+import numpy as np
+import tensorflow as tf
+
+from keras_resnet.data.sources import TfdsStream, stratified_split
+from keras_resnet.data.transforms import (
+    AUGMENTATIONS,
+    batch_and_preprocess,
+    decode,
+    eval_kind,
+    eval_transform,
+    fold,
+    to_uint8,
+    train_transform,
+)
+from keras_resnet.preprocessing import MODES
+from keras_resnet.utils import (
+    check_choice,
+    check_non_negative_int,
+    check_positive_int,
+    fail,
+    is_int,
+)
+
+# Streaming tfds datasets are shuffled in windows of this many records.
+SHUFFLE_WINDOW = 10_000
+SPLITS = ("train", "val", "test")
+MIN_IMAGE_SIZE = 8
+
+
+def check_seed(seed, argument="seed"):
+    if not is_int(seed):
+        fail(argument, seed, "an integer")
+
+
+def check_fraction(argument, value):
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or not 0 < value < 1:
+        fail(argument, value, "a number in (0, 1)")
+
+
+def _check_image_size(image_size):
+    if not is_int(image_size) or image_size < MIN_IMAGE_SIZE:
+        fail("image_size", image_size, f"an integer >= {MIN_IMAGE_SIZE}")
+
+
+@dataclasses.dataclass
+class ImageData:
+    """A dataset with its splits, and the ``tf.data`` pipelines over them.
+
+    Build it with :func:`keras_resnet.data.load_data`. Images enter every pipeline as
+    RGB 0..255 and leave it as float32 preprocessed with
+    ``preprocess_input(mode=preprocessing)``.
+
+    ``skipped_files`` lists the files of a folder that were not loaded and
+    ``skip_reasons`` says why (unreadable, or over the pixel limit with its size).
+    ``split_info`` says where each split comes from (see :meth:`with_validation_holdout`).
+    """
+
+    name: str
+    class_names: list
+    num_train: int
+    num_val: int
+    num_test: int
+    image_size: int
+    default_augmentation: str
+    skipped_files: list = dataclasses.field(default_factory=list)
+    skip_reasons: dict = dataclasses.field(default_factory=dict, repr=False)
+    split_info: dict = dataclasses.field(default_factory=dict, repr=False)
+    _splits: dict = dataclasses.field(default_factory=dict, repr=False, compare=False)
+
+    @property
+    def num_classes(self) -> int:
+        return len(self.class_names)
+
+    @property
+    def splits(self) -> tuple:
+        """The splits this dataset has, of ``("train", "val", "test")``."""
+        return tuple(s for s in SPLITS if s in self._splits)
+
+    def steps_per_epoch(self, global_batch_size: int) -> int:
+        """Training steps per epoch (the last partial batch is dropped)."""
+        check_positive_int("global_batch_size", global_batch_size)
+        if global_batch_size > self.num_train:
+            raise ValueError(
+                f"global_batch_size must be at most the number of training images "
+                f"({self.num_train} in {self.name!r}). "
+                f"Received: global_batch_size={global_batch_size}"
+            )
+        return self.num_train // global_batch_size
+
+    def _split(self, split):
+        check_choice("split", split, SPLITS)
+        if split == "val" and self.num_val == 0:
+            raise ValueError(
+                f"--split val: this dataset ({self.name}) has no validation split; "
+                f"splits: {', '.join(self.splits)}"
+            )
+        return self._splits[split]
+
+    # ------------------------------------------------------------ validation hold-out
+
+    def with_validation_holdout(self, fraction: float = 0.1, *, seed: int = 0) -> ImageData:
+        """This dataset with a validation split held out of train when it has none.
+
+        ``round(fraction * n_c)`` training images of each class ``c`` (at least one
+        when the class has two or more) become the ``"val"`` split, chosen by a NumPy
+        generator seeded with ``seed``: the same for a seed, disjoint from what stays
+        in train, and together with it exactly the old train split. A dataset that has
+        a validation split is returned as it is. ``split_info`` records what was done.
+        """
+        check_fraction("fraction", fraction)
+        check_seed(seed)
+        if self.num_val:
+            return self
+        train = self._splits["train"]
+        keep, held = stratified_split(train.labels, fraction, seed)
+        splits = dict(self._splits, train=train.subset(keep), val=train.subset(held))
+        info = dict(self.split_info)
+        info["validation"] = {
+            "source": "held out of train, stratified per class",
+            "fraction": fraction,
+            "seed": seed,
+        }
+        info["counts"] = {s: splits[s].n for s in SPLITS}
+        return dataclasses.replace(
+            self, num_train=len(keep), num_val=len(held), split_info=info, _splits=splits
+        )
+
+    def describe_splits(self) -> str:
+        """One line for a run's header: counts and where val and test come from."""
+        info = self.split_info
+        val = info.get("validation", {})
+        val_from = val.get("source", "none")
+        if "fraction" in val:
+            val_from = f"{val['fraction']:g} of each class of train, seed {val['seed']}"
+        test_from = info.get("test", {}).get("source", "the dataset's test split")
+        return (
+            f"{self.num_train} train / {self.num_val} val ({val_from}) / "
+            f"{self.num_test} test ({test_from})"
+        )
+
+    # ---------------------------------------------------------------------- training
+
+    def train_dataset(
+        self,
+        global_batch_size: int,
+        *,
+        image_size: int | None = None,
+        augmentation: str | None = None,
+        preprocessing: str = "tf",
+        seed: int = 0,
+        start_epoch: int = 0,
+        start_step: int = 0,
+        epochs: int = 1,
+    ) -> tf.data.Dataset:
+        """Shuffled, augmented training batches for epochs ``start_epoch .. epochs - 1``.
+
+        Args:
+            global_batch_size: images per step over all replicas (per-replica batch x
+                replicas); the last partial batch of each epoch is dropped.
+            image_size: side of the square images (default ``self.image_size``).
+            augmentation: one of ``AUGMENTATIONS`` (default ``self.default_augmentation``).
+            preprocessing: ``"caffe"``, ``"tf"`` or ``"torch"``.
+            seed: integer; the shuffle order of epoch ``e`` derives from ``(seed, e)``,
+                the augmentation of the ``p``-th image of epoch ``e`` from ``(seed, e, p)``.
+            start_epoch, start_step: where to begin (a resumed run); the batches equal
+                those an uninterrupted run yields from that point.
+            epochs: the epoch to stop before.
+
+        Returns:
+            ``tf.data.Dataset`` of ``(float32 [B, S, S, 3], int32 [B])``.
+        """
+        image_size = self.image_size if image_size is None else image_size
+        augmentation = self.default_augmentation if augmentation is None else augmentation
+        _check_image_size(image_size)
+        check_choice("augmentation", augmentation, AUGMENTATIONS)
+        check_choice("preprocessing", preprocessing, MODES)
+        check_seed(seed)
+        steps = self.steps_per_epoch(global_batch_size)
+        _check_resume_point(start_epoch, start_step, epochs, steps)
+        plan = _EpochPlan(
+            seed=seed,
+            per_epoch=steps * global_batch_size,
+            start_epoch=start_epoch,
+            start_position=start_step * global_batch_size,
+            augmentation=augmentation,
+            image_size=image_size,
+        )
+        source = self._splits["train"]
+        if isinstance(source, TfdsStream):
+            epoch_elements, element = _stream_epochs(source, plan)
+        else:
+            epoch_elements, element = _indexed_epochs(source, plan)
+        ds = tf.data.Dataset.range(start_epoch, epochs).flat_map(epoch_elements)
+        ds = ds.map(element, num_parallel_calls=tf.data.AUTOTUNE)
+        return batch_and_preprocess(ds, global_batch_size, preprocessing, drop_remainder=True)
+
+    # -------------------------------------------------------------------- evaluation
+
+    def eval_dataset(
+        self,
+        split: str,
+        global_batch_size: int,
+        *,
+        image_size: int | None = None,
+        preprocessing: str = "tf",
+        augmentation: str | None = None,
+    ) -> tf.data.Dataset:
+        """Batches of one split in its fixed order, the last partial batch kept.
+
+        Args:
+            split: ``"val"``, ``"test"`` or ``"train"``. ``"val"`` of a dataset without
+                a validation split is a ``ValueError`` (hold one out with
+                :meth:`with_validation_holdout`).
+            augmentation: the training preset the evaluation goes with (default
+                ``self.default_augmentation``): ``"imagenet"`` evaluates on the center
+                crop of the image resized to ``image_size / 0.875``, the others on the
+                whole image resized to ``image_size``.
+        """
+        image_size = self.image_size if image_size is None else image_size
+        augmentation = self.default_augmentation if augmentation is None else augmentation
+        check_positive_int("global_batch_size", global_batch_size)
+        _check_image_size(image_size)
+        check_choice("preprocessing", preprocessing, MODES)
+        check_choice("augmentation", augmentation, AUGMENTATIONS)
+        ds = self._eval_images(split, image_size, eval_kind(augmentation))
+        return batch_and_preprocess(ds, global_batch_size, preprocessing, drop_remainder=False)
+
+    def _eval_images(self, split, size, kind):
+        """Unbatched (float32 image 0..255, int32 label) of a split, in order."""
+        source = self._split(split)
+        if isinstance(source, TfdsStream):
+            return source.records().map(
+                lambda x, y: (eval_transform(decode(x), kind, size), y),
+                num_parallel_calls=tf.data.AUTOTUNE,
+            )
+        load, transformed = source.loader(kind, size)
+        labels = tf.constant(source.labels, tf.int32)
+        return tf.data.Dataset.range(source.n).map(
+            lambda i: (
+                eval_transform(load(i), "resize" if transformed else kind, size),
+                tf.gather(labels, i),
+            ),
+            num_parallel_calls=tf.data.AUTOTUNE,
+        )
+
+    def raw_images(
+        self, split: str, n: int, *, image_size: int | None = None, augmentation: str | None = None
+    ) -> tuple:
+        """The first ``n`` images of a split (fewer when the split is smaller) as the
+        evaluation pipeline sees them before preprocessing.
+
+        Returns:
+            ``(uint8 [n, S, S, 3] numpy array, int32 [n] labels)``.
+        """
+        check_positive_int("n", n)
+        image_size = self.image_size if image_size is None else image_size
+        augmentation = self.default_augmentation if augmentation is None else augmentation
+        _check_image_size(image_size)
+        check_choice("augmentation", augmentation, AUGMENTATIONS)
+        ds = self._eval_images(split, image_size, eval_kind(augmentation)).take(n)
+        images, labels = [], []
+        for x, y in ds.batch(256):
+            images.append(to_uint8(x.numpy()))
+            labels.append(y.numpy())
+        return np.concatenate(images), np.concatenate(labels)
+
+
+# ------------------------------------------------------------- training pipeline parts
+
+
+def _check_resume_point(start_epoch, start_step, epochs, steps):
+    check_positive_int("epochs", epochs)
+    check_non_negative_int("start_epoch", start_epoch)
+    if start_epoch >= epochs:
+        raise ValueError(
+            f"start_epoch must be less than epochs ({epochs}). Received: start_epoch={start_epoch}"
+        )
+    check_non_negative_int("start_step", start_step)
+    if start_step >= steps:
+        raise ValueError(
+            f"start_step must be less than steps_per_epoch ({steps}). "
+            f"Received: start_step={start_step}"
+        )
+
+
+@dataclasses.dataclass(frozen=True)
+class _EpochPlan:
+    """What every epoch of a training pipeline derives from."""
+
+    seed: int
+    per_epoch: int  # images per epoch (steps x global batch)
+    start_epoch: int
+    start_position: int  # first image of the start epoch
+    augmentation: str
+    image_size: int
+
+    def seeds(self, epoch):
+        """(order of the epoch, windows of a stream, per-image augmentation) seeds."""
+        base = tf.stack([tf.constant(self.seed, tf.int64), epoch])
+        return fold(base, 0), fold(base, 1), fold(base, 2)
+
+    def first(self, epoch):
+        """Position of the first image of ``epoch`` to yield (> 0 only when resuming)."""
+        start = tf.constant(self.start_position, tf.int64)
+        return tf.where(epoch == self.start_epoch, start, tf.constant(0, tf.int64))
+
+    def transform(self, image, epoch, position):
+        seed = fold(self.seeds(epoch)[2], position)
+        return train_transform(image, self.augmentation, self.image_size, seed)
+
+
+def _indexed_epochs(source, plan):
+    """Epochs of a source read by index: a stateless permutation per epoch."""
+    load, _ = source.loader("resize" if plan.augmentation != "imagenet" else None, plan.image_size)
+    labels = tf.constant(source.labels, tf.int32)
+    n = source.n
+
+    def epoch_elements(epoch):
+        order = tf.random.experimental.stateless_shuffle(
+            tf.range(n, dtype=tf.int64), seed=plan.seeds(epoch)[0]
+        )
+        start = plan.first(epoch)
+        positions = tf.range(start, plan.per_epoch, dtype=tf.int64)
+        return tf.data.Dataset.from_tensor_slices(
+            (tf.fill(tf.shape(positions), epoch), positions, order[start : plan.per_epoch])
+        )
+
+    def element(epoch, position, index):
+        return plan.transform(load(index), epoch, position), tf.gather(labels, index)
+
+    return epoch_elements, element
+
+
+def _stream_epochs(source, plan):
+    """Epochs of a stream: its stored order shuffled in windows of ``SHUFFLE_WINDOW``."""
+    records = source.records()
+
+    def epoch_elements(epoch):
+        window_seed = plan.seeds(epoch)[1]
+
+        def shuffle_window(window, batch):
+            images, labels = batch
+            order = tf.random.experimental.stateless_shuffle(
+                tf.range(tf.shape(labels)[0]), seed=fold(window_seed, window)
+            )
+            return tf.gather(images, order), tf.gather(labels, order)
+
+        ds = records.batch(SHUFFLE_WINDOW).enumerate().map(shuffle_window).unbatch()
+        ds = ds.take(plan.per_epoch).enumerate().skip(plan.first(epoch))
+        return ds.map(lambda p, xy: (epoch, p, xy[0], xy[1]))
+
+    def element(epoch, position, encoded, label):
+        return plan.transform(decode(encoded), epoch, position), label
+
+    return epoch_elements, element

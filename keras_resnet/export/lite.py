@@ -1,0 +1,160 @@
+"""ONNX and TFLite files of ``predict_pixels`` (preprocessing baked in), and their runners.
+
+Both take ``pixels`` (float32 ``[N, H, W, 3]``, RGB 0..255 at the input size) and give
+``probabilities``, so nobody has to re-implement the preprocessing.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import tempfile
+import warnings
+
+import numpy as np
+
+from keras_resnet.export.options import PIXELS_SIGNATURE, resolve_options
+
+QUANTIZATIONS = ("none", "dynamic", "int8")
+ONNX_OPSET = 17
+
+
+def refuse_existing(path, name="path"):
+    if os.path.exists(path):
+        raise ValueError(
+            f"{name} already exists and is never overwritten. Received: {name}={path!r}"
+        )
+
+
+def export_onnx(model, path, *, class_names=None, preprocessing=None, image_size=None,
+                opset=ONNX_OPSET) -> str:
+    """Export ``predict_pixels`` (preprocessing baked in) to an ONNX file via tf2onnx.
+
+    Input ``pixels`` float32 ``[N, H, W, 3]`` in 0..255, output ``probabilities``. Class
+    names, preprocessing and input size are stored in the file's ``metadata_props``.
+    Returns ``path``.
+    """
+    from keras_resnet.export.signatures import build_serving_functions
+    from keras_resnet.utils import atomic_write
+
+    options = resolve_options(
+        model, class_names=class_names, preprocessing=preprocessing, image_size=image_size
+    )
+    path = os.fspath(path)
+    refuse_existing(path)
+    try:
+        import tf2onnx
+    except ImportError as e:
+        raise ImportError(
+            "ONNX export needs tf2onnx (and onnxruntime to check the file): "
+            "pip install tf2onnx onnxruntime, or this package's [dev] extra"
+        ) from e
+
+    _, predict_pixels, _ = build_serving_functions(model, options)
+    spec = predict_pixels.input_signature
+    proto, _ = tf2onnx.convert.from_function(predict_pixels, input_signature=spec, opset=opset)
+    for key, value in (
+        ("class_names", json.dumps(list(options.class_names))),
+        ("preprocessing", options.preprocessing),
+        ("image_size", json.dumps([options.height, options.width])),
+        ("input_range", "RGB 0..255"),
+    ):
+        entry = proto.metadata_props.add()
+        entry.key, entry.value = key, value
+    atomic_write(path, proto.SerializeToString())
+    return path
+
+
+def onnx_probabilities(path, pixels) -> np.ndarray:
+    """Run an ONNX export under onnxruntime on float32 pixels [N, H, W, 3]."""
+    import onnxruntime
+
+    session = onnxruntime.InferenceSession(os.fspath(path), providers=["CPUExecutionProvider"])
+    return session.run(["probabilities"], {"pixels": np.asarray(pixels, dtype="float32")})[0]
+
+
+def _check_quantize(quantize, representative_images):
+    if quantize not in QUANTIZATIONS:
+        raise ValueError(
+            f"quantize must be one of {QUANTIZATIONS}. Received: quantize={quantize!r}"
+        )
+    if quantize == "int8" and (representative_images is None or len(representative_images) == 0):
+        raise ValueError(
+            "representative_images must hold calibration images for quantize='int8'. "
+            f"Received: representative_images={representative_images!r}"
+        )
+
+
+def _convert(saved, quantize, calibration):
+    import tensorflow as tf
+
+    converter = tf.lite.TFLiteConverter.from_saved_model(saved, signature_keys=[PIXELS_SIGNATURE])
+    if quantize != "none":
+        converter.optimizations = [tf.lite.Optimize.DEFAULT]
+    if quantize == "int8":
+        converter.representative_dataset = lambda: ([image[None]] for image in calibration)
+        converter.target_spec.supported_ops = [tf.lite.OpsSet.TFLITE_BUILTINS_INT8]
+    return converter.convert()
+
+
+def export_tflite(model, path, *, quantize="none", representative_images=None,
+                  class_names=None, preprocessing=None, image_size=None) -> str:
+    """Export ``predict_pixels`` (preprocessing baked in) to a TFLite flatbuffer.
+
+    Args:
+        model: a ``keras.Model`` (resolved as in :func:`export_saved_model`), or the
+            path of a SavedModel written by :func:`export_saved_model`, converted as it is
+            (``class_names``, ``preprocessing`` and ``image_size`` are then ignored).
+        quantize: ``"none"`` (float32), ``"dynamic"`` (int8 weights, float activations)
+            or ``"int8"`` (int8 weights and activations, calibrated on
+            ``representative_images``; float32 input and output).
+        representative_images: images for int8 calibration: arrays (any size, 0..255)
+            or image file paths; resized to the input size like ``serving_default``.
+
+    Returns ``path``. Run it with :func:`tflite_probabilities`, or
+    ``tf.lite.Interpreter(...).get_signature_runner("predict_pixels")(pixels=...)``.
+    """
+    from keras_resnet.export.saved_model import (
+        resolve_saved_model_path,
+        saved_model_metadata,
+        write_saved_model,
+    )
+    from keras_resnet.export.signatures import as_pixel_batch
+    from keras_resnet.utils import atomic_write
+
+    _check_quantize(quantize, representative_images)
+    from_saved_model = isinstance(model, (str, os.PathLike))
+    if from_saved_model:
+        saved = resolve_saved_model_path(model)
+        height, width = saved_model_metadata(saved)["image_size"]
+    else:
+        options = resolve_options(
+            model, class_names=class_names, preprocessing=preprocessing, image_size=image_size
+        )
+        height, width = options.height, options.width
+    path = os.fspath(path)
+    refuse_existing(path)
+    calibration = None
+    if quantize == "int8":
+        calibration = as_pixel_batch(representative_images, height, width)
+    with tempfile.TemporaryDirectory() as scratch:
+        if not from_saved_model:
+            saved = os.path.join(scratch, "saved_model")
+            write_saved_model(model, options, saved, model_name=model.name)
+        flatbuffer = _convert(saved, quantize, calibration)
+    atomic_write(path, flatbuffer)
+    return path
+
+
+def tflite_probabilities(path, pixels) -> np.ndarray:
+    """Run a TFLite export on float32 pixels [N, H, W, 3] and return its probabilities."""
+    import tensorflow as tf
+
+    with warnings.catch_warnings():  # tf.lite.Interpreter announces its move to LiteRT
+        warnings.simplefilter("ignore")
+        interpreter = tf.lite.Interpreter(model_path=os.fspath(path))
+    runner = interpreter.get_signature_runner(PIXELS_SIGNATURE)
+    pixels = np.asarray(pixels, dtype="float32")
+    # one image per call: the flatbuffer's batch dimension is fixed at 1 after conversion
+    outputs = [runner(pixels=pixels[i : i + 1])["probabilities"] for i in range(len(pixels))]
+    return np.concatenate(outputs)

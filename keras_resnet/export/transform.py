@@ -1,0 +1,69 @@
+"""The eval transform: how a decoded image of any size becomes the model's input.
+
+Until pretrained weight sets carry their own (timm's ``crop_pct`` and interpolation,
+torchvision's ``Resize(256) + CenterCrop(224)``), an export chooses it; its metadata
+records it, and ``serving_default`` and ``keras-resnet predict`` apply it.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+
+RESIZE_MODES = ("squash", "shorter_side")
+# tf.image.resize methods (antialiased when downscaling, except "nearest")
+INTERPOLATIONS = ("bilinear", "bicubic", "area", "nearest", "lanczos3", "lanczos5",
+                  "gaussian", "mitchellcubic")
+
+
+@dataclasses.dataclass(frozen=True)
+class EvalTransform:
+    """Center crop, then resize to the model's input size.
+
+    Attributes:
+        crop_fraction: the share of each side kept by the center crop, in (0, 1].
+            ``1.0`` with ``resize="squash"`` resizes the whole image to the input size
+            (aspect ratio not kept), what exports did before this option existed.
+        interpolation: the ``tf.image.resize`` method (``"bilinear"``, ``"bicubic"``, ...).
+        resize: ``"squash"``: crop ``crop_fraction`` of the height and of the width, then
+            resize to the input size. ``"shorter_side"``: as timm / torchvision evaluate,
+            scale so that the input size covers ``crop_fraction`` of the image with the
+            aspect ratio kept, and take the center (224 px at ``crop_fraction=0.875``
+            is ``Resize(256)`` + ``CenterCrop(224)``).
+    """
+
+    crop_fraction: float = 1.0
+    interpolation: str = "bilinear"
+    resize: str = "squash"
+
+    def __post_init__(self):
+        from keras_resnet.utils import check_choice, fail, is_number
+
+        if not is_number(self.crop_fraction) or not 0 < self.crop_fraction <= 1:
+            fail("crop_fraction", self.crop_fraction, "a number in (0, 1]")
+        object.__setattr__(self, "crop_fraction", float(self.crop_fraction))
+        check_choice("interpolation", self.interpolation, INTERPOLATIONS)
+        check_choice("resize", self.resize, RESIZE_MODES)
+
+    def metadata(self) -> dict:
+        return dataclasses.asdict(self)
+
+    def apply(self, image, height: int, width: int):
+        """A decoded image ``[h, w, 3]`` (any size) -> float32 ``[height, width, 3]`` (TF ops)."""
+        import tensorflow as tf
+
+        if self.resize == "squash" and self.crop_fraction == 1.0:
+            cropped = image  # the whole image: no crop op in the graph
+        else:
+            size = tf.cast(tf.shape(image)[:2], tf.float32)
+            if self.resize == "squash":
+                crop = size * self.crop_fraction
+            else:
+                target = tf.constant([height, width], tf.float32)
+                scale = tf.reduce_max(target / (self.crop_fraction * size))
+                crop = target / scale
+            crop = tf.cast(tf.clip_by_value(tf.round(crop), 1.0, size), tf.int32)
+            offset = (tf.shape(image)[:2] - crop) // 2
+            cropped = tf.slice(image, tf.concat([offset, [0]], 0), tf.concat([crop, [-1]], 0))
+        resized = tf.image.resize(cropped, [height, width], method=self.interpolation,
+                                  antialias=self.interpolation != "nearest")
+        return tf.cast(resized, tf.float32)

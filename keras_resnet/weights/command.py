@@ -1,0 +1,127 @@
+"""``keras-resnet convert SRC --model NAME --output W.weights.h5``.
+
+Converts a torchvision / timm checkpoint (or a named published set) into a Keras weights
+file for one of our named models and prints the check it made: how many tensors matched,
+and, when torch with torchvision / timm is importable, the largest logit difference between
+the source model and ours on a random probe batch. TensorFlow loads only after the arguments
+are parsed (``--help`` stays light).
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+
+# our named model -> (library, constructor) of the module its checkpoints come from
+REFERENCE_MODULES = {
+    **{f"ResNet{d}V1_5": ("torchvision", f"resnet{d}") for d in (18, 34, 50, 101, 152)},
+    "ResNet26V1_5": ("timm", "resnet26"), "ResNet200V1_5": ("timm", "resnet200"),
+    **{f"ResNet{d}D": ("timm", f"resnet{d}d") for d in (18, 26, 34, 50, 101, 152, 200)},
+    "ResNeXt50_32x4d": ("torchvision", "resnext50_32x4d"),
+    "ResNeXt101_32x8d": ("torchvision", "resnext101_32x8d"),
+    "WideResNet50_2": ("torchvision", "wide_resnet50_2"),
+    "SEResNet50": ("timm", "seresnet50"),
+}
+PROBE_SIZE = 224
+
+
+def _parser(command):
+    p = argparse.ArgumentParser(
+        prog=f"keras-resnet {command}",
+        description="Convert a torchvision / timm checkpoint into a Keras .weights.h5 file.")
+    p.add_argument("source", metavar="SRC",
+                   help="a .pth / .pt / .bin / .safetensors checkpoint, or a published set "
+                        "such as torchvision:IMAGENET1K_V2 or timm:resnet50.a1_in1k")
+    p.add_argument("--model", required=True, help="a name from 'keras-resnet list --weights'")
+    p.add_argument("--output", required=True, help="the Keras weights file to write (*.weights.h5)")
+    p.add_argument("--skip-classifier", action="store_true",
+                   help="leave the checkpoint's classifier out (the file then has no top)")
+    p.add_argument("--no-probe", action="store_true",
+                   help="do not compare logits with the source library even if importable")
+    return p
+
+
+def _check_args(args):
+    from keras_resnet.weights import checkpoint, published
+
+    if not args.output.endswith(".weights.h5"):
+        raise ValueError(f"--output must end in .weights.h5. Received: --output {args.output}")
+    if args.model not in REFERENCE_MODULES:
+        raise ValueError(f"--model must be one of {sorted(REFERENCE_MODULES)} (models with a "
+                         f"torchvision / timm counterpart). Received: --model {args.model}")
+    if published.is_set_name(args.source):
+        return published.find_set(args.model, args.source)
+    if not (os.path.isfile(args.source) and checkpoint.is_checkpoint(args.source)):
+        raise ValueError("SRC must be an existing .pth / .pt / .bin / .ckpt / .safetensors file or "
+                         f"a published set. Received: {args.source}")
+    return None
+
+
+def _reference_logits(model_name, state, x_nchw):
+    """Logits of the torchvision / timm module holding ``state``; None without torch."""
+    try:
+        import torch
+    except ImportError:
+        return None, "torch is not importable"
+    library, ctor = REFERENCE_MODULES[model_name]
+    try:
+        module = __import__(library)
+    except ImportError:
+        return None, f"{library} is not importable"
+    if library == "torchvision":
+        net = getattr(module.models, ctor)(weights=None)
+    else:
+        net = module.create_model(ctor, pretrained=False)
+    net.load_state_dict({k: torch.from_numpy(v.copy()) for k, v in state.items()})
+    with torch.no_grad():
+        return net.eval()(torch.from_numpy(x_nchw)).numpy(), f"{library} {ctor}"
+
+
+def convert(source: str, model_name: str, output: str, *, skip_classifier: bool = False,
+            probe: bool = True) -> dict:
+    """Convert checkpoint ``source`` for ``model_name`` into ``output`` (written atomically).
+    Returns the counts of :func:`keras_resnet.weights.load_checkpoint` and, when the source
+    library is importable, ``probe_max_abs_diff`` and ``probe_reference``."""
+    import numpy as np
+
+    from keras_resnet.models import get_model
+    from keras_resnet.utils import atomic_path
+    from keras_resnet.weights import checkpoint, load_checkpoint
+
+    state = checkpoint.read_checkpoint(source)
+    model = get_model(model_name, include_top=not skip_classifier,
+                      classifier_activation=None, weights=None)
+    report = load_checkpoint(model, source, skip_classifier=skip_classifier, state=state)
+    with atomic_path(output, suffix=".weights.h5") as tmp:
+        model.save_weights(tmp)
+    if probe and not skip_classifier:
+        x = np.random.default_rng(0).standard_normal((2, 3, PROBE_SIZE, PROBE_SIZE)).astype("float32")
+        reference, what = _reference_logits(model_name, state, x)
+        report["probe_reference"] = what
+        if reference is not None:
+            ours = np.asarray(model(x.transpose(0, 2, 3, 1), training=False))
+            report["probe_max_abs_diff"] = float(np.abs(ours - reference).max())
+            report["probe_logit_abs_max"] = float(np.abs(reference).max())
+    return report
+
+
+def cli_main(command: str, argv: list) -> int:
+    args = _parser(command).parse_args(argv)
+    weight_set = _check_args(args)
+    source = args.source
+    if weight_set is not None:
+        from keras_resnet.weights.loading import fetch_set
+
+        source = fetch_set(weight_set)
+    report = convert(source, args.model, args.output, skip_classifier=args.skip_classifier,
+                     probe=not args.no_probe)
+    print(f"matched {report['tensors']} tensors to {report['variables']} variables of "
+          f"{args.model} ({report['ignored']} bookkeeping / left-out tensors ignored)")
+    if "probe_max_abs_diff" in report:
+        print(f"probe: max |logit difference| vs {report['probe_reference']} = "
+              f"{report['probe_max_abs_diff']:.3g} (logits up to {report['probe_logit_abs_max']:.3g}) "
+              f"on a random 2x{PROBE_SIZE}x{PROBE_SIZE} batch")
+    elif "probe_reference" in report:
+        print(f"probe skipped: {report['probe_reference']}")
+    print(f"wrote {args.output}")
+    return 0

@@ -1,0 +1,90 @@
+"""Downloads into Keras' cache folder, hash-checked and written atomically.
+
+A file is looked up in ``$KERAS_HOME/models`` (default ``~/.keras/models``) first; only when
+it is missing (or its hash is wrong) is it downloaded from the publisher's URL. The download
+goes to a temporary file beside the target (:func:`keras_resnet.utils.atomic_path`), which is
+renamed only after its hash checks, so a failed or interrupted download leaves nothing behind.
+Offline, the socket timeout makes it fail within ``DOWNLOAD_TIMEOUT_S`` seconds with a message
+naming the URL, the expected hash and where to put the file by hand.
+
+Expected hashes come in three forms, told apart by length: 32 hex digits are an md5
+(keras.applications' files), 64 a full sha256 (the Hugging Face hub), fewer a sha256 prefix
+(torchvision / torch.hub file names such as ``resnet50-11ad3fa6.pth``).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import shutil
+import urllib.error
+import urllib.request
+
+from keras_resnet.utils import atomic_path
+
+DOWNLOAD_TIMEOUT_S = 10
+
+
+def cache_dir() -> str:
+    """Keras' cache folder for model files: ``$KERAS_HOME/models`` (default ``~/.keras/models``)."""
+    home = os.environ.get("KERAS_HOME") or os.path.join(os.path.expanduser("~"), ".keras")
+    return os.path.join(home, "models")
+
+
+def file_hash(path: str, algorithm: str | None = None) -> str:
+    """Hex digest of a file (``algorithm`` "md5" or "sha256", the default)."""
+    h = hashlib.new(algorithm or "sha256")
+    with open(path, "rb") as f:
+        for chunk in iter(lambda: f.read(1 << 20), b""):
+            h.update(chunk)
+    return h.hexdigest()
+
+
+def hash_kind(expected: str) -> str:
+    """How an expected hash reads: "md5", "sha256" or "sha256 prefix"."""
+    if len(expected) == 32:
+        return "md5"
+    return "sha256" if len(expected) == 64 else "sha256 prefix"
+
+
+def hash_matches(path: str, expected: str | None) -> bool:
+    """Whether the file at ``path`` has the ``expected`` md5 / sha256 / sha256 prefix."""
+    if expected is None:
+        return True
+    kind = hash_kind(expected)
+    digest = file_hash(path, "md5" if kind == "md5" else "sha256")
+    return digest.startswith(expected.lower()) if kind == "sha256 prefix" else digest == expected.lower()
+
+
+def fetch(fname: str, url: str, file_hash: str | None = None,
+          timeout: float = DOWNLOAD_TIMEOUT_S) -> str:
+    """Path of ``fname`` in the cache, downloading it from ``url`` if needed.
+
+    Raises ``OSError`` (naming the URL, the expected hash and the cache path to put the file
+    at) when the file is neither cached with the right hash nor downloadable.
+    """
+    path = os.path.join(cache_dir(), fname)
+    if os.path.isfile(path):
+        if hash_matches(path, file_hash):
+            return path
+        reason = f"the cached {path} has the wrong hash"
+    else:
+        reason = f"{path} is not cached"
+    try:
+        with atomic_path(path) as tmp:
+            with open(tmp, "wb") as out, urllib.request.urlopen(url, timeout=timeout) as resp:
+                shutil.copyfileobj(resp, out)
+            if not hash_matches(tmp, file_hash):
+                raise OSError(f"the downloaded file has the wrong hash ({file_hash_of(tmp)})")
+        return path
+    except (OSError, urllib.error.URLError) as e:
+        expected = f" ({hash_kind(file_hash)} {file_hash})" if file_hash else ""
+        raise OSError(
+            f"Could not get {fname}: {reason}, and downloading {url} failed ({e}). "
+            f"Download it on a machine with internet access and put it at {path}{expected}."
+        ) from e
+
+
+def file_hash_of(path: str) -> str:
+    """``"sha256 <digest>"`` of a file, for messages."""
+    return f"sha256 {file_hash(path)}"

@@ -1,0 +1,149 @@
+"""What ``weights=`` means for an ImageNet-family model, checked before the model is built,
+and how it is loaded afterwards.
+
+- ``None``; ``"imagenet"`` (keras.applications' files);
+- a Keras file (``.h5`` / ``.weights.h5`` / ``.keras``);
+- a torchvision / timm checkpoint (``.pth`` / ``.pt`` / ``.bin`` / ``.ckpt`` /
+  ``.safetensors``) of the matching architecture;
+- a named published set: ``"torchvision"`` (the best torchvision set for the model),
+  ``"torchvision:IMAGENET1K_V1"`` / ``"...V2"``, ``"timm:<tag>"``
+  (:mod:`keras_resnet.weights.published`), downloaded once into Keras' cache folder.
+
+A model loaded from a named set carries the set and its eval transform
+(:func:`weight_set_of`, :func:`transform_of`).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+
+from keras_resnet.weights import applications, checkpoint, convert, download, published
+
+_STRUCTURAL = applications._STRUCTURAL
+
+
+@dataclasses.dataclass
+class Plan:
+    """A checked ``weights=`` argument: what to load once the model exists."""
+
+    kind: str  # "imagenet", "keras", "checkpoint", "set"
+    path: str | None = None
+    weight_set: published.WeightSet | None = None
+    depth: int | None = None
+    variant: str | None = None
+    state: dict | None = None  # a checkpoint read while checking it, loaded once built
+
+
+def named_model_for(depth: int, variant: str, options: dict) -> str | None:
+    """Our named ImageNet model with this depth, variant and structural options, if any."""
+    from keras_resnet import specs
+
+    given = {k: v for k, v in options.items() if k in _STRUCTURAL}
+    for spec in specs.MODELS.values():
+        if (spec.family, spec.variant, spec.depth) == ("imagenet", variant, depth) \
+                and given == dict(spec.options):
+            return spec.name
+    return None
+
+
+def _check_classes(outputs, include_top, classes, received):
+    if include_top and outputs is not None and classes != outputs:
+        raise ValueError(
+            f"classes must be {outputs} (the checkpoint's classifier) with include_top=True. "
+            f"Received: classes={classes}, weights={received!r}. For a new head, build with "
+            "include_top=False and add one, or build the model and call "
+            "keras_resnet.weights.load_checkpoint(model, path, skip_classifier=True)")
+
+
+def plan(weights, *, depth: int, variant: str, options: dict, include_top: bool,
+         classes: int) -> Plan | None:
+    """Validate ``weights`` for ``ResNet(depth, variant=..., **options)`` before building;
+    ``ValueError`` naming the argument and value when it cannot load."""
+    if weights is None:
+        return None
+    if weights == "imagenet":
+        applications.check_imagenet(depth, variant, options)
+        return Plan("imagenet", depth=depth, variant=variant)
+    if published.is_set_name(weights):
+        name = named_model_for(depth, variant, options)
+        if name is None:
+            raise ValueError(
+                f"weights={weights!r} needs one of the named models of 'keras-resnet list "
+                f"--weights'; depth={depth}, variant={variant!r} with these options is none. "
+                f"Received: weights={weights!r}")
+        ws = published.find_set(name, weights)
+        _check_classes(1000, include_top, classes, weights)
+        return Plan("set", weight_set=ws)
+    if isinstance(weights, (str, os.PathLike)) and checkpoint.is_checkpoint(weights):
+        path = os.fspath(weights)
+        if not os.path.isfile(path):
+            raise ValueError(f"weights must be an existing file. Received: weights={weights!r} (no such file)")
+        state = checkpoint.read_checkpoint(path)
+        _check_classes(convert.classifier_outputs(state), include_top, classes, weights)
+        return Plan("checkpoint", path=path, state=state)
+    path = applications.check_weights_argument(weights)
+    return Plan("keras", path=path)
+
+
+def load_checkpoint(model, path: str, *, skip_classifier: bool = False, state=None) -> dict:
+    """Load a torchvision / timm checkpoint into ``model`` (built with the same architecture).
+
+    ``skip_classifier=True`` loads everything but the checkpoint's ``fc`` and leaves the
+    model's ``predictions`` layer as initialised: the option for fine-tuning with a head of
+    another size. ``state``: the checkpoint already read (else it is read from ``path``).
+    Returns ``{"tensors": matched source tensors, "variables": model variables set,
+    "ignored": bookkeeping / classifier tensors left out}``.
+    """
+    state = checkpoint.read_checkpoint(path) if state is None else state
+    porter = convert.port_torch_state(model, state, source=f"checkpoint {os.path.basename(path)}",
+                                      skip_classifier=skip_classifier)
+    porter.apply()
+    return {"tensors": len(porter.assignments), "variables": len(porter.assignments),
+            "ignored": len(state) - len(porter.assignments)}
+
+
+def fetch_set(ws: published.WeightSet) -> str:
+    """The cached file of a published set, downloaded (hash-checked) when missing."""
+    return download.fetch(ws.file_name, ws.url, ws.sha256_prefix)
+
+
+def apply(p: Plan | None, model) -> None:
+    """Load what :func:`plan` checked into the built ``model``."""
+    if p is None:
+        return
+    if p.kind == "imagenet":
+        include_top = any(layer.name == "predictions" for layer in model.layers)
+        applications.load_imagenet(model, depth=p.depth, variant=p.variant, include_top=include_top)
+    elif p.kind == "keras":
+        applications.load_weights(model, p.path)
+    elif p.kind == "checkpoint":
+        load_checkpoint(model, p.path, state=p.state)
+        p.state = None
+    else:
+        load_checkpoint(model, fetch_set(p.weight_set))
+        model._keras_resnet_weight_set = p.weight_set
+
+
+def weight_set_of(model) -> published.WeightSet | None:
+    """The published set ``model`` was loaded from (None for any other weights)."""
+    return getattr(model, "_keras_resnet_weight_set", None)
+
+
+def transform_of(model) -> published.EvalTransform | None:
+    """The eval transform of the set ``model`` was loaded from (None if none)."""
+    ws = weight_set_of(model)
+    return None if ws is None else ws.transform
+
+
+def serving_transform(model):
+    """The export :class:`~keras_resnet.export.EvalTransform` of the set ``model`` was loaded
+    from (shorter side to ``crop / crop_fraction``, center crop, the publisher's
+    interpolation), or None."""
+    t = transform_of(model)
+    if t is None:
+        return None
+    from keras_resnet.export.transform import EvalTransform
+
+    return EvalTransform(crop_fraction=t.crop / t.resize, interpolation=t.interpolation,
+                         resize="shorter_side")

@@ -1,0 +1,114 @@
+"""Deterministic reference weights and ``torch.save``'s file layout, in numpy only.
+
+Both ``tools/make_weight_fixtures.py`` (with torch, writing the reference logits) and the
+tests (without torch) regenerate the same tensors from a name and a shape, so no weights
+are committed; the tests then write them in the real file formats.
+"""
+
+import io
+import struct
+import zipfile
+import zlib
+
+import numpy as np
+
+
+def tensor_for(name, shape, dtype="float32"):
+    """The tensor called ``name``: a seed from the name, a distribution from its role
+    (He-normal convs, non-trivial BN statistics), the same on every machine."""
+    shape = tuple(int(d) for d in shape)
+    if dtype == "int64":
+        return np.full(shape, 7, dtype=np.int64)
+    rng = np.random.default_rng(zlib.crc32(name.encode()))
+    leaf = name.rsplit(".", 1)[-1]
+    if leaf == "running_var":
+        return rng.uniform(0.5, 1.5, shape).astype(np.float32)
+    if leaf == "running_mean" or (leaf == "bias" and len(shape) == 1):
+        return rng.uniform(-0.2, 0.2, shape).astype(np.float32)
+    if leaf == "weight" and len(shape) == 1:  # BN gamma
+        return rng.uniform(0.5, 1.0, shape).astype(np.float32)
+    fan_in = int(np.prod(shape[1:])) if len(shape) > 1 else 1
+    gain = 2.0 if len(shape) == 4 else 1.0
+    return rng.standard_normal(shape, dtype=np.float32) * np.float32(np.sqrt(gain / fan_in))
+
+
+def state_from_manifest(manifest):
+    """``{name: array}`` for a manifest of ``[name, shape, dtype]`` rows."""
+    return {name: tensor_for(name, shape, dtype) for name, shape, dtype in manifest}
+
+
+# ---------------------------------------------------------------- torch.save's zip layout
+
+_STORAGE = {"float32": "FloatStorage", "int64": "LongStorage", "float16": "HalfStorage",
+            "float64": "DoubleStorage"}
+
+
+def _global(module, name):
+    return b"c" + module.encode() + b"\n" + name.encode() + b"\n"
+
+
+def _str(s):
+    data = s.encode()
+    return b"X" + struct.pack("<I", len(data)) + data
+
+
+def _int(i):
+    return b"J" + struct.pack("<i", i)
+
+
+def _tuple(items):
+    return b"(" + b"".join(_int(i) for i in items) + b"t" if items else b")"
+
+
+def _ordered_dict():
+    return _global("collections", "OrderedDict") + b")R"
+
+
+def _contiguous_strides(shape):
+    strides, step = [], 1
+    for d in reversed(shape):
+        strides.append(step)
+        step *= max(int(d), 1)
+    return tuple(reversed(strides))
+
+
+def state_dict_pickle(state):
+    """Protocol-2 pickle bytes of an ``OrderedDict`` of tensors as ``torch.save`` writes it
+    (``_rebuild_tensor_v2`` over persistent storage ids "0", "1", ...), and the storages."""
+    out = [b"\x80\x02", _ordered_dict(), b"("]
+    storages = []
+    for key, (name, array) in enumerate(state.items()):
+        array = np.array(array, order="C")  # (ascontiguousarray would make 0-d arrays 1-d)
+        pid = (b"(" + _str("storage") + _global("torch", _STORAGE[str(array.dtype)])
+               + _str(str(key)) + _str("cpu") + _int(array.size) + b"t" + b"Q")
+        out += [_str(name), _global("torch._utils", "_rebuild_tensor_v2"), b"(", pid, _int(0),
+                _tuple(array.shape), _tuple(_contiguous_strides(array.shape)), b"\x89",
+                _ordered_dict(), b"tR"]
+        storages.append(array.astype(array.dtype.newbyteorder("<")).tobytes())
+    out += [b"u", b"."]
+    return b"".join(out), storages
+
+
+def write_torch_zip(path, state, archive="archive"):
+    """Write ``state`` as ``torch.save(state_dict, path)`` lays it out (PyTorch >= 1.6)."""
+    data_pkl, storages = state_dict_pickle(state)
+    with zipfile.ZipFile(path, "w", zipfile.ZIP_STORED) as z:
+        z.writestr(f"{archive}/data.pkl", data_pkl)
+        z.writestr(f"{archive}/byteorder", "little")
+        for key, raw in enumerate(storages):
+            z.writestr(f"{archive}/data/{key}", raw)
+        z.writestr(f"{archive}/version", "3\n")
+
+
+def crafted_pickle(command_module="os", command="system", argument="touch /tmp/x"):
+    """A pickle that, loaded by ``pickle.load``, would call ``command_module.command(argument)``."""
+    return b"\x80\x02" + _global(command_module, command) + b"(" + _str(argument) + b"tR."
+
+
+def write_crafted_zip(path, payload):
+    buf = io.BytesIO()
+    with zipfile.ZipFile(buf, "w") as z:
+        z.writestr("archive/data.pkl", payload)
+        z.writestr("archive/version", "3\n")
+    with open(path, "wb") as f:
+        f.write(buf.getvalue())
