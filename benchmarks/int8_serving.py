@@ -6,7 +6,7 @@
 **Speed.** The same model (random weights: speed does not depend on them) is written as:
 ``savedmodel_fp32`` and ``savedmodel_bf16`` (``keras_resnet.export_saved_model``, BN folded;
 run by TensorFlow, ``predict_pixels``), ``onnx_fp32`` (``export_onnx``, ONNX Runtime),
-``onnx_int8`` (``keras_resnet.quantize.quantize_onnx``: QDQ, ONNX Runtime) and
+``onnx_int8`` (``keras_resnet.export.quantize.quantize_onnx``: QDQ, ONNX Runtime) and
 ``tflite_int8`` (``export_tflite(quantize="int8")``: full-integer, TFLite interpreter with
 XNNPACK). int8 files are calibrated on real photos (scikit-image's sample images, cropped
 and resized). Each variant gets, round by round in turn (A B C ... A B C ...), ``--calls``
@@ -39,7 +39,7 @@ import keras
 import tensorflow as tf
 from keras_resnet import export, get_model
 from keras_resnet.benchmark.quiet import LoadMonitor, warning
-from keras_resnet.quantize import OnnxRunner, TFLiteRunner, quantize_onnx
+from keras_resnet.export.quantize import OnnxRunner, TFLiteRunner, quantize_onnx
 from keras_resnet.utils import dtype_policy
 
 VARIANTS = ("savedmodel_fp32", "savedmodel_bf16", "onnx_fp32", "onnx_int8", "tflite_int8")

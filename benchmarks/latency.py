@@ -22,7 +22,8 @@ import subprocess
 import sys
 import tempfile
 
-WARMUP_FILE = os.path.join("assets.extra", "tf_serving_warmup_requests")
+from keras_resnet.export.warmup import WARMUP_FILE, WARMUP_FOLDER
+
 
 CHILD = r"""
 import io, json, os, sys, time
@@ -33,18 +34,15 @@ from keras_resnet.benchmark.quiet import LoadMonitor
 path, signature_name, calls, warmup = sys.argv[1], sys.argv[2], int(sys.argv[3]), sys.argv[4] == "1"
 monitor = LoadMonitor().start()
 start = time.perf_counter()
-signature = tf.saved_model.load(path).signatures[signature_name]
+signatures = tf.saved_model.load(path).signatures
+signature = signatures[signature_name]
 load_s = time.perf_counter() - start
 replayed = 0
-if warmup:
-    from tensorflow_serving.apis import prediction_log_pb2
+if warmup:  # what TF Serving does before it serves a version: every request, its signature
+    from keras_resnet.export.warmup import read_warmup_requests
     start = time.perf_counter()
-    for record in tf.data.TFRecordDataset(os.path.join(path, %(warmup_file)r)):
-        log = prediction_log_pb2.PredictionLog.FromString(record.numpy())
-        request = log.predict_log.request
-        if request.model_spec.signature_name not in ("", signature_name):
-            continue
-        signature(**{k: tf.constant(tf.make_ndarray(v)) for k, v in request.inputs.items()})
+    for name, inputs in read_warmup_requests(path):
+        signatures[name or "serving_default"](**inputs)
         replayed += 1
     warmup_s = time.perf_counter() - start
 (name, spec), = signature.structured_input_signature[1].items()
@@ -68,7 +66,7 @@ print(json.dumps({"warmup_replayed": replayed if warmup else None, "load_s": rou
                   "p50_ms": round(float(np.percentile(rest, 50)), 2),
                   "p99_ms": round(float(np.percentile(rest, 99)), 2), "calls": calls,
                   "machine": monitor.stop().report()}))
-""" % {"warmup_file": WARMUP_FILE}
+"""
 
 
 def measure(path, signature, calls, warmup):
@@ -106,7 +104,7 @@ def main():
         p.error(f"--calls must be at least 3. Received: {args.calls}")
     with tempfile.TemporaryDirectory() as folder:
         path = export(args.export, args.precision, folder) if args.export else args.saved_model
-        has_warmup = os.path.isfile(os.path.join(path, WARMUP_FILE))
+        has_warmup = os.path.isfile(os.path.join(path, WARMUP_FOLDER, WARMUP_FILE))
         runs = [("without warm-up", False)] + ([("with warm-up", True)] if has_warmup else [])
         rows = []
         for label, warmup in runs:
@@ -115,7 +113,7 @@ def main():
             rows.append(row)
             print(json.dumps(row), flush=True)
     if not has_warmup:
-        print(f"# no {WARMUP_FILE} in this SavedModel: measured without warm-up only", file=sys.stderr)
+        print(f"# no {WARMUP_FOLDER}/{WARMUP_FILE} in this SavedModel: measured without warm-up only", file=sys.stderr)
     print(f"\n{'run':<16} {'load s':>7} {'1st ms':>8} {'2nd ms':>8} {'p50 ms':>8} {'p99 ms':>8}  machine")
     for r in rows:
         m = r["machine"]

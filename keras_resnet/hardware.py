@@ -84,6 +84,25 @@ def resolve_precision(precision="auto"):
     return "fp32"
 
 
+def precision_reason(requested, resolved):
+    """Why ``requested`` became ``resolved``, in a few words for a run's header:
+    "as asked", "KERAS_RESNET_PRECISION=fp32", "auto: a GPU", "auto: AVX-512-bf16 CPU",
+    "auto: AMX-bf16 CPU" or "auto: no fast bf16 on this CPU"."""
+    if requested != "auto":
+        return "as asked"
+    forced = os.environ.get("KERAS_RESNET_PRECISION")
+    if forced:
+        return f"KERAS_RESNET_PRECISION={forced}"
+    if resolved == "mixed_float16":
+        return "auto: a GPU"
+    flags = cpu_flags()
+    if "amx_bf16" in flags:
+        return "auto: AMX-bf16 CPU"
+    if "avx512_bf16" in flags:
+        return "auto: AVX-512-bf16 CPU"
+    return "auto: no fast bf16 on this CPU"
+
+
 def keras_policy_name(precision):
     """Keras dtype policy name for a resolved precision."""
     return {"fp32": "float32"}.get(precision, precision)

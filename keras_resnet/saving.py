@@ -28,7 +28,7 @@ from keras_resnet import import_hooks
 SERIALIZABLE_MODULES = (
     "keras_resnet.layers",
     "keras_resnet.normalization",
-    "keras_resnet.recipe",
+    "keras_resnet.training.recipe",
 )
 
 

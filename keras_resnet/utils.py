@@ -102,6 +102,23 @@ def write_json_atomic(path: str | os.PathLike, obj: Any) -> None:
     atomic_write(path, json.dumps(obj, indent=2, sort_keys=True, default=str) + "\n")
 
 
+# ------------------------------------------------------------------- lazy packages
+
+
+def lazy_attributes(package: str, names: dict) -> Callable[[str], Any]:
+    """A module ``__getattr__`` for ``package`` that imports ``package.<names[name]>`` on
+    first use of ``name``, so that a package's light parts (its command's parser) load
+    without its heavy ones (TensorFlow)."""
+    import importlib
+
+    def __getattr__(name: str) -> Any:
+        if name in names:
+            return getattr(importlib.import_module(f"{package}.{names[name]}"), name)
+        raise AttributeError(f"module {package!r} has no attribute {name!r}")
+
+    return __getattr__
+
+
 # ------------------------------------------------------------------------- models
 
 

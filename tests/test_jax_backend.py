@@ -1,7 +1,7 @@
 """Model code and the recipe are backend-neutral: the same models on Keras' JAX backend.
 
 The GPU machine this project measures on has JAX but no TensorFlow, so the models, the
-training recipe (``keras_resnet.recipe``) and ``keras-resnet benchmark`` must run on
+training recipe (``keras_resnet.training.recipe``) and ``keras-resnet benchmark`` must run on
 ``KERAS_BACKEND=jax``. Each check runs in a subprocess (the backend is fixed at import)
 and compares with an outside reference: keras.applications on the same backend, and the
 same training step taken by the TensorFlow backend in this process.
@@ -18,7 +18,7 @@ import pytest
 
 from keras_resnet import get_model
 from keras_resnet.hardware import resolve_precision
-from keras_resnet.recipe import compile_model
+from keras_resnet.training.recipe import compile_model
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
@@ -67,7 +67,7 @@ STEP = r"""
 import json, sys, keras, numpy as np
 from keras_resnet import get_model
 from keras_resnet.hardware import resolve_precision
-from keras_resnet.recipe import compile_model
+from keras_resnet.training.recipe import compile_model
 weights_path, batch_path = sys.argv[1:3]
 model = get_model("ResNet20", weights=None, input_shape=(32, 32, 3), classes=10, bn_momentum=0.9)
 model.load_weights(weights_path)

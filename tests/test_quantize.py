@@ -12,7 +12,7 @@ from sklearn.datasets import load_digits
 
 import keras
 from keras_resnet import export, get_model
-from keras_resnet.quantize import OnnxRunner, TFLiteRunner, quantize_onnx
+from keras_resnet.export.quantize import OnnxRunner, TFLiteRunner, quantize_onnx
 from keras_resnet.utils import dtype_policy
 
 

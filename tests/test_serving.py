@@ -174,10 +174,9 @@ def test_predict_reuses_the_check(version, tmp_path, capsys):
     assert export.cli_main("predict", ["--saved-model", version, str(bomb), str(good)]) == 1
     out, err = capsys.readouterr()
     assert f"{bomb}: error: image is 20000x20000 pixels" in err and f"{good}: " in out
-    # predict's own limit comes first, with the same TF function as the graph's
-    status = export.cli_main("predict", ["--saved-model", version, str(good),
-                                         "--max-image-pixels", "3000"])
-    assert status == 1 and "64x48 pixels" in capsys.readouterr().err
+    # predict's own limit (--max-image-pixels) runs the graph's check as a TF function
+    with pytest.raises(tf.errors.InvalidArgumentError, match="64x48 pixels"):
+        export.header_checker(3000)(tf.constant([good.read_bytes()]))
     assert cli.main(["predict", "--saved-model", version, str(good), "--crop-fraction", "0.5"]) == 2
     capsys.readouterr()
 
@@ -214,45 +213,40 @@ def test_crop_fraction_is_served_and_recorded(small_model, tmp_path):
         export.EvalTransform(crop_fraction=1.5)
 
 
-@pytest.mark.parametrize("name,mode", [("ResNet20", "tf"), ("ResNet18V2", "tf"), ("ResNet18", "caffe"),
-                                       ("ResNet26D", "torch")])
+@pytest.mark.parametrize("name,mode", [("ResNet20", "tf"), ("ResNet18", "caffe"), ("ResNet26D", "torch")])
 def test_preprocessing_found_for_package_models(name, mode, tmp_path):
+    """Issue 10: no preprocessing= needed for the package's models, also after a .keras
+    round trip and inside a transfer-learning model; a renamed model is not guessed."""
     shape = {} if name == "ResNet20" else {"input_shape": (32, 32, 3), "width_multiplier": 0.125}
     model = get_model(name, weights=None, classes=3, **shape)
     path = tmp_path / "m.keras"
     model.save(str(path))
     reloaded = keras.models.load_model(str(path), compile=False)
     assert export.model_preprocessing(model) == export.model_preprocessing(reloaded) == mode
-    inputs = keras.Input((32, 32, 3))  # a transfer-learning model wrapping a backbone
+    inputs = keras.Input((32, 32, 3))
     wrapped = keras.Model(inputs, keras.layers.Dense(2)(model(inputs)))
     assert export.model_preprocessing(wrapped) == mode
     renamed = keras.Model(model.inputs, model.outputs, name="mine")  # as name="mine" builds
     assert export.model_preprocessing(renamed) is None
+    if name == "ResNet20":
+        served = export.export_saved_model(reloaded, str(tmp_path / "served"), precision="fp32",
+                                           class_names=CLASS_NAMES, warmup=False)
+        assert export.saved_model_metadata(served)["preprocessing"] == "tf"
 
 
-def test_export_without_preprocessing_after_keras_round_trip(tmp_path, capsys):
-    model = get_model("ResNet20", weights=None, classes=3)
-    model.save(str(tmp_path / "model.keras"))
-    reloaded = keras.models.load_model(str(tmp_path / "model.keras"), compile=False)
-    path = export.export_saved_model(reloaded, str(tmp_path / "served"), class_names=CLASS_NAMES,
-                                     precision="fp32", warmup=False)
-    assert export.saved_model_metadata(path)["preprocessing"] == "tf"
-
-
-def test_export_run_writes_beside_the_runs_own_version(small_model, tmp_path, capsys, monkeypatch):
-    monkeypatch.chdir(tmp_path)
-    run = tmp_path / "runs" / "r1"
-    run.mkdir(parents=True)
+def test_export_run_writes_beside_the_runs_own_version(small_model, version, tmp_path, capsys):
+    """Issue 10: after train exported version 1, `export --run RUN` writes 2 beside it."""
+    run = tmp_path / "r1"
+    run.mkdir()
     small_model.save(str(run / "model.keras"))
-    first = export.export_saved_model(small_model, "saved_models/r1", class_names=CLASS_NAMES,
-                                      preprocessing="tf", warmup=False)  # what train writes
     (run / "config.json").write_text(json.dumps({
         "model": "custom", "class_names": CLASS_NAMES, "image_size": SIZE,
-        "preprocessing": "tf", "export_path": first}))
+        "preprocessing": "tf", "export_path": version}))  # as train records its export
     assert cli.main(["export", "--run", str(run), "--precision", "fp32", "--no-warmup"]) == 0
-    assert os.path.join("saved_models", "r1", "2") in capsys.readouterr().out
-    assert export.list_versions("saved_models/r1") == [1, 2]
-    assert cli.main(["export", "--run", str(tmp_path / "nothing")]) == 2
+    base = os.path.dirname(version)
+    assert f"SavedModel written to {os.path.join(base, '2')} " in capsys.readouterr().out
+    assert export.list_versions(base) == [1, 2]
+    assert cli.main(["export", "--run", str(tmp_path / "nothing")]) == 2  # one line, no traceback
     assert len(capsys.readouterr().err.strip().splitlines()) == 1
 
 

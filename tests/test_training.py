@@ -5,9 +5,12 @@ Runs that configure devices (logical CPUs, TF_CONFIG) or get killed happen in
 subprocesses: TensorFlow fixes its devices when it first initialises.
 """
 
+import glob
+import io
 import json
 import math
 import os
+import shlex
 import signal
 import socket
 import subprocess
@@ -19,7 +22,7 @@ import keras
 import numpy as np
 import pytest
 
-from keras_resnet import training
+from keras_resnet import cli, training
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 # A tiny CIFAR ResNet-20 (4/8/16 filters) on 32x32 digits: ~45 steps an epoch.
@@ -146,10 +149,26 @@ def test_bad_arguments_fail_before_any_work(tmp_path, kwargs, needle):
 
 
 def test_cli_reports_bad_arguments_with_status_2(tmp_path, capsys):
-    assert training.cli_main("train", ["--epochs", "0", "--output", str(tmp_path / "r")]) == 2
-    assert "epochs=0" in capsys.readouterr().err
-    assert training.cli_main("evaluate", [str(tmp_path / "missing")]) == 2
+    assert cli.main(["train", "--epochs", "0", "--output", str(tmp_path / "r")]) == 2
+    assert "--epochs=0" in capsys.readouterr().err
+    assert cli.main(["evaluate", str(tmp_path / "missing")]) == 2
     assert not (tmp_path / "r").exists()
+
+
+def test_config_is_one_record_written_whole_and_compared_to_resume():
+    from keras_resnet import data
+    from keras_resnet.training.config import AUGMENTATIONS, TrainConfig
+
+    config = TrainConfig.from_kwargs(model="ResNet56", epochs=2, model_options=dict(width_multiplier=0.5))
+    assert (config.network.model, config.recipe.epochs, config.epochs) == ("ResNet56", 2, 2)
+    written = json.loads(json.dumps(config.to_json()))  # what config.json holds
+    assert TrainConfig.from_json(written) == config
+    assert config.changes(written) == {}
+    assert config.changes({**written, "lr": 0.3}) == {"lr": (0.3, None)}
+    assert config.changes({**written, "verbose": 0}) == {}  # display options do not define a run
+    with pytest.raises(ValueError, match=r"--batch-size must be an integer >= 1. Received: --batch-size=0"):
+        TrainConfig.from_kwargs(flags=True, batch_size=0)
+    assert AUGMENTATIONS == data.AUGMENTATIONS  # the config's copy of the data pipeline's names
 
 
 def test_output_that_is_not_a_run_folder_is_refused(tmp_path):
@@ -321,6 +340,135 @@ def test_sigkill_then_rerun_resumes_to_the_uninterrupted_weights(tmp_path, finis
     assert history["epoch"] == [0, 1]
     expected = training.read_history(finished_run / "history.csv")
     np.testing.assert_allclose(history["val_accuracy"], expected["val_accuracy"])
+
+
+def _start(args, cwd):
+    return subprocess.Popen([sys.executable, "-m", "keras_resnet", *args], cwd=cwd, env=_env(),
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+
+
+def _signal_at(proc, pattern, position, signum):
+    """Send ``signum`` once the backup under ``pattern`` holds ``position`` (epoch, step) or later."""
+    deadline = time.time() + 240
+    while time.time() < deadline and proc.poll() is None:
+        found = glob.glob(str(pattern))
+        meta = _backup_meta(found[0]) if found else None
+        if meta and (meta["epoch"], meta["step"]) >= position:
+            break
+        time.sleep(0.05)
+    proc.send_signal(signum)
+    out, err = proc.communicate(timeout=180)
+    assert "Traceback" not in err, err[-3000:]
+    stops = [line for line in err.splitlines() if line.startswith("Stopped by")]
+    assert len(stops) == 1, err[-3000:]
+    return out, stops[0]
+
+
+@pytest.mark.slow
+def test_sigterm_and_sigint_save_the_step_and_the_same_command_resumes(tmp_path, finished_run):
+    # Issue 10, item 2: the default output (runs/ in the working folder), stdout a pipe.
+    args = [*TINY, "--backup-steps", "3"]
+    proc = _start(args, tmp_path)
+    out, stop = _signal_at(proc, tmp_path / "runs" / "*" / "backup" / "state.npz", (0, 3), signal.SIGTERM)
+    assert proc.returncode == 143, stop
+    (run,) = (tmp_path / "runs").iterdir()
+    meta = _backup_meta(run / "backup" / "state.npz")
+    assert 3 <= meta["step"] < 44 and meta["epoch"] == 0  # saved where it stopped, not at a backup step
+    assert f"Stopped by SIGTERM at epoch 1 of 2, step {meta['step']} of 44;" in stop, stop
+    # the header says what runs where, before any epoch
+    assert out.index("Model      ResNet20") < out.index(f"Run folder runs/{run.name}"), out
+    assert "Precision  fp32" in out and "Data       digits: 10 classes, 1,438 train" in out, out
+
+    command = shlex.split(stop.split("Resume with: ", 1)[1])
+    assert command[:2] == ["keras-resnet", "train"] and command[-2:] == ["--output", f"runs/{run.name}"]
+    proc = _start(command[1:], tmp_path)
+    out, stop = _signal_at(proc, run / "backup" / "state.npz", (1, 3), signal.SIGINT)
+    assert proc.returncode == 130, stop
+    assert f"Resuming runs/{run.name} from its backup at epoch 1, step {meta['step']} of 44." in out, out
+    meta = _backup_meta(run / "backup" / "state.npz")
+    assert f"Stopped by SIGINT at epoch 2 of 2, step {meta['step']} of 44;" in stop, stop
+
+    again = _cli(args, cwd=tmp_path)  # the first command again: it finds the unfinished run
+    assert again.returncode == 0, again.stderr[-3000:]
+    assert (f"Resuming runs/{run.name} at epoch 2, step {meta['step']} of 44 (the newest unfinished "
+            "run with these options; --new-run starts afresh).") in again.stdout, again.stdout
+    # one line per epoch on a pipe (no progress bar), numbered over the whole run
+    assert again.stdout.index("Run folder runs/") < again.stdout.index("Epoch 2/2:"), again.stdout
+    assert "Epoch 3/3" not in again.stdout and "Epoch 1/" not in again.stdout and "\b" not in again.stdout
+    metrics = json.loads((run / "metrics.json").read_text())
+    assert metrics["resumed_from"] == {"epoch": 2, "step": meta["step"]}  # as the message said
+    for ours, reference in zip(_weights(run / "model.keras"), _weights(finished_run / "model.keras")):
+        np.testing.assert_array_equal(ours, reference)
+    assert os.listdir(tmp_path / "runs") == [run.name]
+
+
+def test_default_output_continues_only_an_unfinished_run_with_the_same_options(tmp_path, monkeypatch):
+    from keras_resnet.training.config import TrainConfig
+    from keras_resnet.training.loop import choose_folder
+
+    config = TrainConfig.from_kwargs(model="ResNet20", epochs=2, batch_size=32)
+    runs = tmp_path / "runs"
+    for name, epochs, finished in (("ResNet20-digits-1", 2, False), ("ResNet20-digits-2", 3, False),
+                                   ("ResNet20-digits-0", 2, True), ("ResNet56-digits-3", 2, False)):
+        (runs / name).mkdir(parents=True)
+        (runs / name / "config.json").write_text(json.dumps(config.replace(epochs=epochs).to_json()))
+        if finished:
+            (runs / name / "metrics.json").write_text("{}")
+    monkeypatch.chdir(tmp_path)
+    assert choose_folder(config, overwrite=False, new_run=False, started="9") == (
+        os.path.join("runs", "ResNet20-digits-1"), "restart", True)
+    assert choose_folder(config, overwrite=False, new_run=True, started="9") == (
+        os.path.join("runs", "ResNet20-digits-9"), "new", False)
+    assert choose_folder(config.replace(lr=0.3), overwrite=False, new_run=False, started="9")[2] is False
+
+
+def test_progress_counts_epochs_and_steps_over_the_whole_run(capsys):
+    from keras_resnet.training import callbacks
+
+    class Pipe(io.StringIO):
+        def isatty(self):
+            return False
+
+    class Terminal(io.StringIO):
+        def isatty(self):
+            return True
+
+    assert isinstance(callbacks.progress("auto", epochs=3, steps_per_epoch=4, stream=Pipe()), callbacks.EpochLine)
+    bar = callbacks.progress("auto", epochs=3, steps_per_epoch=4, stream=Terminal())
+    assert isinstance(bar, callbacks.ProgressBar)
+    model = keras.Sequential([keras.Input((2,)), keras.layers.Dense(1)])
+    model.compile(loss="mse", optimizer="sgd")
+    x, y = np.zeros((8, 2), "float32"), np.zeros((8, 1), "float32")
+    # the rest of an interrupted second epoch (steps 3 and 4 of 4), as a resumed run fits it
+    bar.step_offset = 2
+    model.fit(x, y, batch_size=4, initial_epoch=1, epochs=2, callbacks=[bar], verbose=0)
+    out = capsys.readouterr().out
+    assert "Epoch 2/3" in out and "Epoch 2/2" not in out
+    assert "4/4" in out and "2/2" not in out.replace("Epoch 2/3", "")
+
+
+def test_evaluate_val_split_of_a_dataset_without_one_is_an_error(tmp_path):
+    (tmp_path / "config.json").write_text(json.dumps(dict(dataset="digits", preprocessing="tf", image_size=32)))
+    (tmp_path / "model.keras").write_bytes(b"")  # never read: the split is checked first
+    with pytest.raises(ValueError, match="digits has no validation split. Received: split='val'"):
+        training.evaluate(str(tmp_path), split="val")
+
+
+def test_small_training_set_clamps_the_batch_and_exports_into_the_run_folder(tmp_path, monkeypatch, capsys):
+    # 40 images, 20% held out for test: 32 training images against the CIFAR recipe's batch of 128
+    data_dir = _noise_folder(tmp_path / "noise", n=40)
+    monkeypatch.chdir(tmp_path)
+    output = tmp_path / "elsewhere" / "r1"
+    training.train("ResNet20", data_dir=str(data_dir), model_options=dict(width_multiplier=0.25), epochs=1,
+                   precision="fp32", output=str(output), verbose=0)
+    out = capsys.readouterr().out
+    assert "Note: batch size 128 x 1 replica(s) is more than the 32 training images" in out
+    config = json.loads((output / "config.json").read_text())
+    assert config["batch_size"] == 32 and config["steps_per_epoch"] == 1
+    metrics = json.loads((output / "metrics.json").read_text())
+    assert metrics["export_path"] == str(output / "saved_model" / "1")
+    assert (output / "saved_model" / "1" / "saved_model.pb").exists()
+    assert not (tmp_path / "saved_models").exists()
 
 
 @pytest.mark.slow

@@ -15,7 +15,7 @@ import pytest
 import keras
 import keras_tuner
 
-from keras_resnet import tuning
+from keras_resnet import cli, tuning
 from keras_resnet.data import ImageData
 
 # A tiny search: ResNet-8 (n=1) at half width, two 16-image steps an epoch.
@@ -98,16 +98,16 @@ def test_rerun_resumes_the_search(searched, capsys):
     assert len(trials) == 3 and {t["status"] for t in trials.values()} == {"COMPLETED"}
     # other options in the same folder are refused before anything runs
     other_space = [*TINY[:-6], "--verbose", "0"]  # without the schedule and augmentation choices
-    assert tuning.cli_main("tune", ["--max-trials", "3", "--output", output, *other_space]) == 2
+    assert cli.main(["tune", "--max-trials", "3", "--output", output, *other_space]) == 2
     assert "other options" in capsys.readouterr().err
 
 
 @pytest.mark.slow
 def test_always_failing_trials_exit_non_zero_with_the_first_error(tmp_path, monkeypatch, capsys):
     # inject an invalid value past the space checks: every model build fails in the builder
-    monkeypatch.setattr(tuning, "SE_RATIO", 5.0)
+    monkeypatch.setattr("keras_resnet.tuning.hypermodel.SE_RATIO", 5.0)
     output = str(tmp_path / "failing")
-    rc = tuning.cli_main("tune", ["--max-trials", "2", "--output", output, "--space", "se=true", *TINY])
+    rc = cli.main(["tune", "--max-trials", "2", "--output", output, "--space", "se=true", *TINY])
     assert rc == 1
     err = capsys.readouterr().err
     assert "No trial completed (2 failed of 2)" in err
@@ -166,3 +166,44 @@ def test_imagenet_family_samples_the_keras_applications_models(variant, expected
     assert model.count_params() == expected
     assert hp.values["variant"] == variant and hp.values["depth"] == 50
     assert hypermodel.preprocessing(hp.values) == {"v1": "caffe", "v2": "tf"}[variant]
+
+
+@pytest.mark.slow
+def test_sigint_stops_the_running_trial_and_a_rerun_runs_it_again(tmp_path, monkeypatch, capsys):
+    # Issue 10, item 2 for `tune`: a signal mid-trial saves what keras-tuner has, prints one
+    # line with the command that resumes, exits 130; the rerun runs the interrupted trial.
+    import signal
+
+    from keras_resnet.tuning import hypermodel
+
+    fired = []
+
+    class SignalAtSecondStep(keras.callbacks.Callback):
+        def on_train_batch_end(self, batch, logs=None):
+            if batch == 0 and not fired:
+                fired.append(True)
+                os.kill(os.getpid(), signal.SIGINT)  # caught by the search: stops at the next step
+
+    original = hypermodel.fit_with_training
+
+    def fit_with_signal(hm, model, values, *, callbacks=(), **kwargs):
+        return original(hm, model, values, callbacks=[SignalAtSecondStep(), *callbacks], **kwargs)
+
+    monkeypatch.setattr(hypermodel, "fit_with_training", fit_with_signal)
+    monkeypatch.chdir(tmp_path)
+    argv = ["tune", "--max-trials", "1", *TINY]
+    assert cli.main(argv) == 130
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and err[0].startswith("Stopped by SIGINT during trial 1 (0 completed"), err
+    (folder,) = os.listdir(tmp_path / "runs")
+    assert err[0].endswith(f"Resume with: keras-resnet {' '.join(argv)} --output runs/{folder}"), err
+    assert {t["status"] for t in _trials_on_disk(tmp_path / "runs" / folder).values()} == {"RUNNING"}
+
+    assert cli.main(argv) == 0  # the same command: continues that search, runs trial 1 again
+    out = capsys.readouterr().out
+    assert f"Continuing the search in runs/{folder}" in out
+    trials = _trials_on_disk(tmp_path / "runs" / folder)
+    assert list(trials) == ["0"] and trials["0"]["status"] == "COMPLETED"
+    best = json.loads((tmp_path / "runs" / folder / "best.json").read_text())
+    assert best["trial_id"] == "0" and best["trial"] == 1  # keras-tuner's "Trial 1" is trial_0
+    assert "\nBest: trial 1," in out

@@ -1,4 +1,5 @@
-"""torchvision / timm checkpoints through ``weights=``, against the real libraries.
+"""torchvision / timm checkpoints and keras-hub presets through ``weights=``, against the
+real libraries.
 
 ``tools/make_weight_fixtures.py`` (run with torch, torchvision and timm) built each
 reference model with the deterministic tensors of ``tests/torch_files.tensor_for`` and
@@ -7,6 +8,9 @@ tensors are regenerated without torch, written in the real file formats (``.pth`
 ``torch.save``'s zip layout, ``.bin``, ``.safetensors`` via ``safetensors.numpy``) and
 loaded through ``weights=``; the logits must agree within 1e-4 relative. Two tiny files
 written by ``torch.save`` itself (zip and legacy layout) pin the reader to torch's writer.
+``tools/make_keras_hub_fixtures.py`` did the same with keras-hub ``ResNetBackbone`` presets
+(their real ``config.json`` and ``model.weights.h5`` layout are committed, the values
+regenerated here).
 """
 
 import json
@@ -25,6 +29,7 @@ from tests.torch_files import (
     state_from_manifest,
     tensor_for,
     write_crafted_zip,
+    write_keras_hub_weights,
     write_torch_zip,
 )
 
@@ -229,3 +234,36 @@ def test_list_weights_shows_sets_sources_licenses_top1(capsys):
     out = capsys.readouterr().out
     assert "torchvision:IMAGENET1K_V2" in out and "80.86" in out and "BSD-3-Clause" in out
     assert "timm:resnet50d.ra2_in1k" in out and "Apache-2.0" in out
+
+
+HUB = json.load(open(os.path.join(FIXTURES, "keras_hub_reference.json")))
+HUB_REF = np.load(os.path.join(FIXTURES, "keras_hub_reference.npz"))
+
+
+def _hub_preset(key, folder):
+    os.makedirs(folder)
+    with open(os.path.join(FIXTURES, key, "config.json")) as src, \
+            open(os.path.join(folder, "config.json"), "w") as dst:
+        dst.write(src.read())
+    write_keras_hub_weights(os.path.join(folder, "model.weights.h5"), HUB["models"][key]["layout"])
+    return folder
+
+
+@pytest.mark.parametrize("key", sorted(HUB["models"]))
+def test_keras_hub_preset_features_match_reference(key, tmp_path):
+    """keras-hub v1 basic (7x7 stem) -> ResNet18V1_5; _vd bottleneck (deep stem) -> ResNet26D."""
+    preset = _hub_preset(key, str(tmp_path / key))
+    model = _build(HUB["models"][key]["model"], include_top=False, weights=preset)
+    assert _rel(_logits(model), HUB_REF[f"{key}_features"]) < 1e-4
+    with pytest.raises(ValueError, match="include_top must be False"):
+        _build(HUB["models"][key]["model"], weights=preset)
+    with pytest.raises(ValueError, match="keras-hub preset of"):
+        _build("ResNet50V1_5", include_top=False, weights=preset)
+    if key == "keras_hub_resnet26_vd":  # the command too: a backbone-only weights file
+        from keras_resnet import cli
+
+        out = str(tmp_path / "r26d.weights.h5")
+        assert cli.main(["convert", preset, "--model", "ResNet26D", "--output", out,
+                         "--skip-classifier"]) == 0
+        model.load_weights(out)
+        assert _rel(_logits(model), HUB_REF[f"{key}_features"]) < 1e-4

@@ -112,3 +112,33 @@ def write_crafted_zip(path, payload):
         z.writestr("archive/version", "3\n")
     with open(path, "wb") as f:
         f.write(buf.getvalue())
+
+
+# ------------------------------------------------------------------- keras-hub presets
+
+_BN_ROLES = ("weight", "bias", "running_mean", "running_var")
+
+
+def keras_tensor_for(layer, index, shape):
+    """The value of variable ``index`` of keras-hub layer ``layer`` (Keras layout: HWIO
+    kernels; BN gamma, beta, moving mean, moving variance), deterministic like
+    :func:`tensor_for`."""
+    shape = tuple(int(d) for d in shape)
+    if len(shape) == 4:  # HWIO: He-normal over h * w * in
+        rng = np.random.default_rng(zlib.crc32(f"{layer}/{index}".encode()))
+        return rng.standard_normal(shape, dtype=np.float32) * np.float32(np.sqrt(2.0 / np.prod(shape[:3])))
+    return tensor_for(f"{layer}.{_BN_ROLES[int(index)]}", shape)
+
+
+def write_keras_hub_weights(path, manifest):
+    """A Keras 3 ``model.weights.h5`` laid out as keras-hub's ``save_to_preset`` writes it:
+    ``layers/<generic name>/vars`` groups named by the layer, one dataset per variable."""
+    import h5py
+
+    with h5py.File(path, "w") as f:
+        f.create_group("vars").attrs["name"] = "res_net_backbone"
+        for generic, name, count, shapes in manifest:
+            group = f.create_group(f"layers/{generic}/vars")
+            group.attrs["name"] = name
+            for index in range(count):
+                group.create_dataset(str(index), data=keras_tensor_for(name, index, shapes[index]))

@@ -171,7 +171,7 @@ def build_ours(name: str, *, mode: str, batch_size: int, image_size: int, classe
         model = fold_batch_norm(model)
         model.compile(jit_compile=jit_compile)
         return model
-    from keras_resnet.recipe import compile_model
+    from keras_resnet.training.recipe import compile_model
 
     # the training recipe: SGD momentum 0.9, weight decay 1e-4, sparse categorical crossentropy
     compile_model(model, steps_per_epoch=steps, epochs=1, global_batch_size=batch_size,

@@ -27,7 +27,7 @@ TF Serving's warm-up file, ``assets.extra/tf_serving_warmup_requests``.
 Modules: :mod:`.options` (what an export bakes in), :mod:`.headers` (image sizes from
 headers), :mod:`.transform` (the eval transform), :mod:`.signatures` (the serving
 functions), :mod:`.saved_model` (versions, atomic writes), :mod:`.warmup` (TF Serving's
-warm-up requests), :mod:`.lite` (ONNX, TFLite), :mod:`.predict` (top-k for files),
+warm-up requests), :mod:`.lite` (ONNX, TFLite), :mod:`.quantize` (ONNX int8 QDQ, int8 runners), :mod:`.predict` (top-k for files),
 :mod:`.cli` (the commands). Nothing here imports
 TensorFlow at import time.
 """

@@ -123,9 +123,12 @@ def _input_options(args):
     if args.max_image_pixels < 0:
         raise ValueError("--max-image-pixels must be a positive integer, or 0 for no limit. "
                          f"Received: --max-image-pixels {args.max_image_pixels}")
-    transform = EvalTransform(
-        crop_fraction=1.0 if args.crop_fraction is None else args.crop_fraction,
-        interpolation=args.interpolation or "bilinear", resize=args.resize or "squash")
+    if (args.crop_fraction, args.interpolation, args.resize) == (None, None, None):
+        transform = None  # a published set's own (--weights torchvision ...), else the default
+    else:
+        transform = EvalTransform(
+            crop_fraction=1.0 if args.crop_fraction is None else args.crop_fraction,
+            interpolation=args.interpolation or "bilinear", resize=args.resize or "squash")
     return {"max_image_pixels": args.max_image_pixels or None, "eval_transform": transform}
 
 
@@ -135,7 +138,8 @@ def export_parser(prog="keras-resnet export") -> argparse.ArgumentParser:
         description="Export a model as a TF Serving SavedModel version, ONNX or TFLite file.",
     )
     parser.add_argument("--model", help="model name (see 'keras-resnet list')")
-    parser.add_argument("--weights", default="imagenet", help="PATH | imagenet | none (with --model)")
+    parser.add_argument("--weights", default="imagenet", help="PATH | imagenet | torchvision[:SET] | timm:TAG | none (with --model); "
+                             "a published set brings its eval transform")
     parser.add_argument("--run", help="training run folder (config.json, model.keras)")
     parser.add_argument("--export-dir", help=f"base folder (default {DEFAULT_EXPORT_ROOT}/<name>/)")
     parser.add_argument("--version", type=int, help="SavedModel version (default: next free)")
@@ -278,7 +282,8 @@ def predict_parser(prog="keras-resnet predict") -> argparse.ArgumentParser:
     parser.add_argument("images", nargs="+", metavar="IMAGE", help="image files")
     parser.add_argument("--saved-model", help="SavedModel version folder (or base path: newest version)")
     parser.add_argument("--model", help="model name, predicted in-process")
-    parser.add_argument("--weights", default="imagenet", help="PATH | imagenet | none (with --model)")
+    parser.add_argument("--weights", default="imagenet", help="PATH | imagenet | torchvision[:SET] | timm:TAG | none (with --model); "
+                             "a published set brings its eval transform")
     parser.add_argument("--run", help="training run folder, predicted in-process")
     parser.add_argument("--top-k", type=int, default=None, help="default: 5 (or what was exported)")
     parser.add_argument("--json", action="store_true", help="print one JSON document")

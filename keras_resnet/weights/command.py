@@ -1,6 +1,7 @@
 """``keras-resnet convert SRC --model NAME --output W.weights.h5``.
 
-Converts a torchvision / timm checkpoint (or a named published set) into a Keras weights
+Converts a torchvision / timm checkpoint, a keras-hub ResNetBackbone preset folder (backbone
+only: ``--skip-classifier``) or a named published set into a Keras weights
 file for one of our named models and prints the check it made: how many tensors matched,
 and, when torch with torchvision / timm is importable, the largest logit difference between
 the source model and ours on a random probe batch. TensorFlow loads only after the arguments
@@ -30,8 +31,9 @@ def _parser(command):
         prog=f"keras-resnet {command}",
         description="Convert a torchvision / timm checkpoint into a Keras .weights.h5 file.")
     p.add_argument("source", metavar="SRC",
-                   help="a .pth / .pt / .bin / .safetensors checkpoint, or a published set "
-                        "such as torchvision:IMAGENET1K_V2 or timm:resnet50.a1_in1k")
+                   help="a .pth / .pt / .bin / .safetensors checkpoint, a keras-hub "
+                        "ResNetBackbone preset folder, or a published set such as "
+                        "torchvision:IMAGENET1K_V2 or timm:resnet50.a1_in1k")
     p.add_argument("--model", required=True, help="a name from 'keras-resnet list --weights'")
     p.add_argument("--output", required=True, help="the Keras weights file to write (*.weights.h5)")
     p.add_argument("--skip-classifier", action="store_true",
@@ -42,7 +44,7 @@ def _parser(command):
 
 
 def _check_args(args):
-    from keras_resnet.weights import checkpoint, published
+    from keras_resnet.weights import checkpoint, keras_hub, published
 
     if not args.output.endswith(".weights.h5"):
         raise ValueError(f"--output must end in .weights.h5. Received: --output {args.output}")
@@ -51,9 +53,14 @@ def _check_args(args):
                          f"torchvision / timm counterpart). Received: --model {args.model}")
     if published.is_set_name(args.source):
         return published.find_set(args.model, args.source)
+    if keras_hub.is_preset(args.source):
+        if not args.skip_classifier:
+            raise ValueError("a keras-hub backbone preset has no classifier: add "
+                             f"--skip-classifier. Received: {args.source}")
+        return None
     if not (os.path.isfile(args.source) and checkpoint.is_checkpoint(args.source)):
-        raise ValueError("SRC must be an existing .pth / .pt / .bin / .ckpt / .safetensors file or "
-                         f"a published set. Received: {args.source}")
+        raise ValueError("SRC must be an existing .pth / .pt / .bin / .ckpt / .safetensors file, "
+                         f"a keras-hub preset folder or a published set. Received: {args.source}")
     return None
 
 
@@ -86,12 +93,21 @@ def convert(source: str, model_name: str, output: str, *, skip_classifier: bool 
 
     from keras_resnet.models import get_model
     from keras_resnet.utils import atomic_path
-    from keras_resnet.weights import checkpoint, load_checkpoint
+    from keras_resnet.weights import checkpoint, keras_hub, load_checkpoint
 
-    state = checkpoint.read_checkpoint(source)
-    model = get_model(model_name, include_top=not skip_classifier,
-                      classifier_activation=None, weights=None)
-    report = load_checkpoint(model, source, skip_classifier=skip_classifier, state=state)
+    if keras_hub.is_preset(source):  # a backbone: no classifier, no probe
+        model = get_model(model_name, include_top=False, weights=None)
+        _, state = keras_hub.read_preset(source)
+        porter = keras_hub.port_preset(model, state, f"keras-hub preset {source}")
+        porter.apply()
+        report = {"tensors": len(porter.assignments), "variables": len(porter.assignments),
+                  "ignored": 0}
+        probe = False
+    else:
+        state = checkpoint.read_checkpoint(source)
+        model = get_model(model_name, include_top=not skip_classifier,
+                          classifier_activation=None, weights=None)
+        report = load_checkpoint(model, source, skip_classifier=skip_classifier, state=state)
     with atomic_path(output, suffix=".weights.h5") as tmp:
         model.save_weights(tmp)
     if probe and not skip_classifier:

@@ -5,6 +5,8 @@ and how it is loaded afterwards.
 - a Keras file (``.h5`` / ``.weights.h5`` / ``.keras``);
 - a torchvision / timm checkpoint (``.pth`` / ``.pt`` / ``.bin`` / ``.ckpt`` /
   ``.safetensors``) of the matching architecture;
+- a keras-hub ``ResNetBackbone`` preset folder of the matching architecture
+  (:mod:`keras_resnet.weights.keras_hub`; backbone only, ``include_top=False``);
 - a named published set: ``"torchvision"`` (the best torchvision set for the model),
   ``"torchvision:IMAGENET1K_V1"`` / ``"...V2"``, ``"timm:<tag>"``
   (:mod:`keras_resnet.weights.published`), downloaded once into Keras' cache folder.
@@ -18,7 +20,7 @@ from __future__ import annotations
 import dataclasses
 import os
 
-from keras_resnet.weights import applications, checkpoint, convert, download, published
+from keras_resnet.weights import applications, checkpoint, convert, download, keras_hub, published
 
 _STRUCTURAL = applications._STRUCTURAL
 
@@ -27,7 +29,7 @@ _STRUCTURAL = applications._STRUCTURAL
 class Plan:
     """A checked ``weights=`` argument: what to load once the model exists."""
 
-    kind: str  # "imagenet", "keras", "checkpoint", "set"
+    kind: str  # "imagenet", "keras", "checkpoint", "keras_hub", "set"
     path: str | None = None
     weight_set: published.WeightSet | None = None
     depth: int | None = None
@@ -82,8 +84,24 @@ def plan(weights, *, depth: int, variant: str, options: dict, include_top: bool,
         state = checkpoint.read_checkpoint(path)
         _check_classes(convert.classifier_outputs(state), include_top, classes, weights)
         return Plan("checkpoint", path=path, state=state)
+    if isinstance(weights, (str, os.PathLike)) and keras_hub.is_preset(weights):
+        return _plan_keras_hub(os.fspath(weights), depth, variant, options, include_top)
     path = applications.check_weights_argument(weights)
     return Plan("keras", path=path)
+
+
+def _plan_keras_hub(path, depth, variant, options, include_top):
+    config, state = keras_hub.read_preset(path)
+    preset_model = keras_hub.model_for(config)
+    ours = named_model_for(depth, variant, options)
+    if ours != preset_model:
+        raise ValueError(
+            f"weights is a keras-hub preset of {preset_model}, but the model is "
+            f"{ours or f'depth={depth}, variant={variant!r}'}. Received: weights={path!r}")
+    if include_top:
+        raise ValueError("include_top must be False with a keras-hub backbone preset (it has no "
+                         f"classifier). Received: include_top=True, weights={path!r}")
+    return Plan("keras_hub", path=path, state=state)
 
 
 def load_checkpoint(model, path: str, *, skip_classifier: bool = False, state=None) -> dict:
@@ -117,6 +135,9 @@ def apply(p: Plan | None, model) -> None:
         applications.load_imagenet(model, depth=p.depth, variant=p.variant, include_top=include_top)
     elif p.kind == "keras":
         applications.load_weights(model, p.path)
+    elif p.kind == "keras_hub":
+        keras_hub.port_preset(model, p.state, f"keras-hub preset {p.path}").apply()
+        p.state = None
     elif p.kind == "checkpoint":
         load_checkpoint(model, p.path, state=p.state)
         p.state = None

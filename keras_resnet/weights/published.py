@@ -12,7 +12,9 @@ Every row states only what the publisher's own source says:
   mean/std and ``license``; top-1 from the model comparison table in timm's model cards on
   the Hugging Face hub, at the image size stated in ``top1_at``.
 
-None of these files can be downloaded on the machines this package is developed on; the
+``tools/check_published_weights.py`` compares every row with the installed torchvision and
+timm (all matched torchvision 0.29.1 and timm 1.0.31). None of these files can be
+downloaded on the machines this package is developed on; the
 converters are proven equal on random weights in the real file formats (tests/fixtures).
 keras.applications' own files (``weights="imagenet"``) are in
 :mod:`keras_resnet.weights.applications`.
@@ -24,12 +26,12 @@ import dataclasses
 import math
 import re
 
-IMAGENET_MEAN = (0.485, 0.456, 0.406)
-IMAGENET_STD = (0.229, 0.224, 0.225)
+IMAGENET_MEAN, IMAGENET_STD = (0.485, 0.456, 0.406), (0.229, 0.224, 0.225)
 _TV = "https://download.pytorch.org/models/"
-_RSB = "https://github.com/huggingface/pytorch-image-models/releases/download/v0.1-rsb-weights/"
-_RSB_RW = "https://github.com/rwightman/pytorch-image-models/releases/download/v0.1-rsb-weights/"
-_RW = "https://github.com/rwightman/pytorch-image-models/releases/download/v0.1-weights/"
+# timm's GitHub release folders (ResNet Strikes Back weights, and the older ones)
+_GH = "https://github.com/{}/pytorch-image-models/releases/download/v0.1-{}weights/"
+_RSB, _RSB_RW, _RW = _GH.format("huggingface", "rsb-"), _GH.format("rwightman", "rsb-"), \
+    _GH.format("rwightman", "")
 
 
 @dataclasses.dataclass(frozen=True)
@@ -93,51 +95,47 @@ def _tv(model, version, file, top1):
                      "BSD-3-Clause", top1, 224, _TV_V1 if version == "V1" else _TV_V2)
 
 
-def _timm(model, tag, url, top1, *, crop_pct, top1_at=224, size=224):
-    return WeightSet(f"timm:{tag}", model, url, _hash_of(url), "Apache-2.0", top1, top1_at,
+def _timm(model, tag, url, top1, crop_pct, size):
+    """A timm set; its top-1 is quoted at the eval size (the model card's row at that size)."""
+    return WeightSet(f"timm:{tag}", model, url, _hash_of(url), "Apache-2.0", top1, size,
                      timm_transform(crop_pct, "bicubic", size))
 
 
-SETS = (
-    _tv("ResNet18V1_5", "V1", "resnet18-f37072fd.pth", 69.758),
-    _tv("ResNet34V1_5", "V1", "resnet34-b627a593.pth", 73.314),
-    _tv("ResNet50V1_5", "V1", "resnet50-0676ba61.pth", 76.130),
-    _tv("ResNet50V1_5", "V2", "resnet50-11ad3fa6.pth", 80.858),
-    _tv("ResNet101V1_5", "V1", "resnet101-63fe2227.pth", 77.374),
-    _tv("ResNet101V1_5", "V2", "resnet101-cd907fc2.pth", 81.886),
-    _tv("ResNet152V1_5", "V1", "resnet152-394f9c45.pth", 78.312),
-    _tv("ResNet152V1_5", "V2", "resnet152-f82ba261.pth", 82.284),
-    _tv("ResNeXt50_32x4d", "V1", "resnext50_32x4d-7cdf4587.pth", 77.618),
-    _tv("ResNeXt50_32x4d", "V2", "resnext50_32x4d-1a0047aa.pth", 81.198),
-    _tv("ResNeXt101_32x8d", "V1", "resnext101_32x8d-8ba56ff5.pth", 79.312),
-    _tv("ResNeXt101_32x8d", "V2", "resnext101_32x8d-110c445d.pth", 82.834),
-    _tv("WideResNet50_2", "V1", "wide_resnet50_2-95faca4d.pth", 78.468),
-    _tv("WideResNet50_2", "V2", "wide_resnet50_2-9ba9bcbe.pth", 81.602),
-    _timm("ResNet50V1_5", "resnet50.a1_in1k", _RSB_RW + "resnet50_a1_0-14fe96d1.pth", 80.38,
-          crop_pct=0.95),
-    _timm("ResNet101V1_5", "resnet101.a1_in1k", _RSB + "resnet101_a1_0-cdcb52a9.pth", 81.5,
-          crop_pct=0.95),
-    _timm("ResNet152V1_5", "resnet152.a1_in1k", _RSB + "resnet152_a1_0-2eee8a7a.pth", 81.97,
-          crop_pct=0.95),
-    _timm("ResNeXt50_32x4d", "resnext50_32x4d.a1_in1k", _RSB + "resnext50_32x4d_a1_0-b5a91a1d.pth",
-          80.53, crop_pct=0.95),
-    _timm("WideResNet50_2", "wide_resnet50_2.racm_in1k", _RW + "wide_resnet50_racm-8234f177.pth",
-          81.45, crop_pct=0.875),
-    _timm("SEResNet50", "seresnet50.a1_in1k", _RSB + "seresnet50_a1_0-ffa00869.pth", 80.02,
-          crop_pct=0.95),
-    _timm("SEResNet50", "seresnet50.ra2_in1k", _RW + "seresnet50_ra_224-8efdb4bb.pth", 80.26,
-          crop_pct=0.875),
-    _timm("ResNet50D", "resnet50d.ra2_in1k", _RW + "resnet50d_ra2-464e36ba.pth", 80.53,
-          crop_pct=0.875),
-    _timm("ResNet50D", "resnet50d.a1_in1k", _RSB + "resnet50d_a1_0-e20cff14.pth", 80.68,
-          crop_pct=0.95),
-    _timm("ResNet101D", "resnet101d.ra2_in1k", _RW + "resnet101d_ra2-2803ffab.pth", 82.26,
-          crop_pct=0.95, top1_at=256, size=256),
-    _timm("ResNet152D", "resnet152d.ra2_in1k", _RW + "resnet152d_ra2-5cac0439.pth", 83.14,
-          crop_pct=0.95, top1_at=256, size=256),
-    _timm("ResNet200D", "resnet200d.ra2_in1k", _RW + "resnet200d_ra2-bdba9bf9.pth", 83.23,
-          crop_pct=0.95, top1_at=256, size=256),
+# torchvision: (model, enum member, file name, acc@1); the URL is download.pytorch.org's
+_TORCHVISION_ROWS = (
+    ("ResNet18V1_5", "V1", "resnet18-f37072fd.pth", 69.758),
+    ("ResNet34V1_5", "V1", "resnet34-b627a593.pth", 73.314),
+    ("ResNet50V1_5", "V1", "resnet50-0676ba61.pth", 76.130),
+    ("ResNet50V1_5", "V2", "resnet50-11ad3fa6.pth", 80.858),
+    ("ResNet101V1_5", "V1", "resnet101-63fe2227.pth", 77.374),
+    ("ResNet101V1_5", "V2", "resnet101-cd907fc2.pth", 81.886),
+    ("ResNet152V1_5", "V1", "resnet152-394f9c45.pth", 78.312),
+    ("ResNet152V1_5", "V2", "resnet152-f82ba261.pth", 82.284),
+    ("ResNeXt50_32x4d", "V1", "resnext50_32x4d-7cdf4587.pth", 77.618),
+    ("ResNeXt50_32x4d", "V2", "resnext50_32x4d-1a0047aa.pth", 81.198),
+    ("ResNeXt101_32x8d", "V1", "resnext101_32x8d-8ba56ff5.pth", 79.312),
+    ("ResNeXt101_32x8d", "V2", "resnext101_32x8d-110c445d.pth", 82.834),
+    ("WideResNet50_2", "V1", "wide_resnet50_2-95faca4d.pth", 78.468),
+    ("WideResNet50_2", "V2", "wide_resnet50_2-9ba9bcbe.pth", 81.602),
 )
+# timm: (model, tag, release URL, top-1, crop_pct, eval size); interpolation bicubic for all
+_TIMM_ROWS = (
+    ("ResNet50V1_5", "resnet50.a1_in1k", _RSB_RW + "resnet50_a1_0-14fe96d1.pth", 80.38, 0.95, 224),
+    ("ResNet101V1_5", "resnet101.a1_in1k", _RSB + "resnet101_a1_0-cdcb52a9.pth", 81.5, 0.95, 224),
+    ("ResNet152V1_5", "resnet152.a1_in1k", _RSB + "resnet152_a1_0-2eee8a7a.pth", 81.97, 0.95, 224),
+    ("ResNeXt50_32x4d", "resnext50_32x4d.a1_in1k", _RSB + "resnext50_32x4d_a1_0-b5a91a1d.pth",
+     80.53, 0.95, 224),
+    ("WideResNet50_2", "wide_resnet50_2.racm_in1k", _RW + "wide_resnet50_racm-8234f177.pth",
+     81.45, 0.875, 224),
+    ("SEResNet50", "seresnet50.a1_in1k", _RSB + "seresnet50_a1_0-ffa00869.pth", 80.02, 0.95, 224),
+    ("SEResNet50", "seresnet50.ra2_in1k", _RW + "seresnet50_ra_224-8efdb4bb.pth", 80.26, 0.875, 224),
+    ("ResNet50D", "resnet50d.ra2_in1k", _RW + "resnet50d_ra2-464e36ba.pth", 80.53, 0.875, 224),
+    ("ResNet50D", "resnet50d.a1_in1k", _RSB + "resnet50d_a1_0-e20cff14.pth", 80.68, 0.95, 224),
+    ("ResNet101D", "resnet101d.ra2_in1k", _RW + "resnet101d_ra2-2803ffab.pth", 82.26, 0.95, 256),
+    ("ResNet152D", "resnet152d.ra2_in1k", _RW + "resnet152d_ra2-5cac0439.pth", 83.14, 0.95, 256),
+    ("ResNet200D", "resnet200d.ra2_in1k", _RW + "resnet200d_ra2-bdba9bf9.pth", 83.23, 0.95, 256),
+)
+SETS = tuple(_tv(*row) for row in _TORCHVISION_ROWS) + tuple(_timm(*row) for row in _TIMM_ROWS)
 
 
 def sets_for(model: str) -> list[WeightSet]:

@@ -19,13 +19,14 @@ Both keep the export's interface: float32 pixels ``[N, H, W, 3]`` in 0..255 in,
 from __future__ import annotations
 
 import os
+import platform
 import tempfile
 import warnings
 from typing import Iterable
 
 import numpy as np
 
-from keras_resnet.utils import atomic_path, check_positive_int, fail
+from keras_resnet.utils import atomic_path, check_choice, check_positive_int, fail
 
 PIXELS, PROBABILITIES = "pixels", "probabilities"
 
@@ -55,14 +56,17 @@ def _check_pixels(argument: str, pixels) -> np.ndarray:
 
 def quantize_onnx(float_path: str | os.PathLike, int8_path: str | os.PathLike,
                   calibration_pixels: Iterable, *, per_channel: bool = True,
-                  reduce_range: bool | None = None, batch_size: int = 8) -> str:
+                  reduce_range: bool | None = None, activations: str = "auto",
+                  batch_size: int = 8) -> str:
     """Write an int8 QDQ copy of the float ONNX export at ``float_path`` to ``int8_path``.
 
     ``calibration_pixels``: real images as float32 pixels ``[N, H, W, 3]`` (0..255) at the
     file's input size, the range the activations are calibrated on (min/max). Weights are
-    int8 per output channel; activations int8 per tensor. ``reduce_range`` (7-bit weights)
-    defaults to True on x86 CPUs without VNNI, whose u8 x s8 instructions can saturate with
-    full-range weights (ONNX Runtime's quantization guide). Returns ``int8_path``.
+    int8 per output channel; activations 8-bit per tensor: ``activations`` "uint8", "int8",
+    or "auto" (uint8 on x86, whose int8 kernels multiply u8 x s8; int8 elsewhere).
+    ``reduce_range`` (7-bit weights) defaults to True on x86 CPUs without VNNI, whose
+    u8 x s8 instructions can saturate with full-range weights (ONNX Runtime's
+    quantization guide). Returns ``int8_path``.
     """
     from onnxruntime.quantization import QuantFormat, QuantType, quant_pre_process, quantize_static
 
@@ -75,15 +79,19 @@ def quantize_onnx(float_path: str | os.PathLike, int8_path: str | os.PathLike,
         fail("int8_path", int8_path, "a path that does not exist yet (exports are never overwritten)")
     pixels = _check_pixels("calibration_pixels", calibration_pixels)
     check_positive_int("batch_size", batch_size)
+    check_choice("activations", activations, ("auto", "uint8", "int8"))
+    x86 = platform.machine().lower() in ("x86_64", "amd64")
+    if activations == "auto":
+        activations = "uint8" if x86 else "int8"
     if reduce_range is None:
-        flags = cpu_flags()
-        reduce_range = bool(flags) and not ({"avx512_vnni", "avx_vnni", "amx_int8"} & flags)
+        reduce_range = x86 and not ({"avx512_vnni", "avx_vnni", "amx_int8"} & cpu_flags())
     with tempfile.TemporaryDirectory() as scratch, atomic_path(int8_path, suffix=".onnx") as tmp:
         prepared = os.path.join(scratch, "prepared.onnx")
         quant_pre_process(float_path, prepared, skip_symbolic_shape=True)  # shapes, folded constants
         quantize_static(prepared, tmp, _calibration_reader(pixels, batch_size),
                         quant_format=QuantFormat.QDQ, per_channel=per_channel,
-                        reduce_range=reduce_range, activation_type=QuantType.QInt8,
+                        reduce_range=reduce_range,
+                        activation_type=QuantType.QUInt8 if activations == "uint8" else QuantType.QInt8,
                         weight_type=QuantType.QInt8, extra_options={"ActivationSymmetric": False})
     return int8_path
 

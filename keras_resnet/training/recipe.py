@@ -3,7 +3,8 @@
 Backend-neutral (``keras`` and ``keras.ops`` only), so the same recipe compiles a model on
 TensorFlow, JAX or PyTorch: ``keras-resnet benchmark`` times exactly what ``keras-resnet
 train`` trains, also on a GPU machine that has JAX but no TensorFlow.
-:mod:`keras_resnet.training` (TensorFlow: data, strategies, run folders) re-exports these names.
+:mod:`keras_resnet.training` (TensorFlow: data, strategies, run folders) re-exports these
+names; importing this module imports neither TensorFlow nor the rest of the package.
 
 The recipe follows He et al. 2015: SGD with momentum 0.9, learning rate scaled linearly
 with the global batch (``lr * batch / 256``, Goyal et al. 2017), step decay /10 at 50%
@@ -17,8 +18,9 @@ import math
 import keras
 from keras import ops
 
-SCHEDULES = ("step", "cosine")
-PAPER_WARMUP = "paper"  # warmup_epochs value: lr / 10 until training error < 80%
+from keras_resnet import specs
+from keras_resnet.training.config import PAPER_WARMUP, SCHEDULES
+from keras_resnet.utils import all_layers
 
 # Recipe defaults per dataset family; `lr` is for a global batch of 256 and is scaled
 # linearly to the actual global batch. `weight_decay` is the coefficient of the
@@ -60,6 +62,24 @@ RECIPES = {
         weight_decay=1e-4,
     ),
 }
+
+
+def recipe_family(dataset_name, image_size):
+    """The key of :data:`RECIPES` for a dataset: "digits", or by input size "cifar" /
+    "imagenet" (:func:`keras_resnet.specs.family_for_image_size`). Folders pass ``dataset_name=""``."""
+    return "digits" if dataset_name == "digits" else specs.family_for_image_size(image_size)
+
+
+def default_recipe(family, *, model_info=None, epochs=None, warmup_given=False):
+    """``RECIPES[family]`` adjusted to the model and run length: the paper's warm-up for
+    CIFAR models of depth >= 110, and a warm-up of at most a quarter of the epochs."""
+    recipe = dict(RECIPES[family])
+    info = model_info or {}
+    if family == "cifar" and info.get("family") == "cifar" and info.get("depth", 0) >= 110:
+        recipe["warmup_epochs"] = PAPER_WARMUP
+    if not warmup_given and recipe["warmup_epochs"] != PAPER_WARMUP:  # short runs: shorter warm-up
+        recipe["warmup_epochs"] = min(recipe["warmup_epochs"], (epochs or recipe["epochs"]) / 4)
+    return recipe
 
 
 @keras.saving.register_keras_serializable(package="keras_resnet")
@@ -152,13 +172,6 @@ class SparseCrossentropyWithSmoothing(keras.losses.Loss):
         return config
 
 
-def _all_layers(model):
-    for layer in model.layers:
-        yield layer
-        if hasattr(layer, "layers"):
-            yield from _all_layers(layer)
-
-
 def apply_weight_decay(model, weight_decay):
     """L2 weight decay on conv and dense kernels only; BatchNorm and biases are exempt.
 
@@ -169,7 +182,7 @@ def apply_weight_decay(model, weight_decay):
     weight_decay = float(weight_decay)
     regularizer = keras.regularizers.L2(weight_decay / 2.0) if weight_decay > 0 else None
     count = 0
-    for layer in _all_layers(model):
+    for layer in all_layers(model):
         for attr in ("kernel", "depthwise_kernel", "pointwise_kernel"):
             variable = getattr(layer, attr, None)
             if isinstance(variable, keras.Variable) and variable.trainable:

@@ -1,0 +1,94 @@
+"""``evaluate()``: top-1 / top-5 of a run folder, a ``.keras`` file or a named model."""
+
+import json
+import os
+
+from keras_resnet.utils import check_choice, check_positive_int, fail, is_int
+
+SPLITS = ("test", "val")
+
+
+def _read_json(path):
+    with open(path) as f:
+        return json.load(f)
+
+
+def _locate(run_or_model, dataset):
+    """``(what, path, config)``: "name" | "file", the model file or name, and the run's
+    config.json (or what a named model implies)."""
+    from keras_resnet.specs import list_models, model_info
+
+    path = str(run_or_model)
+    if os.path.isdir(path):
+        if not os.path.exists(os.path.join(path, "config.json")):
+            fail("run_or_model", path, "a run folder (this folder has no config.json)")
+        if not os.path.exists(os.path.join(path, "model.keras")):
+            fail("run_or_model", path, "a finished run (it has no model.keras yet)")
+        return "file", os.path.join(path, "model.keras"), _read_json(os.path.join(path, "config.json"))
+    if path.endswith(".keras") and os.path.isfile(path):
+        sibling = os.path.join(os.path.dirname(path), "config.json")
+        return "file", path, _read_json(sibling) if os.path.exists(sibling) else {}
+    if path in {m["name"] for m in list_models()}:
+        info = model_info(path)
+        return "name", path, dict(preprocessing=info["preprocessing"], image_size=info["input_size"],
+                                  dataset=dataset)
+    fail("run_or_model", path, "a run folder, a .keras file or a name from `keras-resnet list`")
+
+
+def evaluate(
+    run_or_model,
+    *,
+    dataset=None,
+    data_dir=None,
+    tfds_data_dir=None,
+    split="test",
+    batch_size=64,
+    preprocessing=None,
+    image_size=None,
+):
+    """Top-1 / top-5 accuracy of a run folder, a ``.keras`` file or a named model.
+
+    ``run_or_model``: a run folder (its ``model.keras``, dataset, image size and
+    preprocessing from ``config.json``), a ``.keras`` file (inside a run folder or with
+    ``preprocessing`` and ``dataset`` given), or a name from ``keras-resnet list`` with
+    ImageNet weights. ``split="val"`` needs a dataset with a validation split. Returns
+    ``{"top1", "top5" (more than 5 classes), "loss", "split", "dataset", "num_images"}``.
+    """
+    check_choice("split", split, SPLITS)
+    check_positive_int("batch_size", batch_size)
+    if image_size is not None and not (is_int(image_size) and image_size >= 8):
+        fail("image_size", image_size, "an integer >= 8")
+    what, path, config = _locate(run_or_model, dataset)
+    preprocessing = preprocessing or config.get("preprocessing")
+    if preprocessing is None:
+        fail("preprocessing", None, "given for a .keras file outside a run folder")
+    dataset = dataset or config.get("dataset")
+    data_dir = data_dir or (config.get("data_dir") if not dataset or dataset == config.get("dataset") else None)
+    if not dataset and not data_dir:
+        fail("dataset", None, "given for a .keras file outside a run folder")
+    from keras_resnet.data import load_data
+
+    data = load_data(dataset or "digits", data_dir=data_dir, tfds_data_dir=tfds_data_dir, seed=config.get("seed", 0))
+    if split == "val" and not data.num_val:
+        fail("split", split, f"'test': {data.name} has no validation split")
+    import keras
+
+    if what == "name":
+        from keras_resnet import get_model
+
+        net = get_model(path, weights="imagenet")
+    else:
+        net = keras.saving.load_model(path, compile=False)
+    classes = int(net.output_shape[-1])
+    if classes != len(data.class_names):
+        fail("dataset", dataset, f"a dataset of {classes} classes, as the model predicts "
+                                 f"({data.name} has {len(data.class_names)})")
+    image_size = image_size or config.get("image_size") or net.input_shape[1] or data.image_size
+    metrics = [keras.metrics.SparseCategoricalAccuracy(name="top1")]
+    if classes > 5:
+        metrics.append(keras.metrics.SparseTopKCategoricalAccuracy(k=5, name="top5"))
+    net.compile(loss=keras.losses.SparseCategoricalCrossentropy(), metrics=metrics)
+    eval_data = data.eval_dataset(split, batch_size, image_size=image_size, preprocessing=preprocessing)
+    result = {k: float(v) for k, v in net.evaluate(eval_data, return_dict=True, verbose=0).items()}
+    result.update(split=split, dataset=data.name, num_images=data.num_test if split == "test" else data.num_val)
+    return result

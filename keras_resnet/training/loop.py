@@ -1,0 +1,257 @@
+"""``train()``: from keywords (or flags) to a finished run folder.
+
+:func:`run` takes a :class:`~keras_resnet.training.config.TrainConfig`, resolves what was
+left open (:func:`resolve`: data, devices, recipe), picks the run folder (a default-output
+rerun continues the newest unfinished run with the same options), prints a header, builds
+and compiles the model under its precision, and fits it in at most two ``model.fit`` calls:
+the rest of an interrupted epoch, then whole epochs.
+
+Exact resume: ``backup/state.npz`` holds every model variable (BatchNorm statistics and
+the dropout / stochastic-depth ``SeedGenerator`` states included), every optimizer
+variable (momentum, iteration count, loss scale), the epoch and the step inside the
+epoch. It is written atomically every ``backup_steps`` steps, at every epoch end and when
+SIGINT / SIGTERM arrives. Shuffle order and augmentation come from ``(seed, epoch, step)``
+in :meth:`keras_resnet.data.ImageData.train_dataset`, so a resumed run sees exactly the
+batches an uninterrupted run sees; with ``deterministic=True`` it ends with equal weights.
+This replaces ``keras.callbacks.BackupAndRestore``, which restores only the epoch.
+"""
+
+import datetime
+import os
+import shutil
+
+import keras
+import tensorflow as tf
+
+from keras_resnet.training import callbacks as cb
+from keras_resnet.training import run_folder as rf
+from keras_resnet.training.config import TrainConfig, describe_changes
+from keras_resnet.training.fit import FitJob, python_resume_command
+from keras_resnet.training.recipe import compile_model, default_recipe, recipe_family
+from keras_resnet.training.strategy import build_strategy, is_chief
+from keras_resnet.utils import dtype_policy, write_json_atomic
+
+
+# ------------------------------------------------------------------------- resolve
+
+
+def resolve(config, data, strategy):
+    """``config`` with every open option filled from the data, devices and the recipe, and
+    the facts of the run (class names, counts, replicas, steps); ValueError if they clash."""
+    from keras_resnet.hardware import resolve_jit_compile, resolve_precision
+    from keras_resnet.specs import model_info
+
+    info = model_info(config.model)
+    image_size = config.image_size or data.image_size
+    family = recipe_family(data.name if config.data_dir is None else "", image_size)
+    recipe = default_recipe(family, model_info=info, epochs=config.epochs,
+                            warmup_given=config.warmup_epochs is not None)
+    filled = {k: recipe[k] if getattr(config, k) is None else getattr(config, k)
+              for k in ("epochs", "batch_size", "lr", "schedule", "warmup_epochs", "label_smoothing",
+                        "weight_decay")}
+    replicas = strategy.num_replicas_in_sync
+    if data.num_train < replicas:
+        raise ValueError(f"the {data.num_train} training images of {data.name} are fewer than the "
+                         f"{replicas} replicas. Received: strategy={config.strategy!r}")
+    if filled["batch_size"] * replicas > data.num_train:
+        clamped = data.num_train // replicas
+        print(f"Note: batch size {filled['batch_size']} x {replicas} replica(s) is more than the "
+              f"{data.num_train} training images of {data.name}: using batch size {clamped}.")
+        filled["batch_size"] = clamped
+    global_batch = filled["batch_size"] * replicas
+    steps = data.steps_per_epoch(global_batch)
+    resolved = config.replace(
+        **filled, image_size=image_size, global_batch_size=global_batch,
+        model_options={**recipe.get("model_options", {}), **(config.model_options or {})},
+        preprocessing=info["preprocessing"], num_classes=len(data.class_names),
+        augmentation=config.augmentation or data.default_augmentation,
+        precision=resolve_precision(config.precision), jit_compile=resolve_jit_compile(config.jit_compile),
+        backup_steps=max(1, steps // 4) if config.backup_steps is None else config.backup_steps,
+        export_dir=config.export_dir)
+    resolved.check()  # the combination (warm-up shorter than the run, ...)
+    facts = dict(
+        model_info=info, class_names=list(data.class_names), num_train=data.num_train,
+        num_val=data.num_val, num_test=data.num_test, recipe_family=family,
+        steps_per_epoch=steps, peak_lr=filled["lr"] * global_batch / 256.0,
+        weight_decay_applies_to="conv and dense kernels (L2 in the loss); not BatchNorm, not biases",
+        strategy_class=type(strategy).__name__, replicas=replicas, versions=rf.versions(),
+        started=datetime.datetime.now().strftime("%Y%m%d-%H%M%S"))
+    return resolved, facts
+
+
+def choose_folder(config, *, overwrite, new_run, started):
+    """``(output, state, found)``: the folder named by ``output``; else the newest unfinished
+    run in runs/ with the same options (``found``), unless ``new_run``; else a new one."""
+    if config.output is not None:
+        return config.output, rf.folder_state(config.output, overwrite), False
+    source = os.path.basename(os.path.normpath(config.data_dir)) if config.data_dir else config.dataset
+    prefix = f"{config.model}-{source}-"
+    if not new_run:
+        found = rf.newest_unfinished(rf.RUNS, prefix, config)
+        if found:
+            return found, rf.folder_state(found, False), True
+    return os.path.join(rf.RUNS, prefix + started), "new", False
+
+
+# -------------------------------------------------------------------------- header
+
+
+_STRATEGY_NAMES = {"_DefaultDistributionStrategy": "one device (TensorFlow's default strategy)",
+                   "CollectiveAllReduceStrategy": "MultiWorkerMirroredStrategy"}
+
+
+def header(config, facts, data, strategy, requested_precision):
+    """The lines printed before the first epoch: what will run, on what, and where."""
+    from keras_resnet.hardware import precision_reason
+
+    info = facts["model_info"]
+    options = ", ".join(f"{k}={v}" for k, v in sorted(config.model_options.items()))
+    warmup = config.warmup_epochs if config.warmup_epochs == "paper" else f"{config.warmup_epochs:g} epochs"
+    source = config.data_dir or data.name
+    return [
+        f"Model      {config.model} ({info['family']} {info['variant']}, depth {info['depth']}"
+        + (f"; {options}" if options else "") + f"): {facts['parameters']:,} parameters",
+        f"Data       {source}: {len(data.class_names)} classes, {data.num_train:,} train / "
+        f"{data.num_val:,} val / {data.num_test:,} test images at {config.image_size} px, "
+        f"augmentation {config.augmentation}",
+        f"Precision  {config.precision} ({precision_reason(requested_precision, config.precision)})",
+        f"Strategy   {_STRATEGY_NAMES.get(facts['strategy_class'], facts['strategy_class'])}, "
+        f"{facts['replicas']} replica(s): global batch "
+        f"{config.global_batch_size}, {facts['steps_per_epoch']} steps/epoch",
+        f"Recipe     {facts['recipe_family']}: {config.epochs} epochs, SGD momentum {config.momentum:g}"
+        f"{' nesterov' if config.nesterov else ''}, lr {facts['peak_lr']:.4g} ({config.lr:g} per 256), "
+        f"{config.schedule}, warm-up {warmup}, weight decay {config.weight_decay:g}, "
+        f"label smoothing {config.label_smoothing:g}",
+        f"Run folder {config.output}",
+    ]
+
+
+# --------------------------------------------------------------------------- train
+
+
+def train(
+    model="ResNet20", *, dataset="digits", data_dir=None, tfds_data_dir=None, manual_dir=None,
+    epochs=None, batch_size=None, image_size=None, output=None, strategy="auto", precision="auto",
+    jit_compile="auto", deterministic=False, seed=0, lr=None, schedule=None, warmup_epochs=None,
+    label_smoothing=None, weight_decay=None, momentum=0.9, nesterov=False, augmentation=None,
+    zero_init_residual=False, sync_bn=False, model_options=None, backup_steps=None, overwrite=False,
+    new_run=False, export=True, export_dir=None, verbose="auto",
+):
+    """Train ``model`` (any name of ``keras-resnet list``) and write a run folder.
+
+    Options left as None take the recipe of the dataset family (``RECIPES``: "digits",
+    "cifar" for images up to 64 px, "imagenet" above). ``batch_size`` is per replica; the
+    global batch is ``batch_size * replicas`` (clamped, with a note, to the training set)
+    and ``lr`` (for a batch of 256) is scaled to it. ``warmup_epochs`` is a number of
+    linear warm-up epochs or ``"paper"`` (the ResNet-110 trick, the default for CIFAR
+    models of depth >= 110). ``model_options`` go to :func:`keras_resnet.get_model`
+    (``width_multiplier``, ``stochastic_depth_rate``, ...). ``backup_steps``: steps between
+    mid-epoch backups (0: epoch ends only; default about 4 per epoch).
+
+    ``output`` None: a new folder ``runs/<model>-<dataset>-<time>``, unless runs/ holds an
+    unfinished run of the same options, which continues (``new_run=True`` starts afresh).
+    Rerunning with the same ``output`` resumes a stopped run from its last backup, and
+    returns a finished run without training unless ``overwrite=True``. The SavedModel goes
+    to ``<run folder>/saved_model/<version>``, or ``export_dir/<run name>/<version>``.
+    SIGINT / SIGTERM save the backup at the current step and raise
+    :class:`keras_resnet.cli.Stopped` (a :class:`RunStopped`) saying how to resume.
+
+    Returns:
+        ``(history, model)``: ``history`` maps ``epoch``, ``loss``, ``accuracy``,
+        ``val_loss``, ``val_accuracy``, ... to lists over all epochs of the run.
+    """
+    options = dict(locals())
+    overwrite, new_run = options.pop("overwrite"), options.pop("new_run")
+    return run(TrainConfig.from_kwargs(**options), overwrite=overwrite, new_run=new_run)
+
+
+def run(config, *, overwrite=False, new_run=False, resume_command=python_resume_command):
+    """Train what ``config`` (a checked :class:`TrainConfig`) describes; see :func:`train`.
+
+    ``resume_command(output)`` is the text a stop message gives for resuming the run.
+    """
+    if config.output is not None and rf.folder_state(config.output, overwrite) == "finished":
+        return _finished(config.output)
+    signals = cb.Signals()
+    with signals.catch():
+        keras.utils.set_random_seed(config.seed)
+        if config.deterministic:
+            tf.config.experimental.enable_op_determinism()
+        dist = build_strategy(config.strategy)
+        from keras_resnet.data import load_data
+
+        data = load_data(config.dataset, data_dir=config.data_dir, tfds_data_dir=config.tfds_data_dir,
+                         manual_dir=config.manual_dir, seed=config.seed)
+        requested = config.precision
+        config, facts = resolve(config, data, dist)
+        output, state, found = choose_folder(config, overwrite=overwrite, new_run=new_run,
+                                             started=facts["started"])
+        config = config.replace(output=output)
+        if state == "finished":
+            return _finished(output)
+        chief = is_chief(dist)
+        facts["started"] = _prepare_folder(config, facts, state, chief)
+        with dtype_policy(config.precision), dist.scope():
+            net, learning_rate = _build(config, facts, dist)
+        facts["parameters"] = net.count_params()
+        if chief:
+            print("\n".join(header(config, facts, data, dist, requested)), flush=True)
+        job = FitJob(config, facts, data, dist, chief=chief, signals=signals, resume_command=resume_command)
+        return job.fit(net, learning_rate, resume=state == "resume", found=found)
+
+
+def _finished(output):
+    print(f"{output} holds a finished run (metrics.json): not training again. "
+          "Pass overwrite=True (--overwrite) or another output folder to train anew.")
+    return (rf.read_history(os.path.join(output, rf.HISTORY)),
+            keras.saving.load_model(os.path.join(output, "model.keras"), compile=False))
+
+
+def _prepare_folder(config, facts, state, chief):
+    """Check a folder to resume against ``config``, then (chief) write config.json first, so
+    the folder reads as a run folder from then on. Returns when the run first started."""
+    output, started = config.output, facts["started"]
+    if state == "resume":
+        previous = rf.read_config(output)
+        changes = config.changes(previous)
+        if changes:
+            raise ValueError(
+                f"output holds a run started with other options ({describe_changes(changes)}); rerun "
+                "with the same options, overwrite=True (--overwrite) or another output. "
+                f"Received: output={output!r}")
+        started = previous.get("started", started)
+    if chief:
+        if state == "overwrite":
+            shutil.rmtree(output)
+        if state == "restart" and os.path.exists(os.path.join(output, rf.HISTORY)):
+            os.remove(os.path.join(output, rf.HISTORY))
+        write_json_atomic(os.path.join(output, rf.CONFIG), {**config.to_json(), **facts, "started": started})
+        os.makedirs(os.path.join(output, "backup"), exist_ok=True)
+    return started
+
+
+def _build(config, facts, dist):
+    """The model (float32 classifier under mixed precision) compiled with the recipe."""
+    from keras_resnet import get_model
+
+    kwargs = dict(weights=None, input_shape=(config.image_size, config.image_size, 3),
+                  classes=config.num_classes, **config.model_options)
+    if config.zero_init_residual:
+        kwargs["zero_init_residual"] = True
+    # one replica: plain BatchNorm already sees the whole batch (and Keras' synchronized
+    # variant differs from it numerically there)
+    if config.sync_bn and facts["replicas"] > 1:
+        kwargs["synchronized_bn"] = True
+    net = get_model(config.model, **kwargs)
+    if config.precision != "fp32" and net.output.dtype != "float32":
+        raise ValueError(f"{config.model} under {config.precision} does not end in float32. "
+                         f"Received: precision={config.precision!r}")
+    learning_rate = compile_model(
+        net, steps_per_epoch=facts["steps_per_epoch"], epochs=config.epochs,
+        global_batch_size=config.global_batch_size, num_classes=config.num_classes, lr=config.lr,
+        schedule=config.schedule, warmup_epochs=config.warmup_epochs, label_smoothing=config.label_smoothing,
+        weight_decay=config.weight_decay, momentum=config.momentum, nesterov=config.nesterov,
+        jit_compile=config.jit_compile, strategy=dist)
+    net.optimizer.build(net.trainable_variables)
+    return net, learning_rate
+

@@ -1,0 +1,180 @@
+"""The run folder: what a training run leaves on disk, and how a rerun finds it again.
+
+    runs/ResNet20-digits-20250101-120000/
+        config.json    the TrainConfig (every resolved option) and the facts of the run
+        history.csv    one row per epoch (appended across resumes, never repeated)
+        metrics.json   test top-1/top-5, epochs, time, images/s, export path: marks it finished
+        history.png    loss and accuracy curves, train and validation
+        model.keras    the final model;  best.keras  the best by validation accuracy
+        saved_model/   the TF Serving SavedModel, saved_model/<version>/ (unless --no-export)
+        logs/          TensorBoard
+        backup/        state.npz: weights, optimizer, RNG states, epoch and step
+
+Every file is written atomically (:mod:`keras_resnet.utils`): a killed run leaves each
+file whole or absent.
+"""
+
+import csv
+import glob
+import json
+import os
+
+import numpy as np
+
+from keras_resnet.utils import atomic_path, atomic_write
+
+RUNS = "runs"  # the default parent of run folders
+CONFIG, METRICS, HISTORY, BACKUP = "config.json", "metrics.json", "history.csv", os.path.join("backup", "state.npz")
+
+
+def save_model_atomic(model, path):
+    with atomic_path(path, suffix=".keras") as tmp:
+        model.save(tmp)
+
+
+def _model_and_optimizer_variables(model):
+    variables = list(model.variables)
+    if model.optimizer is not None:
+        variables += list(model.optimizer.variables)
+    return variables
+
+
+def save_state(path, model, meta):
+    """Write model + optimizer variables and ``meta`` to ``path`` (.npz) atomically."""
+    arrays = {f"v{i:05d}": np.asarray(v.numpy()) for i, v in enumerate(_model_and_optimizer_variables(model))}
+    with atomic_path(path) as tmp, open(tmp, "wb") as f:
+        np.savez(f, __meta__=np.array(json.dumps(meta)), **arrays)
+
+
+def load_state(path, model):
+    """Assign the variables saved by :func:`save_state` (optimizer must be built); returns meta."""
+    variables = _model_and_optimizer_variables(model)
+    with np.load(path, allow_pickle=False) as saved:
+        meta = json.loads(str(saved["__meta__"]))
+        names = sorted(k for k in saved.files if k != "__meta__")
+        if len(names) != len(variables):
+            raise ValueError(
+                f"The backup {path} holds {len(names)} variables but the model and optimizer "
+                f"have {len(variables)}: it belongs to another model. Use overwrite=True."
+            )
+        for variable, name in zip(variables, names):
+            value = saved[name]
+            if tuple(value.shape) != tuple(variable.shape):
+                raise ValueError(
+                    f"The backup {path} does not match the model ({variable.path}: "
+                    f"{tuple(value.shape)} saved, {tuple(variable.shape)} now). Use overwrite=True."
+                )
+            variable.assign(value)
+    return meta
+
+
+def read_history(path):
+    """history.csv as {column: [values]} (empty dict when missing)."""
+    if not os.path.exists(path):
+        return {}
+    with open(path, newline="") as f:
+        rows = list(csv.DictReader(f))
+    history = {}
+    for row in rows:
+        for key, value in row.items():
+            history.setdefault(key, []).append(int(value) if key == "epoch" else float(value))
+    return history
+
+
+def truncate_history(path, epochs_done):
+    """Keep only rows of epochs before ``epochs_done`` (a killed run may have written more)."""
+    if not os.path.exists(path):
+        return
+    with open(path, newline="") as f:
+        lines = f.read().splitlines(keepends=True)
+    if not lines:
+        return
+    kept = [lines[0]] + [ln for ln in lines[1:] if ln.strip() and int(ln.split(",", 1)[0]) < epochs_done]
+    atomic_write(path, "".join(kept))
+
+
+def plot_history(history, path):
+    """Loss and accuracy, train and validation, to a PNG (matplotlib, no global backend)."""
+    from matplotlib.backends.backend_agg import FigureCanvasAgg
+    from matplotlib.figure import Figure
+
+    figure = Figure(figsize=(10, 4))
+    FigureCanvasAgg(figure)
+    epochs = [e + 1 for e in history.get("epoch", [])]
+    for axis, key in zip(figure.subplots(1, 2), ("loss", "accuracy")):
+        for prefix, label in (("", "train"), ("val_", "validation")):
+            if prefix + key in history:
+                axis.plot(epochs, history[prefix + key], marker=".", label=label)
+        axis.set_xlabel("epoch")
+        axis.set_title(key)
+        axis.grid(alpha=0.3)
+        axis.legend()
+    figure.tight_layout()
+    with atomic_path(path, suffix=".png") as tmp:
+        figure.savefig(tmp, dpi=100)
+
+
+def folder_state(output, overwrite):
+    """'new' | 'overwrite' | 'finished' | 'resume' | 'restart' (started, nothing backed up)."""
+    if not os.path.isdir(output) or not [n for n in os.listdir(output) if not n.startswith(".")]:
+        return "new"  # (hidden names: another worker's temporary files)
+    if not os.path.exists(os.path.join(output, CONFIG)):
+        raise ValueError(
+            "output holds files but is not a run folder (no config.json); choose another. "
+            f"Received: output={output!r}"
+        )
+    if overwrite:
+        return "overwrite"
+    if os.path.exists(os.path.join(output, METRICS)):
+        return "finished"
+    if os.path.exists(os.path.join(output, BACKUP)):
+        return "resume"
+    return "restart"
+
+
+def read_config(output):
+    with open(os.path.join(output, CONFIG)) as f:
+        return json.load(f)
+
+
+def newest_unfinished(parent, prefix, config):
+    """The newest run folder ``parent/prefix*`` that is unfinished (no metrics.json) and was
+    started with the same options as ``config`` (:meth:`TrainConfig.changes` is empty)."""
+    found = []
+    for path in glob.glob(os.path.join(glob.escape(parent), glob.escape(prefix) + "*", CONFIG)):
+        folder = os.path.dirname(path)
+        if os.path.exists(os.path.join(folder, METRICS)):
+            continue
+        try:
+            previous = read_config(folder)
+        except (OSError, ValueError):
+            continue
+        if not config.changes(previous):
+            found.append((os.path.getmtime(path), folder))
+    return max(found)[1] if found else None
+
+
+def export_saved_model(model, folder, *, class_names, preprocessing):
+    """A TF Serving SavedModel in ``folder/<version>`` via :mod:`keras_resnet.export` (a
+    staging folder renamed into place: a killed export leaves no version); None when
+    keras_resnet.export is not installed."""
+    import importlib
+
+    try:
+        export_module = importlib.import_module("keras_resnet.export")
+    except ModuleNotFoundError as e:
+        if e.name != "keras_resnet.export":
+            raise
+        print("keras_resnet.export is not available: skipping the SavedModel export (model.keras is written).")
+        return None
+    return export_module.export_saved_model(model, folder, class_names=class_names, preprocessing=preprocessing)
+
+
+def versions():
+    import platform
+
+    import keras
+    import tensorflow as tf
+
+    return dict(tensorflow=tf.__version__, keras=keras.__version__, numpy=np.__version__,
+                python=platform.python_version())
