@@ -55,7 +55,8 @@ def _structure(name: str, options: dict[str, Any]):
         preset = specs.CIFAR_VARIANTS[info["variant"]]
         blocks_per_stage = specs.cifar_blocks(info["depth"], info["variant"])[1]
     else:
-        preset = specs.VARIANTS[info["variant"]]
+        video = info["family"] == "video"
+        preset = (specs.VIDEO_VARIANTS if video else specs.VARIANTS)[info["variant"]]
         blocks_per_stage = specs.DEPTHS[info["depth"]][1]
     return (blocks_per_stage, opts.get("stride_block", preset["stride_block"]),
             opts.get("preact", preset["preact"]))
@@ -66,10 +67,12 @@ def get_backbone(name: str, *, weights: str | None = None, input_shape: tuple | 
     """A named model without its head, returning every stage's feature map.
 
     Args:
-        name: any name of :func:`keras_resnet.list_models` (e.g. "ResNet50", "ResNet20").
+        name: any name of :func:`keras_resnet.list_models` (e.g. "ResNet50", "ResNet20",
+            "R3D18").
         weights: as for the classifier: None, "imagenet" where published, or a weights file
             of the classifier without its top (see :func:`keras_resnet.ResNet`).
-        input_shape: default ``(None, None, 3)``: any image size.
+        input_shape: default ``(None, None, 3)``: any image size (video: any clip,
+            ``(None, None, None, 3)``).
         freeze_batch_norm: freeze every BatchNormalization: it normalises with its moving
             statistics and keeps gamma, beta and the statistics under ``fit``; the rest stays
             trainable. ``training=False`` alone does not do this in Keras 3 (keras-team/keras
@@ -82,7 +85,9 @@ def get_backbone(name: str, *, weights: str | None = None, input_shape: tuple | 
         A ``keras.Model`` whose output is a dict: ``{"P2", "P3", "P4", "P5"}`` at strides
         4/8/16/32 for the ImageNet family (each stage's last output, keras-hub's names;
         ``P5`` is the classifier's last feature map), ``{"P2", "P3", "P4"}`` at strides
-        1/2/4 for the CIFAR family.
+        1/2/4 for the CIFAR family. Video models give P2-P5 with strides 2/4/8/16 in
+        height and width (torchvision's video stem has no max pool), and in time 1/2/4/8
+        (R3D18, R2Plus1D18) or 1 (MC3_18).
     """
     models.model_info(name)  # checks the name first
     for argument in _HEAD_ARGUMENTS:
@@ -93,8 +98,9 @@ def get_backbone(name: str, *, weights: str | None = None, input_shape: tuple | 
         fail("freeze_batch_norm", freeze_batch_norm, "a bool")
     blocks_per_stage, stride_block, preact = _structure(name, options)
     if input_shape is None:
+        spatial = (None,) * (3 if models.model_info(name)["family"] == "video" else 2)
         channels_last = keras.config.image_data_format() == "channels_last"
-        input_shape = (None, None, 3) if channels_last else (3, None, None)
+        input_shape = spatial + (3,) if channels_last else (3,) + spatial
     model = models.get_model(name, include_top=False, weights=weights, input_shape=input_shape,
                              **options)
     layers = feature_layers(blocks_per_stage, stride_block=stride_block, preact=preact)

@@ -6,34 +6,44 @@ from keras import ops
 
 @keras.saving.register_keras_serializable(package="keras_resnet")
 class ZeroPadShortcut(keras.layers.Layer):
-    """Option A identity shortcut (He et al. 2015, sec. 3.3): subsample spatially by
-    ``strides`` and zero-pad the channels up to ``filters``. No parameters."""
+    """Option A identity shortcut (He et al. 2015, sec. 3.3): subsample the spatial axes by
+    ``strides`` (an int for every axis, or one per axis) and zero-pad the channels up to
+    ``filters``. No parameters; inputs of any rank (1D, 2D or 3D maps)."""
 
     def __init__(self, filters, strides=1, data_format=None, **kwargs):
         super().__init__(**kwargs)
         self.filters = int(filters)
-        self.strides = int(strides)
+        self.strides = int(strides) if isinstance(strides, int) else tuple(int(s) for s in strides)
         self.data_format = data_format or keras.config.image_data_format()
 
-    def call(self, x):
-        s = self.strides
+    def _layout(self, rank):
+        """(channel axis, spatial axes, stride per spatial axis) for inputs of ``rank``."""
         last = self.data_format == "channels_last"
-        if s > 1:
-            x = x[:, ::s, ::s, :] if last else x[:, :, ::s, ::s]
-        channels = x.shape[-1 if last else 1]
-        extra = self.filters - channels
+        spatial = tuple(range(1, rank - 1)) if last else tuple(range(2, rank))
+        strides = self.strides if isinstance(self.strides, tuple) else (self.strides,) * len(spatial)
+        return (rank - 1 if last else 1), spatial, strides
+
+    def call(self, x):
+        channel_axis, spatial, strides = self._layout(len(x.shape))
+        if any(s > 1 for s in strides):
+            index = [slice(None)] * len(x.shape)
+            for axis, s in zip(spatial, strides):
+                index[axis] = slice(None, None, s)
+            x = x[tuple(index)]
+        extra = self.filters - x.shape[channel_axis]
         if extra > 0:
-            pad = [[0, 0], [0, 0], [0, 0], [0, extra]] if last else [[0, 0], [0, extra], [0, 0], [0, 0]]
+            pad = [[0, 0] for _ in x.shape]
+            pad[channel_axis] = [0, extra]
             x = ops.pad(x, pad)
         return x
 
     def compute_output_shape(self, input_shape):
         shape = list(input_shape)
-        spatial = (1, 2) if self.data_format == "channels_last" else (2, 3)
-        for i in spatial:
-            if shape[i] is not None:
-                shape[i] = -(-shape[i] // self.strides)
-        shape[3 if self.data_format == "channels_last" else 1] = self.filters
+        channel_axis, spatial, strides = self._layout(len(shape))
+        for axis, s in zip(spatial, strides):
+            if shape[axis] is not None:
+                shape[axis] = -(-shape[axis] // s)
+        shape[channel_axis] = self.filters
         return tuple(shape)
 
     def get_config(self):

@@ -12,7 +12,7 @@ import sys
 import keras
 from keras import layers
 
-from keras_resnet import blocks, specs, weights as weights_lib
+from keras_resnet import blocks, specs, video as video_weights, weights as weights_lib
 from keras_resnet.specs import list_models, model_info  # noqa: F401  (read from the registry)
 
 POOLINGS = (None, "avg", "max")
@@ -24,21 +24,25 @@ def _fail(argument, value, expected):
     raise ValueError(f"{argument} must be {expected}. Received: {argument}={value!r}")
 
 
-def _resolve_flags(preset, options):
+def _resolve_flags(preset, options, dims=2):
     """Merge a variant preset, the shared defaults and the caller's options; validate each."""
-    known = set(preset) | set(specs.OPTION_DEFAULTS)
+    known = set(preset) | set(specs.OPTION_DEFAULTS) | ({"conv_kinds"} if dims == 3 else set())
     unknown = sorted(set(options) - known)
     if unknown:
         raise ValueError(
             f"Unknown option(s) {unknown}. Options are: {sorted(known)}. "
             f"Received: {', '.join(f'{k}={options[k]!r}' for k in unknown)}"
         )
-    f = {**preset, **specs.OPTION_DEFAULTS, **options}
+    f = {"conv_kinds": None, **preset, **specs.OPTION_DEFAULTS, **options}
+    stems = ("7x7", "deep", "cifar") + (specs.VIDEO_STEMS if dims == 3 else ())
+    kinds = f["conv_kinds"]
     checks = {
         "stride_on": (f["stride_on"] in ("first_1x1", "3x3"), "'first_1x1' or '3x3'"),
         "stride_block": (f["stride_block"] in ("first", "last"), "'first' or 'last'"),
         "conv_bias": (f["conv_bias"] in (True, False, "unnormalized"), "True, False or 'unnormalized'"),
-        "stem": (f["stem"] in ("7x7", "deep", "cifar"), "'7x7', 'deep' or 'cifar'"),
+        "stem": (f["stem"] in stems, f"one of {stems} with dims={dims}"),
+        "conv_kinds": (kinds is None or (isinstance(kinds, (tuple, list)) and all(
+            k in specs.CONV_KINDS for k in kinds)), f"None or a tuple of {specs.CONV_KINDS} per stage"),
         "shortcut": (f["shortcut"] in ("A", "B", "C"), "'A', 'B' or 'C'"),
         "preact": (isinstance(f["preact"], bool), "a bool"),
         "avg_down": (isinstance(f["avg_down"], bool), "a bool"),
@@ -62,7 +66,8 @@ def _resolve_flags(preset, options):
             "kernel_regularizer must be None, a Keras regularizer or its name. "
             f"Received: kernel_regularizer={options.get('kernel_regularizer')!r}"
         ) from e
-    return blocks.Flags(**f)
+    f["conv_kinds"] = None if kinds is None else tuple(kinds)
+    return blocks.Flags(**f, dims=dims)
 
 
 def _is_num(v):
@@ -77,20 +82,28 @@ def _channels_axis():
     return -1 if keras.config.image_data_format() == "channels_last" else 0
 
 
-def _resolve_input_shape(input_shape, *, include_top, weights, default_size, min_size=MIN_SIZE):
-    """keras.applications' rules: a fixed default size with a top, free size without."""
-    spatial = (slice(0, 2) if _channels_axis() == -1 else slice(1, 3))
+_SHAPES = {1: "(length, channels)", 2: "(height, width, channels)",
+           3: "(frames or depth, height, width, channels)"}
+
+
+def _resolve_input_shape(input_shape, *, include_top, weights, default_size, min_size=MIN_SIZE,
+                         dims=2):
+    """keras.applications' rules for images: a fixed default size with a top, free size
+    without. 1D and 3D inputs have no size rule (the global pooling takes any size)."""
+    spatial = (slice(0, dims) if _channels_axis() == -1 else slice(1, dims + 1))
     if input_shape is None:
-        size = default_size if include_top else None
-        shape = (size, size, 3) if _channels_axis() == -1 else (3, size, size)
+        size = default_size if include_top and dims == 2 else None
+        shape = (size,) * dims + (3,) if _channels_axis() == -1 else (3,) + (size,) * dims
     else:
         shape = tuple(input_shape)
-        if len(shape) != 3:
-            _fail("input_shape", input_shape, "a tuple (height, width, channels)")
+        if len(shape) != dims + 1:
+            _fail("input_shape", input_shape, f"a tuple {_SHAPES.get(dims)}")
         if any(d is not None and (not _is_int(d) or d < 1) for d in shape):
             _fail("input_shape", input_shape, "positive integers or None")
     h_w = shape[spatial]
     channels = shape[_channels_axis()]
+    if dims != 2:
+        return shape
     if include_top and None in h_w:
         _fail("input_shape", input_shape, "fully defined when include_top=True")
     if any(d is not None and d < min_size for d in h_w):
@@ -101,6 +114,28 @@ def _resolve_input_shape(input_shape, *, include_top, weights, default_size, min
         _fail("input_shape", input_shape,
               f"({default_size}, {default_size}, 3) with weights='imagenet' and include_top=True")
     return shape
+
+
+def _check_dims(dims, video, variant, weights):
+    """The number of spatial axes: video variants are 3D, the others 2D unless asked."""
+    if dims is None:
+        dims = 3 if video else 2
+    if dims not in (1, 2, 3) or isinstance(dims, bool):
+        _fail("dims", dims, "1, 2 or 3")
+    if video and dims != 3:
+        _fail("dims", dims, f"3 for the video variant {variant!r}")
+    if weights == "imagenet" and dims != 2:
+        _fail("weights", weights, f"None or a path with dims={dims} (ImageNet weights are 2D)")
+    return dims
+
+
+def _plan_weights(video, weights, **kwargs):
+    """``weights=`` checked before building; video variants take torchvision video state
+    dicts and checkpoints (:mod:`keras_resnet.video`)."""
+    if video:
+        return video_weights.plan(weights, include_top=kwargs["include_top"],
+                                  classes=kwargs["classes"])
+    return weights_lib.plan(weights, **kwargs)
 
 
 def _check_head(include_top, pooling, classes, weights):
@@ -114,6 +149,13 @@ def _check_head(include_top, pooling, classes, weights):
         _fail("include_top", include_top, "a bool")
 
 
+_GLOBAL_POOLS = {
+    1: (layers.GlobalAveragePooling1D, layers.GlobalMaxPooling1D),
+    2: (layers.GlobalAveragePooling2D, layers.GlobalMaxPooling2D),
+    3: (layers.GlobalAveragePooling3D, layers.GlobalMaxPooling3D),
+}
+
+
 def _build(*, kind, blocks_per_stage, stem_filters, stage_filters, flags, include_top,
            input_tensor, input_shape, pooling, classes, classifier_activation, name):
     if input_tensor is None:
@@ -125,30 +167,35 @@ def _build(*, kind, blocks_per_stage, stem_filters, stage_filters, flags, includ
 
     x = blocks.stem(img_input, flags, blocks.scaled(stem_filters, flags))
     x = blocks.stages(x, kind, blocks_per_stage, stage_filters, flags)
+    average, maximum = _GLOBAL_POOLS[flags.dims]
     if include_top:
-        x = layers.GlobalAveragePooling2D(name="avg_pool")(x)
+        x = average(name="avg_pool")(x)
         # Under a mixed policy the classifier (and its softmax) runs in float32.
         mixed = keras.config.dtype_policy().name.startswith("mixed")
         x = layers.Dense(classes, activation=classifier_activation, name="predictions",
                          kernel_regularizer=flags.kernel_regularizer,
                          dtype="float32" if mixed else None)(x)
     elif pooling == "avg":
-        x = layers.GlobalAveragePooling2D(name="avg_pool")(x)
+        x = average(name="avg_pool")(x)
     elif pooling == "max":
-        x = layers.GlobalMaxPooling2D(name="max_pool")(x)
+        x = maximum(name="max_pool")(x)
 
     inputs = keras.utils.get_source_inputs(input_tensor) if input_tensor is not None else img_input
     with deep_recursion():
         return keras.Model(inputs, x, name=name)
 
 
-def default_name(family, variant, depth):
+def default_name(family, variant, depth, dims=2):
     """The ``keras.Model`` name a builder gives by default: "resnet50" (v1), "resnet50v2",
-    "resnet50_v1_5", "resnet50d"; CIFAR "resnet20", "resnet164v2". Export looks a model's
-    preprocessing up by it (with the family, since "resnet50" exists in both)."""
+    "resnet50_v1_5", "resnet50d"; CIFAR "resnet20", "resnet164v2"; "resnet18_1d" /
+    "resnet18_3d" in 1D / 3D; video variants "r3d_18", "mc3_18", "r2plus1d_18". Export looks
+    a model's preprocessing up by it (with the family, since "resnet50" exists in both)."""
+    if variant in specs.VIDEO_VARIANTS:
+        return f"{variant}_{depth}"
+    suffix = "" if dims == 2 else f"_{dims}d"
     if family == "cifar":
-        return f"resnet{depth}{'v2' if variant == 'v2' else ''}"
-    return f"resnet{depth}{ {'v1': '', 'v2': 'v2', 'v1.5': '_v1_5', 'v1d': 'd'}[variant]}"
+        return f"resnet{depth}{'v2' if variant == 'v2' else ''}{suffix}"
+    return f"resnet{depth}{ {'v1': '', 'v2': 'v2', 'v1.5': '_v1_5', 'v1d': 'd'}[variant]}{suffix}"
 
 
 @contextlib.contextmanager
@@ -165,15 +212,17 @@ def deep_recursion(limit=40_000):
 
 def ResNet(depth, *, variant="v1", include_top=True, weights=None, input_tensor=None,
            input_shape=None, pooling=None, classes=1000, classifier_activation="softmax",
-           name=None, **options):
-    """Build an ImageNet-style ResNet.
+           name=None, dims=None, **options):
+    """Build an ImageNet-style ResNet, for images, signals (1D) or video and volumes (3D).
 
     Args:
         depth: 18 or 34 (basic blocks); 26, 50, 101, 152 or 200 (bottleneck blocks).
         variant: "v1" (keras.applications ResNet: stride on the first 1x1, conv biases,
             BN epsilon 1.001e-5), "v1.5" (torchvision: stride on the 3x3, no conv biases,
             epsilon 1e-5), "v1d" (v1.5 with deep stem and average-pool shortcut, He et al.
-            2019) or "v2" (keras.applications ResNetV2, pre-activation, He et al. 2016).
+            2019) or "v2" (keras.applications ResNetV2, pre-activation, He et al. 2016); for
+            video (dims=3) also "r3d", "mc3", "r2plus1d" (torchvision's video ResNets,
+            Tran et al. 2018; :data:`keras_resnet.specs.VIDEO_VARIANTS`).
         include_top: whether to add global average pooling and the ``predictions`` Dense.
         weights: None, "imagenet" (the files keras.applications publishes; "v1" and "v2"
             at depths 50/101/152), a published torchvision / timm set of a named model
@@ -188,7 +237,14 @@ def ResNet(depth, *, variant="v1", include_top=True, weights=None, input_tensor=
         pooling: with ``include_top=False``: None (4-D output), "avg" or "max".
         classes: number of classes of the top.
         classifier_activation: activation of the top (None for logits).
-        name: model name; default e.g. "resnet50", "resnet50v2", "resnet50_v1_5", "resnet50d".
+        name: model name; default e.g. "resnet50", "resnet50v2", "resnet50_v1_5", "resnet50d";
+            "resnet50_1d" / "resnet50_3d" in 1D / 3D, "r3d_18" for video variants.
+        dims: spatial axes: 2 (images, the default), 1 (signals: Conv1D, kernels 7 in the
+            stem and 3 in the units, inputs (length, channels)) or 3 (video and volumes:
+            inputs (frames, height, width, channels); the default of video variants).
+            1D and 3D inputs may have any size; ``input_shape`` defaults to all-None with
+            3 channels. With dims=3, ``conv_kinds`` chooses per stage how the 3x3x3 conv is
+            made (see :class:`keras_resnet.blocks.Flags`).
         **options: keyword-only flags; see :mod:`keras_resnet.specs` for the variant flags
             (``preact``, ``stride_on``, ``stride_block``, ``conv_bias``, ``bn_epsilon``,
             ``stem``, ``shortcut``, ``avg_down``) and ``zero_init_residual``,
@@ -201,10 +257,14 @@ def ResNet(depth, *, variant="v1", include_top=True, weights=None, input_tensor=
     """
     if depth not in specs.DEPTHS:
         _fail("depth", depth, f"one of {sorted(specs.DEPTHS)}")
-    if variant not in specs.VARIANTS:
-        _fail("variant", variant, f"one of {sorted(specs.VARIANTS)}")
+    video = variant in specs.VIDEO_VARIANTS
+    if variant not in specs.VARIANTS and not video:
+        _fail("variant", variant, f"one of {sorted(specs.VARIANTS) + sorted(specs.VIDEO_VARIANTS)}")
+    dims = _check_dims(dims, video, variant, weights)
     kind, blocks_per_stage = specs.DEPTHS[depth]
-    flags = _resolve_flags(specs.VARIANTS[variant], options)
+    flags = _resolve_flags((specs.VIDEO_VARIANTS if video else specs.VARIANTS)[variant], options, dims)
+    if flags.conv_kinds is not None and len(flags.conv_kinds) != len(blocks_per_stage):
+        _fail("conv_kinds", flags.conv_kinds, f"one kind per stage ({len(blocks_per_stage)})")
     if kind == specs.BASIC and (flags.groups != 1 or flags.width_per_group != 64):
         raise ValueError(
             "Basic blocks (depths 18, 34) support only groups=1 and width_per_group=64, as "
@@ -214,25 +274,25 @@ def ResNet(depth, *, variant="v1", include_top=True, weights=None, input_tensor=
     if kind == specs.BASIC and options.get("stride_on") == "first_1x1":
         _fail("stride_on", "first_1x1", "'3x3' for basic blocks (depths 18, 34), which have no 1x1")
     _check_head(include_top, pooling, classes, weights)
-    weights_plan = weights_lib.plan(weights, depth=depth, variant=variant, options=options,
-                                    include_top=include_top, classes=classes)
+    weights_plan = _plan_weights(video, weights, depth=depth, variant=variant, options=options,
+                                 include_top=include_top, classes=classes)
     input_shape = _resolve_input_shape(input_shape, include_top=include_top, weights=weights,
-                                       default_size=224)
+                                       default_size=224, dims=dims)
     if name is None:
-        name = default_name("imagenet", variant, depth)
+        name = default_name("imagenet", variant, depth, dims)
     model = _build(
         kind=kind, blocks_per_stage=blocks_per_stage, stem_filters=specs.STEM_FILTERS,
         stage_filters=specs.STAGE_FILTERS, flags=flags, include_top=include_top,
         input_tensor=input_tensor, input_shape=input_shape, pooling=pooling, classes=classes,
         classifier_activation=classifier_activation, name=name,
     )
-    weights_lib.apply(weights_plan, model)
+    (video_weights if video else weights_lib).apply(weights_plan, model)
     return model
 
 
 def CifarResNet(depth, *, shortcut=None, variant="v1", include_top=True, weights=None,
                 input_tensor=None, input_shape=(32, 32, 3), pooling=None, classes=10,
-                classifier_activation="softmax", name=None, **options):
+                classifier_activation="softmax", name=None, dims=2, **options):
     """Build a CIFAR ResNet (He et al. 2015, sec. 4.2; He et al. 2016 for ``variant="v2"``).
 
     Args:
@@ -242,7 +302,8 @@ def CifarResNet(depth, *, shortcut=None, variant="v1", include_top=True, weights
             "B" (projection where the width changes; v2 default) or "C" (projection everywhere).
         variant: "v1" or "v2".
         include_top, weights, input_tensor, input_shape, pooling, classes,
-        classifier_activation, name: as :func:`ResNet` (``weights`` None or a file path).
+        classifier_activation, name, dims: as :func:`ResNet` (``weights`` None or a file
+        path; with dims 1 or 3 ``input_shape`` defaults to any size, 3 channels).
         **options: the same options as :func:`ResNet`.
 
     Returns:
@@ -259,17 +320,20 @@ def CifarResNet(depth, *, shortcut=None, variant="v1", include_top=True, weights
     if weights == "imagenet":
         _fail("weights", weights, "None or a path (no published ImageNet weights for CIFAR ResNets)")
     kind, blocks_per_stage = spec
-    flags = _resolve_flags(specs.CIFAR_VARIANTS[variant], options)
+    dims = _check_dims(dims, False, variant, weights)
+    flags = _resolve_flags(specs.CIFAR_VARIANTS[variant], options, dims)
     _check_head(include_top, pooling, classes, weights)
     weights_file = weights_lib.check_weights_argument(weights)
+    if dims != 2 and input_shape == (32, 32, 3):
+        input_shape = None  # the image default does not apply to signals and volumes
     input_shape = _resolve_input_shape(input_shape, include_top=include_top, weights=weights,
-                                       default_size=32, min_size=CIFAR_MIN_SIZE)
+                                       default_size=32, min_size=CIFAR_MIN_SIZE, dims=dims)
     model = _build(
         kind=kind, blocks_per_stage=blocks_per_stage, stem_filters=specs.CIFAR_STEM_FILTERS,
         stage_filters=specs.CIFAR_STAGE_FILTERS, flags=flags, include_top=include_top,
         input_tensor=input_tensor, input_shape=input_shape, pooling=pooling, classes=classes,
         classifier_activation=classifier_activation,
-        name=name or default_name("cifar", variant, depth),
+        name=name or default_name("cifar", variant, depth, dims),
     )
     if weights_file is not None:
         weights_lib.load_weights(model, weights_file)

@@ -8,6 +8,8 @@ Three modes, as in keras.applications' ``imagenet_utils``:
   CIFAR family.
 - ``"torch"``: scale to [0, 1], subtract the ImageNet mean and divide by its std, RGB.
   torchvision / timm (our ``"v1.5"`` and ``"v1d"``).
+- ``"kinetics"``: as ``"torch"`` with Kinetics-400's mean and std: torchvision's video
+  ResNets (``R3D18``, ``MC3_18``, ``R2Plus1D18``; frames of a clip, channels last).
 
 A model's mode is looked up with :func:`preprocessing_mode`, never guessed from pixels.
 """
@@ -22,11 +24,14 @@ import numpy as np
 
 from keras_resnet import specs
 
-MODES = ("caffe", "tf", "torch")
+MODES = ("caffe", "tf", "torch", "kinetics")
 
 _CAFFE_MEAN_BGR = np.array([103.939, 116.779, 123.68])  # float64: cast to the input dtype
 _TORCH_MEAN = np.array([0.485, 0.456, 0.406])
 _TORCH_STD = np.array([0.229, 0.224, 0.225])
+# torchvision.models.video's transforms (VideoClassification): Kinetics-400 mean / std
+_KINETICS_MEAN = np.array([0.43216, 0.394666, 0.37645])
+_KINETICS_STD = np.array([0.22803, 0.22145, 0.216989])
 
 # variant (or "cifar") -> preprocessing mode; the registry's table, named here for callers
 VARIANT_MODES = specs.PREPROCESSING
@@ -90,8 +95,9 @@ def preprocess_input(x: Any, data_format: str | None = None, *, mode: str) -> An
     shape = (3,) if channel_axis == -1 else (3, 1, 1)  # broadcast over the channel axis
     if mode == "tf":
         return x / constant(np.array(127.5)) - constant(np.array(1.0))
-    if mode == "torch":
-        mean, std = _TORCH_MEAN.reshape(shape), _TORCH_STD.reshape(shape)
+    if mode in ("torch", "kinetics"):
+        mean, std = (_TORCH_MEAN, _TORCH_STD) if mode == "torch" else (_KINETICS_MEAN, _KINETICS_STD)
+        mean, std = mean.reshape(shape), std.reshape(shape)
         return (x / constant(np.array(255.0)) - constant(mean)) / constant(std)
     return flip(x) - constant(_CAFFE_MEAN_BGR.reshape(shape))
 

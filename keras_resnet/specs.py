@@ -107,6 +107,22 @@ CIFAR_VARIANTS = {
     ),
 }
 
+# Video ResNets (Tran et al. 2018, "A Closer Look at Spatiotemporal Convolutions for Action
+# Recognition"; torchvision.models.video): the DEPTHS table in 3D (dims=3) with torchvision's
+# flags and a video stem. conv_kinds says per stage how the 3x3x3 conv is made ("full",
+# "spatial" 1x3x3, "2plus1d" 1x3x3 + 3x1x1; see keras_resnet.blocks.Flags).
+_VIDEO = dict(
+    preact=False, stride_on="3x3", stride_block="first", conv_bias=False, bn_epsilon=1e-5,
+    shortcut="B", avg_down=False, kernel_initializer="he_normal",
+)
+VIDEO_VARIANTS = {
+    "r3d": dict(_VIDEO, stem="r3d", conv_kinds=("full",) * 4),  # torchvision r3d_18
+    "mc3": dict(_VIDEO, stem="r3d", conv_kinds=("full",) + ("spatial",) * 3),  # mc3_18
+    "r2plus1d": dict(_VIDEO, stem="r2plus1d", conv_kinds=("2plus1d",) * 4),  # r2plus1d_18
+}
+CONV_KINDS = ("full", "spatial", "2plus1d")
+VIDEO_STEMS = ("r3d", "r2plus1d")
+
 # Option defaults shared by every variant.
 OPTION_DEFAULTS = dict(
     bn_momentum=0.99,  # Keras' default (torchvision's momentum=0.1 is 0.9 here)
@@ -124,12 +140,15 @@ OPTION_DEFAULTS = dict(
 # keras_resnet.preprocessing): keras.applications ResNet was trained in Caffe ("caffe"),
 # ResNetV2 with inputs in [-1, 1] ("tf"), torchvision / timm with ImageNet mean/std
 # ("torch"). The CIFAR family (key "cifar") trains here on inputs in [-1, 1].
-PREPROCESSING = {"v1": "caffe", "v1.5": "torch", "v1d": "torch", "v2": "tf", "cifar": "tf"}
-INPUT_SIZE = {"imagenet": 224, "cifar": 32}  # the default input side of each family
+# torchvision's video ResNets take Kinetics-400's mean/std ("kinetics").
+PREPROCESSING = {"v1": "caffe", "v1.5": "torch", "v1d": "torch", "v2": "tf", "cifar": "tf",
+                 "r3d": "kinetics", "mc3": "kinetics", "r2plus1d": "kinetics"}
+# the default input side of each family (video: 112x112 frames, as torchvision's crops)
+INPUT_SIZE = {"imagenet": 224, "cifar": 32, "video": 112}
 # The smallest input side: keras.applications' rule for the ImageNet family (five stride-2
 # stages); the CIFAR family has two (He et al. 2015, sec. 4.2), so 28x28 MNIST-style
 # images train at their own size (8x8 -> 2x2 at the end).
-MIN_INPUT_SIZE = {"imagenet": 32, "cifar": 8}
+MIN_INPUT_SIZE = {"imagenet": 32, "cifar": 8, "video": 1}
 FAMILIES = tuple(INPUT_SIZE)
 
 
@@ -139,8 +158,8 @@ class ModelSpec:
 
     Attributes:
         name: the public name, also the constructor ``keras_resnet.NAME``.
-        family: "imagenet" (built by :func:`keras_resnet.ResNet`) or "cifar"
-            (:func:`keras_resnet.CifarResNet`).
+        family: "imagenet" (built by :func:`keras_resnet.ResNet`), "cifar"
+            (:func:`keras_resnet.CifarResNet`) or "video" (``ResNet`` with a video variant, 3D).
         variant: a key of :data:`VARIANTS` ("imagenet") or :data:`CIFAR_VARIANTS` ("cifar").
         depth: the number of weighted layers.
         description: one line for ``keras-resnet list`` and the constructor's docstring.
@@ -227,6 +246,12 @@ def _rows():
     for d in (164, 1001):
         yield _spec(f"ResNet{d}V2", "cifar", "v2", d,
                     f"CIFAR ResNet-{d}: pre-activation bottlenecks (He et al. 2016)")
+    yield _spec("R3D18", "video", "r3d", 18,
+                "R3D-18: 3x3x3 convs, 3x7x7 stem without pool (Tran et al. 2018; torchvision r3d_18)")
+    yield _spec("MC3_18", "video", "mc3", 18,
+                "MC3-18: 3x3x3 convs in stage 2, 1x3x3 after (torchvision mc3_18)")
+    yield _spec("R2Plus1D18", "video", "r2plus1d", 18,
+                "R(2+1)D-18: each 3x3x3 conv as 1x3x3 then 3x1x1 (torchvision r2plus1d_18)")
 
 
 # name -> row, in the order `keras-resnet list` prints them

@@ -446,3 +446,31 @@ def ResNet1001V2(**kwargs: Any) -> keras.Model:
     arguments as :func:`keras_resnet.CifarResNet`; inputs ``preprocess_input(x, mode="tf")``.
     """
     return get_model("ResNet1001V2", **kwargs)
+
+
+@named_model
+def R3D18(**kwargs: Any) -> keras.Model:
+    """R3D-18: 3x3x3 convs, 3x7x7 stem without pool (Tran et al. 2018; torchvision r3d_18).
+
+    ``ResNet(18, variant='r3d')`` (3D), ``classes=400``; ``weights=`` a torchvision video
+    checkpoint or state dict (:mod:`keras_resnet.video`); clips ``preprocess_input(x, mode="kinetics")``.
+    """
+    return get_model("R3D18", **{"classes": 400, **kwargs})
+
+
+@named_model
+def MC3_18(**kwargs: Any) -> keras.Model:
+    """MC3-18: 3x3x3 convs in stage 2, 1x3x3 after (torchvision mc3_18).
+
+    As :func:`R3D18` with ``variant='mc3'``; clips ``preprocess_input(x, mode="kinetics")``.
+    """
+    return get_model("MC3_18", **{"classes": 400, **kwargs})
+
+
+@named_model
+def R2Plus1D18(**kwargs: Any) -> keras.Model:
+    """R(2+1)D-18: each 3x3x3 conv as 1x3x3 then 3x1x1 (torchvision r2plus1d_18).
+
+    As :func:`R3D18` with ``variant='r2plus1d'``; clips ``preprocess_input(x, mode="kinetics")``.
+    """
+    return get_model("R2Plus1D18", **{"classes": 400, **kwargs})

@@ -57,6 +57,13 @@ def test_cifar_backbone_gives_three_stages(rng):
         "P2": (1, 32, 32, 16), "P3": (1, 16, 16, 32), "P4": (1, 8, 8, 64)}
 
 
+def test_video_backbone_strides_in_time_and_space(rng):
+    # torchvision's video stem strides 1x2x2 and has no max pool: space 2/4/8/16, time 1/2/4/8
+    out = kr.get_backbone("R3D18")(rng.uniform(-1, 1, (1, 8, 64, 64, 3)).astype("float32"))
+    assert {k: tuple(v.shape) for k, v in out.items()} == {
+        "P2": (1, 8, 32, 32, 64), "P3": (1, 4, 16, 16, 128), "P4": (1, 2, 8, 8, 256), "P5": (1, 1, 4, 4, 512)}
+
+
 def test_weights_file_loads_as_for_the_classifier(tmp_path, rng):
     with dtype_policy("fp32"):
         classifier = kr.get_model("ResNet18", include_top=False, input_shape=(64, 64, 3))

@@ -331,7 +331,8 @@ def test_registry_and_public_constructors_agree_exactly(monkeypatch):
     assert defined == set(specs.MODELS)
     assert set(specs.MODELS) <= set(kr.__all__) and set(specs.MODELS) <= set(dir(kr))
     built = []
-    monkeypatch.setattr(models, "ResNet", lambda depth, **kw: built.append(("imagenet", depth, kw)))
+    monkeypatch.setattr(models, "ResNet", lambda depth, **kw: built.append(
+        ("video" if kw.get("variant") in specs.VIDEO_VARIANTS else "imagenet", depth, kw)))
     monkeypatch.setattr(models, "CifarResNet", lambda depth, **kw: built.append(("cifar", depth, kw)))
     for name, spec in specs.MODELS.items():
         constructor = getattr(kr, name)

@@ -15,6 +15,7 @@ KEY_OUTPUTS = {
     "03_transfer_learning.ipynb": "Fine-tuned test accuracy:",
     "04_tuning.ipynb": "Best trial",
     "05_serving.ipynb": "Serving predictions",
+    "06_backbones.ipynb": "GunPoint test accuracy:",
 }
 
 
