@@ -91,7 +91,12 @@ class BatchNormalization(keras.layers.BatchNormalization):
         keras.layers.Layer.trainable.fset(self, bool(value) and not self.frozen)
 
     def get_config(self):
-        return {**super().get_config(), "frozen": self.frozen}
+        # An unfrozen layer's config stays a plain keras.layers.BatchNormalization config,
+        # so files this package writes load in Keras without it where nothing is frozen.
+        config = super().get_config()
+        if self.frozen:
+            config["frozen"] = True
+        return config
 
     def call(self, inputs, training=None, mask=None):
         if self.frozen:
