@@ -18,18 +18,18 @@ import tempfile
 
 from keras_resnet import import_hooks
 
-# subcommand -> (light module with cli_main, one-line help)
-COMMANDS = {
-    "list": ("keras_resnet.cli", "list every named model: family, depth, parameters"),
-    "summary": ("keras_resnet.cli", "print a model's layers and parameter counts"),
-    "train": ("keras_resnet.training.cli", "train a model with model.fit and write a run folder"),
-    "evaluate": ("keras_resnet.training.cli", "top-1/top-5 of a run or model on a dataset split"),
-    "export": ("keras_resnet.export.cli", "export a SavedModel (TF Serving), ONNX or TFLite"),
-    "predict": ("keras_resnet.export.cli", "top-k labels for image files"),
-    "tune": ("keras_resnet.tuning.cli", "hyperparameter search with keras-tuner"),
-    "benchmark": ("keras_resnet.benchmark.cli", "images/second side by side with a reference"),
-    "convert": ("keras_resnet.weights.command", "torchvision / timm checkpoint -> Keras .weights.h5"),
-}
+# subcommand -> (light module with cli_main, one-line help), from rows of three
+COMMANDS = {name: (module, help_) for name, module, help_ in (
+    ("list", "keras_resnet.cli", "list every named model: family, depth, parameters"),
+    ("summary", "keras_resnet.cli", "print a model's layers and parameter counts"),
+    ("train", "keras_resnet.training.cli", "train a model with model.fit and write a run folder"),
+    ("evaluate", "keras_resnet.training.cli", "top-1/top-5 of a run or model on a dataset split"),
+    ("export", "keras_resnet.export.cli", "export a SavedModel (TF Serving), ONNX or TFLite"),
+    ("predict", "keras_resnet.export.cli", "top-k labels for image files"),
+    ("tune", "keras_resnet.tuning.cli", "hyperparameter search with keras-tuner"),
+    ("benchmark", "keras_resnet.benchmark.cli", "images/second side by side with a reference"),
+    ("convert", "keras_resnet.weights.command", "torchvision / timm checkpoint -> Keras .weights.h5"),
+)}
 
 # Exit statuses: 0 done, 1 the environment failed (offline, disk full, a lost worker),
 # 2 the user asked for something invalid, 130/143 stopped by SIGINT/SIGTERM.

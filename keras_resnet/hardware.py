@@ -61,12 +61,14 @@ def gpu_count():
     return 0
 
 
-def resolve_precision(precision="auto"):
+def resolve_precision(precision="auto", *, training=False):
     """Map ``"auto"`` to the fastest correct policy for the device found.
 
     GPUs: ``mixed_float16`` (loss scaling is applied by Keras' optimizer wrapper).
-    CPUs with AMX / AVX-512 bf16: ``mixed_bfloat16``. Elsewhere ``fp32``.
-    The environment variable ``KERAS_RESNET_PRECISION`` overrides ``"auto"``.
+    CPUs with AMX / AVX-512 bf16: ``mixed_bfloat16`` for inference; for ``training``
+    ``fp32``, because bf16 training on these CPUs cost accuracy (BENCHMARKS.md, "The
+    precision auto chooses"). Elsewhere ``fp32``. The environment variable
+    ``KERAS_RESNET_PRECISION`` overrides ``"auto"``.
     """
     if precision not in PRECISIONS:
         raise ValueError(
@@ -75,11 +77,11 @@ def resolve_precision(precision="auto"):
     if precision != "auto":
         return precision
     forced = os.environ.get("KERAS_RESNET_PRECISION")
-    if forced:
+    if forced and forced != "auto":
         return resolve_precision(forced)
     if gpu_count() > 0:
         return "mixed_float16"
-    if cpu_has_fast_bf16():
+    if cpu_has_fast_bf16() and not training:
         return "mixed_bfloat16"
     return "fp32"
 
@@ -91,11 +93,13 @@ def precision_reason(requested, resolved):
     if requested != "auto":
         return "as asked"
     forced = os.environ.get("KERAS_RESNET_PRECISION")
-    if forced:
+    if forced and forced != "auto":
         return f"KERAS_RESNET_PRECISION={forced}"
     if resolved == "mixed_float16":
         return "auto: a GPU"
     flags = cpu_flags()
+    if resolved == "fp32" and ({"amx_bf16", "avx512_bf16"} & set(flags)):
+        return "auto: training on a CPU; bf16 training costs accuracy there"
     if "amx_bf16" in flags:
         return "auto: AMX-bf16 CPU"
     if "avx512_bf16" in flags:

@@ -69,43 +69,21 @@ def cifar_blocks(depth, variant):
 #   avg_down      average-pool before the strided projection shortcut (Bag of Tricks, ResNet-D)
 #   kernel_initializer  Keras' default "glorot_uniform" where keras.applications is the
 #                 reference (v1, v2); He et al.'s Gaussian "he_normal" elsewhere
-VARIANTS = {
-    "v1": dict(
-        preact=False, stride_on="first_1x1", stride_block="first", conv_bias=True,
-        bn_epsilon=1.001e-5, stem="7x7", shortcut="B", avg_down=False,
-        kernel_initializer="glorot_uniform",
-    ),
-    "v1.5": dict(
-        preact=False, stride_on="3x3", stride_block="first", conv_bias=False,
-        bn_epsilon=1e-5, stem="7x7", shortcut="B", avg_down=False,
-        kernel_initializer="he_normal",
-    ),
-    "v1d": dict(
-        preact=False, stride_on="3x3", stride_block="first", conv_bias=False,
-        bn_epsilon=1e-5, stem="deep", shortcut="B", avg_down=True,
-        kernel_initializer="he_normal",
-    ),
-    "v2": dict(
-        preact=True, stride_on="3x3", stride_block="last", conv_bias="unnormalized",
-        bn_epsilon=1.001e-5, stem="7x7", shortcut="B", avg_down=False,
-        kernel_initializer="glorot_uniform",
-    ),
-}
+FLAG_NAMES = ("preact", "stride_on", "stride_block", "conv_bias", "bn_epsilon", "stem",
+              "shortcut", "avg_down", "kernel_initializer")
+VARIANTS = {name: dict(zip(FLAG_NAMES, row)) for name, row in {
+    "v1": (False, "first_1x1", "first", True, 1.001e-5, "7x7", "B", False, "glorot_uniform"),
+    "v1.5": (False, "3x3", "first", False, 1e-5, "7x7", "B", False, "he_normal"),
+    "v1d": (False, "3x3", "first", False, 1e-5, "deep", "B", True, "he_normal"),
+    "v2": (True, "3x3", "last", "unnormalized", 1.001e-5, "7x7", "B", False, "glorot_uniform"),
+}.items()}
 
 # CIFAR presets: v1 as He et al. 2015 (no conv bias, option A by default); v2 as the
 # pre-activation bottleneck of He et al. 2016 (downsampling in each stage's first block).
-CIFAR_VARIANTS = {
-    "v1": dict(
-        preact=False, stride_on="3x3", stride_block="first", conv_bias=False,
-        bn_epsilon=1e-5, stem="cifar", shortcut="A", avg_down=False,
-        kernel_initializer="he_normal",
-    ),
-    "v2": dict(
-        preact=True, stride_on="3x3", stride_block="first", conv_bias=False,
-        bn_epsilon=1e-5, stem="cifar", shortcut="B", avg_down=False,
-        kernel_initializer="he_normal",
-    ),
-}
+CIFAR_VARIANTS = {name: dict(zip(FLAG_NAMES, row)) for name, row in {
+    "v1": (False, "3x3", "first", False, 1e-5, "cifar", "A", False, "he_normal"),
+    "v2": (True, "3x3", "first", False, 1e-5, "cifar", "B", False, "he_normal"),
+}.items()}
 
 # Video ResNets (Tran et al. 2018, "A Closer Look at Spatiotemporal Convolutions for Action
 # Recognition"; torchvision.models.video): the DEPTHS table in 3D (dims=3) with torchvision's

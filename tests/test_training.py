@@ -497,16 +497,17 @@ def test_evaluate_val_split_of_a_dataset_without_one_is_an_error(tmp_path):
 
 
 def test_small_training_set_clamps_the_batch_and_exports_into_the_run_folder(tmp_path, monkeypatch, capsys):
-    # 40 images, 20% held out for test: 32 training images against the CIFAR recipe's batch of 128
+    # 40 images, 20% held out for test, then 10% of each class of the rest for validation:
+    # 28 training images against the CIFAR recipe's batch of 128
     data_dir = _noise_folder(tmp_path / "noise", n=40)
     monkeypatch.chdir(tmp_path)
     output = tmp_path / "elsewhere" / "r1"
     training.train("ResNet20", data_dir=str(data_dir), model_options=dict(width_multiplier=0.25), epochs=1,
                    precision="fp32", output=str(output), verbose=0)
     out = capsys.readouterr().out
-    assert "Note: batch size 128 x 1 replica(s) is more than the 32 training images" in out
+    assert "Note: batch size 128 x 1 replica(s) is more than the 28 training images" in out
     config = json.loads((output / "config.json").read_text())
-    assert config["batch_size"] == 32 and config["steps_per_epoch"] == 1
+    assert config["batch_size"] == 28 and config["steps_per_epoch"] == 1
     metrics = json.loads((output / "metrics.json").read_text())
     assert metrics["export_path"] == str(output / "saved_model" / "1")
     assert (output / "saved_model" / "1" / "saved_model.pb").exists()
@@ -563,8 +564,10 @@ def test_nan_loss_stops_with_a_clear_message(tmp_path):
 
 @pytest.mark.slow
 def test_default_job_reaches_95_percent_on_digits(tmp_path):
-    # The promise: `keras-resnet train` with no options (ResNet-20 on digits).
-    result = _cli(["train", "--output", str(tmp_path / "default"), "--verbose", "2"], cwd=tmp_path, timeout=900)
+    # The promise: `keras-resnet train` with no options (ResNet-20 on digits), as a
+    # user runs it: without KERAS_RESNET_PRECISION (auto trains in fp32 on CPUs).
+    result = _cli(["train", "--output", str(tmp_path / "default"), "--verbose", "2"], cwd=tmp_path, timeout=900,
+                  KERAS_RESNET_PRECISION="")
     assert result.returncode == 0, result.stderr[-3000:]
     metrics = json.loads((tmp_path / "default" / "metrics.json").read_text())
     assert metrics["test_accuracy"] >= 0.95, metrics

@@ -137,6 +137,22 @@ class ImageData:
             self, num_train=len(keep), num_val=len(held), split_info=info, _splits=splits
         )
 
+    def flip_check(self, seed: int = 0) -> tuple:
+        """``(keep flips?, why)``: whether horizontal flips keep this dataset's classes,
+        judged on up to 2,000 training images chosen with ``seed``
+        (:mod:`keras_resnet.data.flips`). tfds datasets (photos) keep them unasked."""
+        from keras_resnet.data.flips import SAMPLE, flips_keep_classes
+
+        source = self._split("train")
+        if isinstance(source, TfdsStream):
+            return True, "a tfds dataset: flips kept"
+        n = min(SAMPLE, source.n)
+        pick = np.sort(np.random.default_rng(seed).choice(source.n, n, replace=False))
+        sample = dataclasses.replace(self, _splits=dict(self._splits, train=source.subset(pick)))
+        size = min(self.image_size, 64)
+        images, labels = sample.raw_images("train", n, image_size=size, augmentation="none")
+        return flips_keep_classes(images, labels)
+
     def describe_splits(self) -> str:
         """One line for a run's header: counts and where val and test come from."""
         info = self.split_info

@@ -5,6 +5,7 @@ from __future__ import annotations
 import math
 import os
 import time
+from typing import Any
 
 from keras_resnet import specs
 from keras_resnet.data.folders import MAX_IMAGE_PIXELS, load_folder
@@ -115,33 +116,21 @@ def build_image_data(loaded: Loaded) -> ImageData:
 
 
 def pipeline_throughput(
-    data: ImageData | str,
-    *,
-    global_batch_size: int = 128,
-    image_size: int | None = None,
-    augmentation: str | None = None,
-    preprocessing: str = "tf",
-    steps: int = 50,
-    warmup_steps: int = 5,
-    seed: int = 0,
+    data: ImageData | str, *, global_batch_size: int = 128, steps: int = 50,
+    warmup_steps: int = 5, **pipeline: Any,
 ) -> float:
     """Images per second the training pipeline of ``data`` (an :class:`ImageData` or
     a name for :func:`load_data`) delivers, measured over ``steps`` batches after
-    ``warmup_steps`` (no model attached)."""
+    ``warmup_steps`` (no model attached). ``pipeline``: keywords of
+    :meth:`ImageData.train_dataset` (``image_size``, ``augmentation``, ``preprocessing``,
+    ``seed``)."""
     check_positive_int("steps", steps)
     check_non_negative_int("warmup_steps", warmup_steps)
     if not isinstance(data, ImageData):
         data = load_data(data)
     per_epoch = data.steps_per_epoch(global_batch_size)
     epochs = math.ceil((steps + warmup_steps) / per_epoch)
-    ds = data.train_dataset(
-        global_batch_size,
-        image_size=image_size,
-        augmentation=augmentation,
-        preprocessing=preprocessing,
-        seed=seed,
-        epochs=epochs,
-    )
+    ds = data.train_dataset(global_batch_size, epochs=epochs, **pipeline)
     iterator = iter(ds)
     for _ in range(warmup_steps):
         next(iterator)

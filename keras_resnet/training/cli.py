@@ -9,7 +9,7 @@ import argparse
 import json
 import shlex
 
-from keras_resnet.training.config import AUGMENTATIONS, PAPER_WARMUP, SCHEDULES, STRATEGIES
+from keras_resnet.training.config import AUGMENTATIONS, PAPER_WARMUP, RECIPE_NAMES, SCHEDULES, STRATEGIES
 from keras_resnet.utils import PRECISIONS
 
 
@@ -57,11 +57,16 @@ def train_parser(prog="keras-resnet train"):
       "run with the same options")
     a("--strategy", default="auto", choices=STRATEGIES, help="distribution strategy (auto: TPU, "
       "TF_CONFIG workers, all GPUs, or one device)")
-    a("--precision", default="auto", choices=PRECISIONS, help="auto: mixed_float16 on GPUs, mixed_bfloat16 "
-      "on CPUs with fast bf16, else fp32; KERAS_RESNET_PRECISION overrides auto")
+    a("--precision", default="auto", choices=PRECISIONS, help="auto: mixed_float16 on GPUs, fp32 on CPUs "
+      "(bf16 training costs accuracy there; see BENCHMARKS.md); KERAS_RESNET_PRECISION overrides auto")
     a("--jit-compile", default="auto", choices=("auto", "on", "off"), help="XLA (auto: on GPUs and on JAX)")
     a("--deterministic", action="store_true", help="deterministic ops: resumed runs end bit-equal")
     a("--seed", type=int, default=0, help="seed of initialisation, shuffling and augmentation (default 0)")
+    a("--recipe", dest="recipe_name", default="auto", choices=RECIPE_NAMES, help="auto: the dataset family's "
+      "recipe fitted to the run (cosine with warm-up for runs under 50 epochs, BatchNorm momentum from the "
+      "steps per epoch, no flips where they change the classes); paper: He et al. 2015 as written")
+    a("--val-fraction", type=float, default=0.1, help="fraction of each class of train held out for "
+      "validation when the dataset has no val split (default 0.1; 0: none). Test is evaluated once, at the end")
     a("--lr", type=float, help="learning rate for a global batch of 256 (scaled linearly)")
     a("--schedule", choices=SCHEDULES, help="step (/10 at 50%% and 75%%) or cosine")
     a("--warmup-epochs", type=_number_or_paper, help="linear warm-up epochs, or 'paper' "

@@ -31,6 +31,7 @@ VERBOSITY = ("auto", 0, 1, 2)
 SCHEDULES = ("step", "cosine")
 PAPER_WARMUP = "paper"  # warmup_epochs value: lr / 10 until training error < 80%
 AUGMENTATIONS = ("cifar", "imagenet", "none", "crop")  # keras_resnet.data.AUGMENTATIONS
+RECIPE_NAMES = ("auto", "paper")  # train(recipe=...): the family defaults fitted to the run, or the paper as is
 
 
 def identity(default: Any = None, **kwargs: Any) -> Any:
@@ -60,6 +61,9 @@ class DataConfig:
     manual_dir: Optional[str] = None
     image_size: Optional[int] = identity(None)
     augmentation: Optional[str] = identity(None)
+    # held out of train, stratified, when the dataset has no validation split (0: none;
+    # best.keras is then not kept: nothing is ever selected on the test split)
+    val_fraction: float = identity(0.1)
     num_classes: Optional[int] = identity(None)  # resolved from the data
 
 
@@ -67,6 +71,7 @@ class DataConfig:
 class RecipeConfig:
     """How to train (He et al. 2015 recipe; None: the dataset family's default)."""
 
+    recipe_name: str = identity("auto")  # "auto" or "paper" (train(recipe=...), --recipe)
     epochs: Optional[int] = identity(None)
     batch_size: Optional[int] = identity(None)  # per replica
     global_batch_size: Optional[int] = identity(None)  # resolved: batch_size x replicas
@@ -227,6 +232,7 @@ def _check(config: TrainConfig, name) -> None:
         _check_int(name(key), getattr(c, key), low)
     _check_in(name("strategy"), c.strategy, STRATEGIES)
     _check_in(name("schedule"), c.schedule, SCHEDULES)
+    _check_in(name("recipe_name").replace("recipe_name", "recipe"), c.recipe_name, RECIPE_NAMES)
     _check_in(name("precision"), c.precision, PRECISIONS)
     _check_in(name("jit_compile"), c.jit_compile, JIT_COMPILE)
     _check_in(name("augmentation"), c.augmentation, AUGMENTATIONS)
@@ -240,6 +246,7 @@ def _check(config: TrainConfig, name) -> None:
     if c.output is not None and os.path.exists(c.output) and not os.path.isdir(c.output):
         fail(name("output"), c.output, "a folder, not a file")
     _check_number(name("lr"), c.lr, 0, math.inf, open_low=True)
+    _check_number(name("val_fraction"), c.val_fraction, 0, 1)
     for key in ("label_smoothing", "weight_decay", "momentum"):
         _check_number(name(key), getattr(c, key), 0, 1)
     warmup = c.warmup_epochs

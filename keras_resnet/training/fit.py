@@ -121,9 +121,11 @@ class FitJob:
             callbacks.append(cb.LowLrUntilError(learning_rate))
         if self.chief:
             previous = rf.read_history(self.history_path).get("val_accuracy", [])
+            callbacks.append(keras.callbacks.CSVLogger(self.history_path, append=True))
+            if self.data.num_val:  # selected on validation data only, never on test
+                callbacks.append(cb.BestModel(os.path.join(self.output, "best.keras"),
+                                              best=max(previous, default=-math.inf)))
             callbacks += [
-                keras.callbacks.CSVLogger(self.history_path, append=True),
-                cb.BestModel(os.path.join(self.output, "best.keras"), best=max(previous, default=-math.inf)),
                 keras.callbacks.TensorBoard(os.path.join(self.output, "logs"), write_graph=False, profile_batch=0),
             ]
         return callbacks
@@ -153,8 +155,9 @@ class FitJob:
             start_epoch += 1
         if start_epoch < epochs:
             phases.append((start_epoch, 0, epochs))
-        split = "val" if self.data.num_val else "test"
-        val_data = self.data.eval_dataset(split, self.config.global_batch_size, **self._eval())
+        val_data = None
+        if self.data.num_val:
+            val_data = self.data.eval_dataset("val", self.config.global_batch_size, **self._eval())
         histories, images = [], 0
         for first_epoch, first_step, end_epoch in phases:
             if self.signals.signum is not None:

@@ -17,6 +17,7 @@ This replaces ``keras.callbacks.BackupAndRestore``, which restores only the epoc
 """
 
 import datetime
+import math
 import os
 import shutil
 
@@ -27,7 +28,8 @@ from keras_resnet.training import callbacks as cb
 from keras_resnet.training import run_folder as rf
 from keras_resnet.training.config import TrainConfig, describe_changes
 from keras_resnet.training.fit import FitJob, python_resume_command
-from keras_resnet.training.recipe import compile_model, default_recipe, recipe_family
+from keras_resnet.training.recipe import (
+    PAPER_ITERATIONS, bn_momentum_for, compile_model, default_recipe, recipe_family)
 from keras_resnet.training.strategy import build_strategy, is_chief
 from keras_resnet.utils import dtype_policy, write_json_atomic
 
@@ -44,39 +46,63 @@ def resolve(config, data, strategy):
     info = model_info(config.model)
     image_size = config.image_size or data.image_size
     family = recipe_family(data.name if config.data_dir is None else "", image_size)
-    recipe = default_recipe(family, model_info=info, epochs=config.epochs,
+    recipe = default_recipe(family, model_info=info, epochs=config.epochs, recipe=config.recipe_name,
                             warmup_given=config.warmup_epochs is not None)
     filled = {k: recipe[k] if getattr(config, k) is None else getattr(config, k)
               for k in ("epochs", "batch_size", "lr", "schedule", "warmup_epochs", "label_smoothing",
                         "weight_decay")}
     replicas = strategy.num_replicas_in_sync
-    if data.num_train < replicas:
-        raise ValueError(f"the {data.num_train} training images of {data.name} are fewer than the "
-                         f"{replicas} replicas. Received: strategy={config.strategy!r}")
-    if filled["batch_size"] * replicas > data.num_train:
-        clamped = data.num_train // replicas
-        print(f"Note: batch size {filled['batch_size']} x {replicas} replica(s) is more than the "
-              f"{data.num_train} training images of {data.name}: using batch size {clamped}.")
-        filled["batch_size"] = clamped
+    filled["batch_size"] = _clamped_batch(filled["batch_size"], replicas, data, config.strategy)
     global_batch = filled["batch_size"] * replicas
     steps = data.steps_per_epoch(global_batch)
+    if config.recipe_name == "paper" and family != "imagenet" and config.epochs is None:
+        filled["epochs"] = math.ceil(PAPER_ITERATIONS / steps)  # He et al.: 64k iterations
+    options = dict(config.model_options or {})
+    if recipe.get("bn_momentum") == "auto" and "bn_momentum" not in options:
+        options["bn_momentum"] = bn_momentum_for(steps)
+    augmentation, why = _augmentation(config, data, family)
     resolved = config.replace(
-        **filled, image_size=image_size, global_batch_size=global_batch,
-        model_options={**recipe.get("model_options", {}), **(config.model_options or {})},
-        preprocessing=info["preprocessing"], num_classes=len(data.class_names),
-        augmentation=config.augmentation or data.default_augmentation,
-        precision=resolve_precision(config.precision), jit_compile=resolve_jit_compile(config.jit_compile),
+        **filled, image_size=image_size, global_batch_size=global_batch, model_options=options,
+        preprocessing=info["preprocessing"], num_classes=len(data.class_names), augmentation=augmentation,
+        precision=resolve_precision(config.precision, training=True),
+        jit_compile=resolve_jit_compile(config.jit_compile),
         backup_steps=max(1, steps // 4) if config.backup_steps is None else config.backup_steps,
         export_dir=config.export_dir)
     resolved.check()  # the combination (warm-up shorter than the run, ...)
     facts = dict(
         model_info=info, class_names=list(data.class_names), num_train=data.num_train,
-        num_val=data.num_val, num_test=data.num_test, recipe_family=family,
-        steps_per_epoch=steps, peak_lr=filled["lr"] * global_batch / 256.0,
+        num_val=data.num_val, num_test=data.num_test, recipe_family=family, recipe_reason=recipe["reason"],
+        augmentation_reason=why, splits=data.split_info, steps_per_epoch=steps,
+        peak_lr=filled["lr"] * global_batch / 256.0,
         weight_decay_applies_to="conv and dense kernels (L2 in the loss); not BatchNorm, not biases",
         strategy_class=type(strategy).__name__, replicas=replicas, versions=rf.versions(),
         started=datetime.datetime.now().strftime("%Y%m%d-%H%M%S"))
     return resolved, facts
+
+
+def _clamped_batch(batch_size, replicas, data, strategy):
+    """The per-replica batch, clamped (with a note) to a training set smaller than it."""
+    if data.num_train < replicas:
+        raise ValueError(f"the {data.num_train} training images of {data.name} are fewer than the "
+                         f"{replicas} replicas. Received: strategy={strategy!r}")
+    if batch_size * replicas <= data.num_train:
+        return batch_size
+    clamped = data.num_train // replicas
+    print(f"Note: batch size {batch_size} x {replicas} replica(s) is more than the "
+          f"{data.num_train} training images of {data.name}: using batch size {clamped}.")
+    return clamped
+
+
+def _augmentation(config, data, family):
+    """``(augmentation, why)``: as asked; else the data's default, without flips where the
+    auto recipe finds that they change the classes (:meth:`ImageData.flip_check`)."""
+    if config.augmentation is not None:
+        return config.augmentation, "as asked"
+    default = data.default_augmentation
+    if config.recipe_name != "auto" or default != "cifar":
+        return default, f"the {family} default"
+    keep, why = data.flip_check(config.seed)
+    return (default if keep else "crop"), why
 
 
 def choose_folder(config, *, overwrite, new_run, started):
@@ -111,14 +137,14 @@ def header(config, facts, data, strategy, requested_precision):
     return [
         f"Model      {config.model} ({info['family']} {info['variant']}, depth {info['depth']}"
         + (f"; {options}" if options else "") + f"): {facts['parameters']:,} parameters",
-        f"Data       {source}: {len(data.class_names)} classes, {data.num_train:,} train / "
-        f"{data.num_val:,} val / {data.num_test:,} test images at {config.image_size} px, "
-        f"augmentation {config.augmentation}",
+        f"Data       {source}: {len(data.class_names)} classes, {data.describe_splits()}; "
+        f"{config.image_size} px, augmentation {config.augmentation} ({facts['augmentation_reason']})",
         f"Precision  {config.precision} ({precision_reason(requested_precision, config.precision)})",
         f"Strategy   {_STRATEGY_NAMES.get(facts['strategy_class'], facts['strategy_class'])}, "
         f"{facts['replicas']} replica(s): global batch "
         f"{config.global_batch_size}, {facts['steps_per_epoch']} steps/epoch",
-        f"Recipe     {facts['recipe_family']}: {config.epochs} epochs, SGD momentum {config.momentum:g}"
+        f"Recipe     {facts['recipe_reason']}",
+        f"           {config.epochs} epochs, SGD momentum {config.momentum:g}"
         f"{' nesterov' if config.nesterov else ''}, lr {facts['peak_lr']:.4g} ({config.lr:g} per 256), "
         f"{config.schedule}, warm-up {warmup}, weight decay {config.weight_decay:g}, "
         f"label smoothing {config.label_smoothing:g}",
@@ -133,20 +159,30 @@ def train(
     model="ResNet20", *, dataset="digits", data_dir=None, tfds_data_dir=None, manual_dir=None,
     epochs=None, batch_size=None, image_size=None, output=None, strategy="auto", precision="auto",
     jit_compile="auto", deterministic=False, seed=0, lr=None, schedule=None, warmup_epochs=None,
-    label_smoothing=None, weight_decay=None, momentum=0.9, nesterov=False, augmentation=None,
+    label_smoothing=None, weight_decay=None, momentum=0.9, nesterov=False, augmentation=None, recipe="auto",
+    val_fraction=0.1,
     zero_init_residual=False, sync_bn=False, model_options=None, backup_steps=None, overwrite=False,
     new_run=False, export=True, export_dir=None, verbose="auto",
 ):
     """Train ``model`` (any name of ``keras-resnet list``) and write a run folder.
 
     Options left as None take the recipe of the dataset family (``RECIPES``: "digits",
-    "cifar" for images up to 64 px, "imagenet" above). ``batch_size`` is per replica; the
-    global batch is ``batch_size * replicas`` (clamped, with a note, to the training set)
-    and ``lr`` (for a batch of 256) is scaled to it. ``warmup_epochs`` is a number of
-    linear warm-up epochs or ``"paper"`` (the ResNet-110 trick, the default for CIFAR
-    models of depth >= 110). ``model_options`` go to :func:`keras_resnet.get_model`
-    (``width_multiplier``, ``stochastic_depth_rate``, ...). ``backup_steps``: steps between
-    mid-epoch backups (0: epoch ends only; default about 4 per epoch).
+    "cifar" for images up to 64 px, "imagenet" above). ``recipe="auto"`` (the default)
+    fits it to the run: a short run (under 50 epochs) decays with cosine after a warm-up,
+    BatchNorm momentum follows the steps per epoch (``bn_momentum_for``), and the CIFAR
+    augmentation drops its flips where mirror images change the classes
+    (:meth:`keras_resnet.data.ImageData.flip_check`). ``recipe="paper"`` keeps He et al.
+    2015 as written (CIFAR family: batch 128, lr 0.1, /10 at 32k and 48k of 64k
+    iterations). ``batch_size`` is per replica; the global batch is ``batch_size *
+    replicas`` (clamped, with a note, to the training set) and ``lr`` (for a batch of
+    256) is scaled to it. ``warmup_epochs`` is a number of linear warm-up epochs or
+    ``"paper"`` (the ResNet-110 trick, the default for CIFAR models of depth >= 110).
+    ``model_options`` go to :func:`keras_resnet.get_model` (``width_multiplier``,
+    ``stochastic_depth_rate``, ``bn_momentum``, ...). ``val_fraction``: where the dataset
+    has no validation split, this fraction of each class of train is held out (chosen
+    with ``seed``) to validate on and select ``best.keras``; 0 validates on nothing. The
+    test split is evaluated once, at the end. ``backup_steps``: steps between mid-epoch
+    backups (0: epoch ends only; default about 4 per epoch).
 
     ``output`` None: a new folder ``runs/<model>-<dataset>-<time>``, unless runs/ holds an
     unfinished run of the same options, which continues (``new_run=True`` starts afresh).
@@ -162,6 +198,7 @@ def train(
     """
     options = dict(locals())
     overwrite, new_run = options.pop("overwrite"), options.pop("new_run")
+    options["recipe_name"] = options.pop("recipe")
     return run(TrainConfig.from_kwargs(**options), overwrite=overwrite, new_run=new_run)
 
 
@@ -182,6 +219,8 @@ def run(config, *, overwrite=False, new_run=False, resume_command=python_resume_
 
         data = load_data(config.dataset, data_dir=config.data_dir, tfds_data_dir=config.tfds_data_dir,
                          manual_dir=config.manual_dir, seed=config.seed)
+        if config.val_fraction > 0:  # never select on the test split
+            data = data.with_validation_holdout(config.val_fraction, seed=config.seed)
         requested = config.precision
         config, facts = resolve(config, data, dist)
         output, state, found = choose_folder(config, overwrite=overwrite, new_run=new_run,

@@ -19,49 +19,36 @@ import keras
 from keras import ops
 
 from keras_resnet import specs
-from keras_resnet.training.config import PAPER_WARMUP, SCHEDULES
+from keras_resnet.training.config import PAPER_WARMUP, RECIPE_NAMES, SCHEDULES  # noqa: F401
 from keras_resnet.utils import all_layers
 
 # Recipe defaults per dataset family; `lr` is for a global batch of 256 and is scaled
 # linearly to the actual global batch. `weight_decay` is the coefficient of the
 # gradient term (grad += weight_decay * w), i.e. the papers' "weight decay 0.0001".
-RECIPES = {
-    # Bundled digits (1,797 8x8 images at 32x32): tuned to reach >= 95% test accuracy
-    # within a few minutes on 2 CPU cores.
-    "digits": dict(
-        epochs=8,
-        batch_size=64,
-        lr=0.4,
-        schedule="cosine",
-        warmup_epochs=1.0,
-        label_smoothing=0.0,
-        weight_decay=5e-4,
-        # ~20 steps an epoch: BatchNorm statistics must follow faster than Keras' 0.99
-        model_options=dict(bn_momentum=0.9),
-    ),
-    # He et al. 2015, sec. 4.2: batch 128, lr 0.1, /10 at 32k and 48k of 64k iterations
-    # (50% / 75%), weight decay 1e-4, momentum 0.9.
-    "cifar": dict(
-        epochs=164,
-        batch_size=128,
-        lr=0.2,
-        schedule="step",
-        warmup_epochs=0.0,
-        label_smoothing=0.0,
-        weight_decay=1e-4,
-    ),
+RECIPE_FIELDS = ("epochs", "batch_size", "lr", "schedule", "warmup_epochs", "label_smoothing",
+                 "weight_decay")
+RECIPES = {name: dict(zip(RECIPE_FIELDS, row)) for name, row in {
+    # Bundled digits (1,797 8x8 images at 32x32): >= 95% test accuracy in a few CPU minutes.
+    "digits": (8, 64, 0.4, "cosine", 1.0, 0.0, 5e-4),
+    # He et al. 2015, sec. 4.2: batch 128, lr 0.1 (0.2 per 256), /10 at 32k and 48k of 64k
+    # iterations, weight decay 1e-4, momentum 0.9 (164 epochs of CIFAR-10's 391 steps).
+    "cifar": (164, 128, 0.2, "step", 0.0, 0.0, 1e-4),
     # He et al. 2015, sec. 3.4: batch 256, lr 0.1 divided by 10 twice, weight decay 1e-4;
     # 90 epochs as in torchvision / Goyal et al. 2017.
-    "imagenet": dict(
-        epochs=90,
-        batch_size=256,
-        lr=0.1,
-        schedule="step",
-        warmup_epochs=0.0,
-        label_smoothing=0.0,
-        weight_decay=1e-4,
-    ),
-}
+    "imagenet": (90, 256, 0.1, "step", 0.0, 0.0, 1e-4),
+}.items()}
+# --recipe paper on the CIFAR family: iterations of He et al. 2015, sec. 4.2
+PAPER_ITERATIONS = 64_000
+PAPER_MILESTONES = (32_000, 48_000)
+# A run of fewer epochs than this is short: cosine decay after a warm-up (at most a quarter
+# of the run) instead of the family's step schedule, which assumes the paper's length.
+SHORT_RUN_EPOCHS = 50
+SHORT_RUN_WARMUP = 1.0
+# BatchNorm momentum of the auto recipe: the moving statistics average over about a
+# quarter of an epoch, 1 - 4 / steps_per_epoch, within [0.9, 0.99] (0.99 is Keras'
+# default and what any run of 400 or more steps an epoch keeps).
+BN_MOMENTUM_RANGE = (0.9, 0.99)
+BN_WINDOW_EPOCHS = 0.25
 
 
 def recipe_family(dataset_name, image_size):
@@ -70,16 +57,45 @@ def recipe_family(dataset_name, image_size):
     return "digits" if dataset_name == "digits" else specs.family_for_image_size(image_size)
 
 
-def default_recipe(family, *, model_info=None, epochs=None, warmup_given=False):
-    """``RECIPES[family]`` adjusted to the model and run length: the paper's warm-up for
-    CIFAR models of depth >= 110, and a warm-up of at most a quarter of the epochs."""
-    recipe = dict(RECIPES[family])
+def bn_momentum_for(steps_per_epoch):
+    """The auto recipe's BatchNorm momentum: statistics over about a quarter of an epoch."""
+    low, high = BN_MOMENTUM_RANGE
+    momentum = 1.0 - 1.0 / (BN_WINDOW_EPOCHS * steps_per_epoch)
+    return min(high, max(low, math.floor(momentum * 10_000) / 10_000))  # 4 digits, window <= a quarter
+
+
+def default_recipe(family, *, model_info=None, epochs=None, warmup_given=False, recipe="auto"):
+    """``RECIPES[family]`` adjusted to the model and run length, and why (``"reason"``).
+
+    ``recipe="paper"`` keeps the family's paper recipe as it is, with the paper's warm-up
+    for CIFAR models of depth >= 110. ``"auto"`` also does that, and a short run (fewer
+    than :data:`SHORT_RUN_EPOCHS` epochs) gets cosine decay after a warm-up of at most a
+    quarter of the run; its BatchNorm momentum follows the steps per epoch
+    (:func:`bn_momentum_for`, set by the caller once steps are known: ``"bn_momentum"``
+    is ``"auto"`` here).
+    """
+    row = dict(RECIPES[family])
     info = model_info or {}
+    run_epochs = epochs or row["epochs"]
+    reasons = []
     if family == "cifar" and info.get("family") == "cifar" and info.get("depth", 0) >= 110:
-        recipe["warmup_epochs"] = PAPER_WARMUP
-    if not warmup_given and recipe["warmup_epochs"] != PAPER_WARMUP:  # short runs: shorter warm-up
-        recipe["warmup_epochs"] = min(recipe["warmup_epochs"], (epochs or recipe["epochs"]) / 4)
-    return recipe
+        row["warmup_epochs"] = PAPER_WARMUP
+        reasons.append("the paper's warm-up for depth >= 110")
+    if recipe == "auto":
+        row["bn_momentum"] = "auto"
+        if run_epochs < SHORT_RUN_EPOCHS and row["schedule"] == "step":
+            row["schedule"] = "cosine"
+            if row["warmup_epochs"] != PAPER_WARMUP:
+                row["warmup_epochs"] = SHORT_RUN_WARMUP
+            reasons.append(f"a short run ({run_epochs} < {SHORT_RUN_EPOCHS} epochs): cosine with warm-up")
+    if recipe == "paper" and family == "digits":
+        row = dict(RECIPES["cifar"])
+    if not warmup_given and row["warmup_epochs"] != PAPER_WARMUP:  # never more than a quarter
+        row["warmup_epochs"] = min(row["warmup_epochs"], run_epochs / 4)
+    source = {"digits": "the bundled digits recipe", "cifar": "He et al. 2015 sec. 4.2 (images <= 64 px)",
+              "imagenet": "He et al. 2015 sec. 3.4 (images > 64 px)"}[family]
+    row["reason"] = f"{recipe}: " + "; ".join([source] + reasons)
+    return row
 
 
 @keras.saving.register_keras_serializable(package="keras_resnet")
@@ -237,15 +253,8 @@ def compile_model(
     loss and metrics are created inside ``strategy.scope()`` (the current strategy when
     ``strategy`` is None). Metrics: ``accuracy`` and, with more than 5 classes, ``top5``.
     """
-    _check_recipe(
-        lr=lr,
-        schedule=schedule,
-        warmup_epochs=warmup_epochs,
-        label_smoothing=label_smoothing,
-        weight_decay=weight_decay,
-        momentum=momentum,
-        epochs=epochs,
-    )
+    _check_recipe(lr=lr, schedule=schedule, warmup_epochs=warmup_epochs, epochs=epochs,
+                  label_smoothing=label_smoothing, weight_decay=weight_decay, momentum=momentum)
     num_classes = num_classes or int(model.output_shape[-1])
     # Under TensorFlow a caller inside `strategy.scope()` needs nothing more; `strategy`
     # names a scope to enter here (optimizer and metric variables are created inside it).

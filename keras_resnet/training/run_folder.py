@@ -69,7 +69,8 @@ def load_state(path, model):
 
 
 def read_history(path):
-    """history.csv as {column: [values]} (empty dict when missing)."""
+    """history.csv as {column: [values]} (empty dict when missing). Keras' CSVLogger
+    writes ``val_*`` columns of "NA" when there is no validation data: those are left out."""
     if not os.path.exists(path):
         return {}
     with open(path, newline="") as f:
@@ -77,8 +78,12 @@ def read_history(path):
     history = {}
     for row in rows:
         for key, value in row.items():
-            history.setdefault(key, []).append(int(value) if key == "epoch" else float(value))
-    return history
+            history.setdefault(key, []).append(int(value) if key == "epoch" else _number(value))
+    return {k: v for k, v in history.items() if any(x is not None for x in v)}
+
+
+def _number(text):
+    return None if text in ("NA", "") else float(text)
 
 
 def truncate_history(path, epochs_done):
