@@ -415,24 +415,30 @@ def test_sigterm_and_sigint_save_the_step_and_the_same_command_resumes(tmp_path,
     assert proc.returncode == 143, stop
     (run,) = (tmp_path / "runs").iterdir()
     meta = _backup_meta(run / "backup" / "state.npz")
-    assert 3 <= meta["step"] < 44 and meta["epoch"] == 0  # saved where it stopped, not at a backup step
-    assert f"Stopped by SIGTERM at epoch 1 of 2, step {meta['step']} of 44;" in stop, stop
+    config = json.loads((run / "config.json").read_text())
+    steps = config["steps_per_epoch"]  # digits: 1,295 of 1,438 train images (143 held out for val) / 32
+    assert steps == (config["num_train"] // 32) and config["num_train"] + config["num_val"] == 1438
+    assert 3 <= meta["step"] < steps and meta["epoch"] == 0  # saved where it stopped, not at a backup step
+    assert f"Stopped by SIGTERM at epoch 1 of 2, step {meta['step']} of {steps};" in stop, stop
     # the header says what runs where, before any epoch
     assert out.index("Model      ResNet20") < out.index(f"Run folder runs/{run.name}"), out
-    assert "Precision  fp32" in out and "Data       digits: 10 classes, 1,438 train" in out, out
+    from keras_resnet.hardware import resolve_precision
+
+    assert f"Precision  {resolve_precision('auto', training=True)} (" in out, out
+    assert f"Data       digits: 10 classes, {config['num_train']} train / {config['num_val']} val" in out, out
 
     command = shlex.split(stop.split("Resume with: ", 1)[1])
     assert command[:2] == ["keras-resnet", "train"] and command[-2:] == ["--output", f"runs/{run.name}"]
     proc = _start(command[1:], tmp_path)
     out, stop = _signal_at(proc, run / "backup" / "state.npz", (1, 3), signal.SIGINT)
     assert proc.returncode == 130, stop
-    assert f"Resuming runs/{run.name} from its backup at epoch 1, step {meta['step']} of 44." in out, out
+    assert f"Resuming runs/{run.name} from its backup at epoch 1, step {meta['step']} of {steps}." in out, out
     meta = _backup_meta(run / "backup" / "state.npz")
-    assert f"Stopped by SIGINT at epoch 2 of 2, step {meta['step']} of 44;" in stop, stop
+    assert f"Stopped by SIGINT at epoch 2 of 2, step {meta['step']} of {steps};" in stop, stop
 
     again = _cli(args, cwd=tmp_path)  # the first command again: it finds the unfinished run
     assert again.returncode == 0, again.stderr[-3000:]
-    assert (f"Resuming runs/{run.name} at epoch 2, step {meta['step']} of 44 (the newest unfinished "
+    assert (f"Resuming runs/{run.name} at epoch 2, step {meta['step']} of {steps} (the newest unfinished "
             "run with these options; --new-run starts afresh).") in again.stdout, again.stdout
     # one line per epoch on a pipe (no progress bar), numbered over the whole run
     assert again.stdout.index("Run folder runs/") < again.stdout.index("Epoch 2/2:"), again.stdout

@@ -76,7 +76,8 @@ def test_best_hyperparameters_rebuild_the_model_keras_tuner_scored(searched):
     assert model.output_shape == (None, 10)
     model.load_weights(os.path.join(output, tuning.TUNER_PROJECT, f"trial_{best['trial_id']}",
                                     "checkpoint.weights.h5"))
-    val = hypermodel.data.eval_dataset("test", 64, image_size=32, preprocessing=best["model"]["preprocessing"],
+    # trials are scored on the validation split held out of train (never on test)
+    val = hypermodel.data.eval_dataset("val", 64, image_size=32, preprocessing=best["model"]["preprocessing"],
                                        augmentation=values["augmentation"])
     probabilities, labels = model.predict(val, verbose=0), np.concatenate([y for _, y in val])
     accuracy = float(np.mean(np.argmax(probabilities, axis=1) == labels))
@@ -151,7 +152,7 @@ def test_parse_space_from_the_command_line():
 
 def _fake_imagenet_data():
     return ImageData(name="imagenet-like", class_names=[str(i) for i in range(1000)], num_train=10_000,
-                     num_val=0, num_test=1, image_size=224, default_augmentation="imagenet")
+                     num_val=1, num_test=1, image_size=224, default_augmentation="imagenet")
 
 
 @pytest.mark.parametrize("variant, expected", [("v1", 25_636_712), ("v2", 25_613_800)])

@@ -17,9 +17,11 @@ import keras_tuner
 from keras_resnet import specs
 from keras_resnet.models import CifarResNet, ResNet
 from keras_resnet.training.callbacks import NaNGuard
-from keras_resnet.training.recipe import compile_model, default_recipe, recipe_family
+from keras_resnet.training.recipe import bn_momentum_for, compile_model, default_recipe, recipe_family
 from keras_resnet.tuning.space import _keys_only, _sample, narrow_space
 from keras_resnet.utils import check_positive_int, dtype_policy
+
+VAL_FRACTION = 0.1  # as keras-resnet train's --val-fraction default
 
 # Squeeze-and-excitation reduction when "se" is on: r = 16 (Hu et al. 2018).
 SE_RATIO = 1 / 16
@@ -84,7 +86,9 @@ class HyperResNet(keras_tuner.HyperModel):
             from keras_resnet.data import load_data
 
             data = load_data(data, data_dir=data_dir, seed=seed)
-        self.data = data
+        # trials are compared on validation data, never on test: held out of train where
+        # the dataset has none, as keras-resnet train does
+        self.data = data = data.with_validation_holdout(VAL_FRACTION, seed=seed)
         self.image_size = image_size or data.image_size
         self.family = specs.family_for_image_size(self.image_size)
         self.space = narrow_space(space, self.family)
@@ -125,7 +129,7 @@ class HyperResNet(keras_tuner.HyperModel):
 
     def build_model(self, values):
         """The model of one set of sampled values (e.g. ``best.json``'s hyperparameters)."""
-        options = dict(self.recipe.get("model_options", {}))
+        options = dict(bn_momentum=bn_momentum_for(self.steps_per_epoch))  # the auto recipe's
         options.update(
             width_multiplier=float(values["width_multiplier"]),
             se_ratio=SE_RATIO if values["se"] else None,
@@ -177,7 +181,7 @@ def fit_with_training(hypermodel, model, values, *, epochs, initial_epoch=0, cal
         global_batch, augmentation=values["augmentation"], seed=hypermodel.seed,
         start_epoch=initial_epoch, epochs=epochs, **common)
     val_data = hypermodel.data.eval_dataset(
-        "val" if hypermodel.data.num_val else "test", global_batch, augmentation=values["augmentation"], **common)
+        "val", global_batch, augmentation=values["augmentation"], **common)
     history = model.fit(train_data, epochs=epochs, initial_epoch=initial_epoch, steps_per_epoch=steps,
                         validation_data=val_data, callbacks=[nan_guard, StopOnSignal(hypermodel.signals), *callbacks],
                         verbose=verbose)
