@@ -553,6 +553,11 @@ def test_run_folder_and_evaluate_round_trip(finished_run, tmp_path):
     assert result.returncode == 0, result.stderr[-2000:]
     assert f"top-1 {metrics['test_accuracy']:.4f}" in result.stdout
     assert f"top-5 {metrics['test_top5']:.4f}" in result.stdout
+    # the validation split the run held out of train, again: the last epoch's val accuracy
+    val = _cli(["evaluate", str(finished_run), "--split", "val", "--batch-size", "32"], cwd=tmp_path)  # as fit
+    assert val.returncode == 0, val.stderr[-2000:]
+    last = training.read_history(finished_run / "history.csv")["val_accuracy"][-1]
+    assert f"val ({config['num_val']} images): top-1 {last:.4f}" in val.stdout, val.stdout
 
 
 def test_nan_loss_stops_with_a_clear_message(tmp_path):

@@ -51,7 +51,8 @@ def evaluate(
     ``run_or_model``: a run folder (its ``model.keras``, dataset, image size and
     preprocessing from ``config.json``), a ``.keras`` file (inside a run folder or with
     ``preprocessing`` and ``dataset`` given), or a name from ``keras-resnet list`` with
-    ImageNet weights. ``split="val"`` needs a dataset with a validation split. Returns
+    ImageNet weights. ``split="val"`` needs a dataset with a validation split, or a run
+    that held one out of train (the same images again). Returns
     ``{"top1", "top5" (more than 5 classes), "loss", "split", "dataset", "num_images"}``.
     """
     check_choice("split", split, SPLITS)
@@ -69,6 +70,10 @@ def evaluate(
     from keras_resnet.data import load_data
 
     data = load_data(dataset or "digits", data_dir=data_dir, tfds_data_dir=tfds_data_dir, seed=config.get("seed", 0))
+    own_data = dataset == config.get("dataset") and data_dir == config.get("data_dir")
+    if split == "val" and not data.num_val and own_data and config.get("val_fraction"):
+        # the validation split the run held out of train (same fraction, same seed)
+        data = data.with_validation_holdout(config["val_fraction"], seed=config.get("seed", 0))
     if split == "val" and not data.num_val:
         fail("split", split, f"'test': {data.name} has no validation split")
     import keras
