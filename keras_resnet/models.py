@@ -8,6 +8,7 @@ Everything structural comes from :mod:`keras_resnet.specs`; the named constructo
 
 import contextlib
 import sys
+from typing import Any
 
 import keras
 from keras import layers
@@ -210,9 +211,10 @@ def deep_recursion(limit=40_000):
         sys.setrecursionlimit(old)
 
 
-def ResNet(depth, *, variant="v1", include_top=True, weights=None, input_tensor=None,
-           input_shape=None, pooling=None, classes=1000, classifier_activation="softmax",
-           name=None, dims=None, **options):
+def ResNet(depth: int, *, variant: str = "v1", include_top: bool = True, weights: str | None = None,
+           input_tensor: Any = None, input_shape: tuple | None = None, pooling: str | None = None,
+           classes: int = 1000, classifier_activation: str | None = "softmax", name: str | None = None,
+           dims: int | None = None, **options: Any) -> keras.Model:
     """Build an ImageNet-style ResNet, for images, signals (1D) or video and volumes (3D).
 
     Args:
@@ -290,9 +292,10 @@ def ResNet(depth, *, variant="v1", include_top=True, weights=None, input_tensor=
     return model
 
 
-def CifarResNet(depth, *, shortcut=None, variant="v1", include_top=True, weights=None,
-                input_tensor=None, input_shape=(32, 32, 3), pooling=None, classes=10,
-                classifier_activation="softmax", name=None, dims=2, **options):
+def CifarResNet(depth: int, *, shortcut: str | None = None, variant: str = "v1", include_top: bool = True,
+                weights: str | None = None, input_tensor: Any = None, input_shape: tuple | None = (32, 32, 3),
+                pooling: str | None = None, classes: int = 10, classifier_activation: str | None = "softmax",
+                name: str | None = None, dims: int = 2, **options: Any) -> keras.Model:
     """Build a CIFAR ResNet (He et al. 2015, sec. 4.2; He et al. 2016 for ``variant="v2"``).
 
     Args:

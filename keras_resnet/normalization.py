@@ -190,7 +190,7 @@ def _replicas():
     return context.num_replicas_in_sync
 
 
-def freeze_batch_norm(model):
+def freeze_batch_norm(model: keras.Model) -> int:
     """Freeze every BatchNormalization of ``model`` (nested models included) in place.
 
     Each BN then normalises with its moving statistics and keeps gamma, beta and the

@@ -131,7 +131,7 @@ def imagenet_class_names(class_index_path=None):
     return [name for _, name in load_class_index(class_index_path)]
 
 
-def decode_predictions(preds, top=5, *, class_index_path=None):
+def decode_predictions(preds: Any, top: int = 5, *, class_index_path: str | None = None) -> list:
     """Decode ImageNet predictions, as keras.applications does.
 
     Args:

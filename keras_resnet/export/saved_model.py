@@ -11,6 +11,7 @@ import json
 import os
 import shutil
 import tempfile
+from typing import Any
 
 from keras_resnet.export.headers import DEFAULT_MAX_IMAGE_PIXELS
 from keras_resnet.export.options import (
@@ -134,21 +135,21 @@ def _publish(export_dir, version, write):
 
 
 def export_saved_model(
-    model,
-    export_dir,
+    model: Any,
+    export_dir: str,
     *,
-    version=None,
-    class_names=None,
-    preprocessing=None,
-    top_k=5,
-    fold_bn=True,
-    precision="auto",
-    image_size=None,
-    crop_fraction=None,
-    interpolation=None,
-    eval_transform=None,
-    max_image_pixels=DEFAULT_MAX_IMAGE_PIXELS,
-    warmup=True,
+    version: int | None = None,
+    class_names: list | None = None,
+    preprocessing: str | None = None,
+    top_k: int = 5,
+    fold_bn: bool = True,
+    precision: str = "auto",
+    image_size: int | None = None,
+    crop_fraction: float | None = None,
+    interpolation: str | None = None,
+    eval_transform: Any = None,
+    max_image_pixels: int | None = DEFAULT_MAX_IMAGE_PIXELS,
+    warmup: bool = True,
 ) -> str:
     """Export ``model`` for TF Serving as ``export_dir/<version>/``.
 

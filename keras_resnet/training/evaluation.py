@@ -36,16 +36,16 @@ def _locate(run_or_model, dataset):
 
 
 def evaluate(
-    run_or_model,
+    run_or_model: str,
     *,
-    dataset=None,
-    data_dir=None,
-    tfds_data_dir=None,
-    split="test",
-    batch_size=64,
-    preprocessing=None,
-    image_size=None,
-):
+    dataset: str | None = None,
+    data_dir: str | None = None,
+    tfds_data_dir: str | None = None,
+    split: str = "test",
+    batch_size: int = 64,
+    preprocessing: str | None = None,
+    image_size: int | None = None,
+) -> dict:
     """Top-1 / top-5 accuracy of a run folder, a ``.keras`` file or a named model.
 
     ``run_or_model``: a run folder (its ``model.keras``, dataset, image size and

@@ -156,14 +156,18 @@ def header(config, facts, data, strategy, requested_precision):
 
 
 def train(
-    model="ResNet20", *, dataset="digits", data_dir=None, tfds_data_dir=None, manual_dir=None,
-    epochs=None, batch_size=None, image_size=None, output=None, strategy="auto", precision="auto",
-    jit_compile="auto", deterministic=False, seed=0, lr=None, schedule=None, warmup_epochs=None,
-    label_smoothing=None, weight_decay=None, momentum=0.9, nesterov=False, augmentation=None, recipe="auto",
-    val_fraction=0.1,
-    zero_init_residual=False, sync_bn=False, model_options=None, backup_steps=None, overwrite=False,
-    new_run=False, export=True, export_dir=None, verbose="auto",
-):
+    model: str = "ResNet20", *, dataset: str = "digits", data_dir: str | None = None,
+    tfds_data_dir: str | None = None, manual_dir: str | None = None, epochs: int | None = None,
+    batch_size: int | None = None, image_size: int | None = None, output: str | None = None,
+    strategy: str = "auto", precision: str = "auto", jit_compile: str | bool = "auto",
+    deterministic: bool = False, seed: int = 0, lr: float | None = None, schedule: str | None = None,
+    warmup_epochs: float | str | None = None, label_smoothing: float | None = None,
+    weight_decay: float | None = None, momentum: float = 0.9, nesterov: bool = False,
+    augmentation: str | None = None, recipe: str = "auto", val_fraction: float = 0.1,
+    zero_init_residual: bool = False, sync_bn: bool = False, model_options: dict | None = None,
+    backup_steps: int | None = None, overwrite: bool = False, new_run: bool = False, export: bool = True,
+    export_dir: str | None = None, verbose: str | int = "auto",
+) -> tuple:
     """Train ``model`` (any name of ``keras-resnet list``) and write a run folder.
 
     Options left as None take the recipe of the dataset family (``RECIPES``: "digits",
