@@ -81,16 +81,19 @@ def test_validation_is_held_out_of_train_and_test_is_untouched():
     assert held.split_info["validation"]["seed"] == 3
 
 
-def test_training_auto_precision_is_fp32_on_cpus(monkeypatch):
+def test_auto_precision_per_device_and_the_override(monkeypatch):
     monkeypatch.delenv("KERAS_RESNET_PRECISION", raising=False)
     monkeypatch.setattr(hardware, "gpu_count", lambda: 0)
-    monkeypatch.setattr(hardware, "cpu_has_fast_bf16", lambda: True)
-    assert hardware.resolve_precision("auto") == "mixed_bfloat16"  # inference / export
-    assert hardware.resolve_precision("auto", training=True) == "fp32"
-    monkeypatch.setenv("KERAS_RESNET_PRECISION", "mixed_bfloat16")
-    assert hardware.resolve_precision("auto", training=True) == "mixed_bfloat16"  # the override wins
+    for fast_bf16, expected in ((True, "mixed_bfloat16"), (False, "fp32")):
+        monkeypatch.setattr(hardware, "cpu_has_fast_bf16", lambda: fast_bf16)
+        assert hardware.resolve_precision("auto") == expected
+    monkeypatch.setattr(hardware, "gpu_count", lambda: 1)
+    assert hardware.resolve_precision("auto") == "mixed_float16"
+    monkeypatch.setenv("KERAS_RESNET_PRECISION", "fp32")
+    assert hardware.resolve_precision("auto") == "fp32"  # the override wins over auto
+    assert hardware.resolve_precision("mixed_bfloat16") == "mixed_bfloat16"  # not over an explicit one
     monkeypatch.setenv("KERAS_RESNET_PRECISION", "auto")
-    assert hardware.resolve_precision("auto", training=True) == "fp32"
+    assert hardware.resolve_precision("auto") == "mixed_float16"  # "auto" there changes nothing
 
 
 def test_a_short_folder_run_records_its_recipe_and_never_selects_on_test(tmp_path, monkeypatch):

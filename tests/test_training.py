@@ -424,7 +424,7 @@ def test_sigterm_and_sigint_save_the_step_and_the_same_command_resumes(tmp_path,
     assert out.index("Model      ResNet20") < out.index(f"Run folder runs/{run.name}"), out
     from keras_resnet.hardware import resolve_precision
 
-    assert f"Precision  {resolve_precision('auto', training=True)} (" in out, out
+    assert f"Precision  {resolve_precision('auto')} (" in out, out
     assert f"Data       digits: 10 classes, {config['num_train']} train / {config['num_val']} val" in out, out
 
     command = shlex.split(stop.split("Resume with: ", 1)[1])
@@ -576,7 +576,7 @@ def test_nan_loss_stops_with_a_clear_message(tmp_path):
 @pytest.mark.slow
 def test_default_job_reaches_95_percent_on_digits(tmp_path):
     # The promise: `keras-resnet train` with no options (ResNet-20 on digits), as a
-    # user runs it: without KERAS_RESNET_PRECISION (auto trains in fp32 on CPUs).
+    # user runs it: without KERAS_RESNET_PRECISION (what auto picks on this machine).
     result = _cli(["train", "--output", str(tmp_path / "default"), "--verbose", "2"], cwd=tmp_path, timeout=900,
                   KERAS_RESNET_PRECISION="")
     assert result.returncode == 0, result.stderr[-3000:]

@@ -57,8 +57,8 @@ def train_parser(prog="keras-resnet train"):
       "run with the same options")
     a("--strategy", default="auto", choices=STRATEGIES, help="distribution strategy (auto: TPU, "
       "TF_CONFIG workers, all GPUs, or one device)")
-    a("--precision", default="auto", choices=PRECISIONS, help="auto: mixed_float16 on GPUs, fp32 on CPUs "
-      "(bf16 training costs accuracy there; see BENCHMARKS.md); KERAS_RESNET_PRECISION overrides auto")
+    a("--precision", default="auto", choices=PRECISIONS, help="auto: mixed_float16 on GPUs, mixed_bfloat16 "
+      "on CPUs with fast bf16, else fp32; KERAS_RESNET_PRECISION overrides auto")
     a("--jit-compile", default="auto", choices=("auto", "on", "off"), help="XLA (auto: on GPUs and on JAX)")
     a("--deterministic", action="store_true", help="deterministic ops: resumed runs end bit-equal")
     a("--seed", type=int, default=0, help="seed of initialisation, shuffling and augmentation (default 0)")

@@ -64,7 +64,7 @@ def resolve(config, data, strategy):
     resolved = config.replace(
         **filled, image_size=image_size, global_batch_size=global_batch, model_options=options,
         preprocessing=info["preprocessing"], num_classes=len(data.class_names), augmentation=augmentation,
-        precision=resolve_precision(config.precision, training=True),
+        precision=resolve_precision(config.precision),
         jit_compile=resolve_jit_compile(config.jit_compile),
         backup_steps=max(1, steps // 4) if config.backup_steps is None else config.backup_steps,
         export_dir=config.export_dir)

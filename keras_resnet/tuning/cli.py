@@ -28,8 +28,8 @@ def _parser(prog):
     a("--new-run", action="store_true", help="start a new search folder even if runs/ holds one with "
       "the same options")
     a("--strategy", default="auto", choices=STRATEGIES, help="distribution strategy (default auto)")
-    a("--precision", default="auto", choices=PRECISIONS, help="auto: mixed_float16 on GPUs, fp32 on CPUs "
-      "(bf16 training costs accuracy there); KERAS_RESNET_PRECISION overrides auto")
+    a("--precision", default="auto", choices=PRECISIONS, help="auto: mixed_float16 on GPUs, mixed_bfloat16 "
+      "on CPUs with fast bf16, else fp32; KERAS_RESNET_PRECISION overrides auto")
     a("--image-size", type=int, default=None, help="training size in pixels (default: the dataset's)")
     a("--batch-size", type=int, default=None, help="per replica (default: the recipe's)")
     a("--steps-per-epoch", type=int, default=None, help="cap steps per epoch (quick searches)")

@@ -79,7 +79,7 @@ class HyperResNet(keras_tuner.HyperModel):
             raise ValueError(f"image_size must be at least 32. Received: image_size={image_size!r}")
         from keras_resnet.hardware import resolve_precision
 
-        self.precision = resolve_precision(precision, training=True)
+        self.precision = resolve_precision(precision)
         # check the space before loading anything (values again once the size is known)
         narrow_space(space if image_size else _keys_only(space), specs.family_for_image_size(image_size or 32))
         if isinstance(data, str) or data_dir is not None:
