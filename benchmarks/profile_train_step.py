@@ -273,16 +273,19 @@ def format_layer_table(result):
 # ------------------------------------------------------------------------ running
 
 
-def build(impl, model_name, *, image_size, batch_size, classes, steps):
-    """``impl``'s model, compiled for training as the benchmark compiles it."""
+def build(impl, model_name, *, image_size, batch_size, classes, steps, precision="fp32"):
+    """``impl``'s model, compiled for training as the benchmark compiles it (ours under
+    ``precision``'s dtype policy; keras.applications in fp32, its defaults)."""
     import keras
 
     shape = (image_size, image_size, 3)
     if impl == "keras_resnet":
         import keras_resnet
         from keras_resnet.training import compile_model
+        from keras_resnet.utils import dtype_policy
 
-        model = keras_resnet.get_model(model_name, weights=None, input_shape=shape, classes=classes)
+        with dtype_policy(precision):
+            model = keras_resnet.get_model(model_name, weights=None, input_shape=shape, classes=classes)
         compile_model(model, steps_per_epoch=max(steps, 1), epochs=1, global_batch_size=batch_size,
                       num_classes=classes)
     elif impl == "keras.applications":
@@ -337,11 +340,12 @@ def profile_fit(model, *, batch_size, steps, logdir, warmup=2):
     return seconds
 
 
-def profile(impl, model_name, *, image_size, batch_size, steps, classes=1000, logdir):
+def profile(impl, model_name, *, image_size, batch_size, steps, classes=1000, logdir, precision="fp32"):
     import keras
 
     keras.utils.clear_session()
-    model = build(impl, model_name, image_size=image_size, batch_size=batch_size, classes=classes, steps=steps)
+    model = build(impl, model_name, image_size=image_size, batch_size=batch_size, classes=classes, steps=steps,
+                  precision=precision)
     seconds = profile_fit(model, batch_size=batch_size, steps=steps, logdir=logdir)
     result = aggregate(load_xspace(logdir), model_name=model.name, layer_classes=layer_classes(model),
                        optimizer_name=model.optimizer.name)
@@ -369,6 +373,8 @@ def main(argv=None):
     p.add_argument("--onednn", choices=("default", "on", "off"), default="default",
                    help="set TF_ENABLE_ONEDNN_OPTS before TensorFlow loads (default: leave it as it is)")
     p.add_argument("--quick", action="store_true", help="112x112 images, 2 steps: a quick look")
+    p.add_argument("--precision", default="fp32", help="ours: fp32 | mixed_bfloat16 | mixed_float16 "
+                   "(keras.applications stays fp32)")
     p.add_argument("--keep-trace", metavar="DIR", help="keep the traces under DIR/<impl> (TensorBoard's profile tab)")
     args = p.parse_args(argv)
     if args.quick:
@@ -382,7 +388,7 @@ def main(argv=None):
 
     if args.inter_op_threads:
         tf.config.threading.set_inter_op_parallelism_threads(args.inter_op_threads)
-    print(f"# {args.model}, {args.image_size}x{args.image_size}, batch {args.batch_size}, fp32, "
+    print(f"# {args.model}, {args.image_size}x{args.image_size}, batch {args.batch_size}, ours {args.precision}, "
           f"{args.steps} steps profiled, inter-op threads {args.inter_op_threads or 'default'}; "
           f"TensorFlow {tf.__version__}, oneDNN {'on' if onednn_enabled() else 'off'} "
           f"(TF_ENABLE_ONEDNN_OPTS={os.environ.get('TF_ENABLE_ONEDNN_OPTS', 'unset')})")
@@ -392,7 +398,7 @@ def main(argv=None):
             logdir = os.path.join(root, impl)
             shutil.rmtree(logdir, ignore_errors=True)
             r = profile(impl, args.model, image_size=args.image_size, batch_size=args.batch_size,
-                        steps=args.steps, classes=args.classes, logdir=logdir)
+                        steps=args.steps, classes=args.classes, logdir=logdir, precision=args.precision)
             print(f"\n## {impl}: wall {r['wall_ms']:.0f} ms / step profiled ({r['unprofiled_ms']:.0f} ms "
                   f"unprofiled, {args.batch_size * 1000 / r['unprofiled_ms']:.2f} img/s); ops sum to "
                   f"{r['op_ms']:.0f} ms = coverage {100 * r['coverage']:.1f}%; at least one op running "
