@@ -132,7 +132,9 @@ def header(config, facts, data, strategy, requested_precision):
 
     info = facts["model_info"]
     options = ", ".join(f"{k}={v}" for k, v in sorted(config.model_options.items()))
-    warmup = config.warmup_epochs if config.warmup_epochs == "paper" else f"{config.warmup_epochs:g} epochs"
+    warmup = config.warmup_epochs
+    if warmup != "paper":
+        warmup = f"{warmup:g} epoch" + ("" if warmup == 1 else "s")
     source = config.data_dir or data.name
     return [
         f"Model      {config.model} ({info['family']} {info['variant']}, depth {info['depth']}"
