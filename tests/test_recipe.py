@@ -27,6 +27,7 @@ def test_bn_momentum_averages_over_a_quarter_epoch_within_keras_range():
     assert recipe.bn_momentum_for(31) == 0.9
     assert recipe.bn_momentum_for(5005) == 0.99  # ImageNet at batch 256: Keras' default kept
     assert recipe.bn_momentum_for(200) == pytest.approx(0.98)
+    assert training.bn_momentum_for is recipe.bn_momentum_for  # the name the README gives
 
 
 @pytest.mark.parametrize("family,epochs,schedule", [

@@ -31,6 +31,7 @@ _NAMES = {
     "TrainConfig": "config", "ModelConfig": "config", "DataConfig": "config", "RecipeConfig": "config",
     "RuntimeConfig": "config", "STRATEGIES": "config",
     "RECIPES": "recipe", "SCHEDULES": "recipe", "PAPER_WARMUP": "recipe", "ResNetLearningRate": "recipe",
+    "RECIPE_NAMES": "recipe", "bn_momentum_for": "recipe", "default_recipe": "recipe",
     "SparseCrossentropyWithSmoothing": "recipe", "apply_weight_decay": "recipe", "compile_model": "recipe",
     "build_strategy": "strategy", "is_chief": "strategy",
     "TrainingDiverged": "fit", "RunStopped": "fit", "WorkerLost": "fit",
