@@ -51,6 +51,13 @@ def test_paper_recipe_is_he_et_al_section_4_2():
     deep = recipe.default_recipe("cifar", epochs=8, recipe="paper", model_info=model_info("ResNet110"))
     assert deep["warmup_epochs"] == recipe.PAPER_WARMUP  # lr 0.01 until training error < 80%
     assert recipe.PAPER_MILESTONES == (recipe.PAPER_ITERATIONS // 2, recipe.PAPER_ITERATIONS * 3 // 4)
+    # the bundled digits (32x32) take the paper's CIFAR recipe, ResNet-110's warm-up included
+    digits = recipe.default_recipe("digits", recipe="paper", model_info=model_info("ResNet110"))
+    assert digits["warmup_epochs"] == recipe.PAPER_WARMUP and digits["batch_size"] == 128
+    assert digits["reason"].startswith("paper: He et al. 2015 sec. 4.2")
+    # a recipe name that does not exist is refused by its keyword, before any work
+    with pytest.raises(ValueError, match="Received: recipe='fast'"):
+        training.train(recipe="fast")
     # CIFAR-10 at batch 128: 391 steps an epoch, 64k iterations = 164 epochs (the recipe's)
     assert math.ceil(recipe.PAPER_ITERATIONS / math.ceil(50_000 / 128)) == recipe.RECIPES["cifar"]["epochs"]
 

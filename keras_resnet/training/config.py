@@ -232,7 +232,7 @@ def _check(config: TrainConfig, name) -> None:
         _check_int(name(key), getattr(c, key), low)
     _check_in(name("strategy"), c.strategy, STRATEGIES)
     _check_in(name("schedule"), c.schedule, SCHEDULES)
-    _check_in(name("recipe_name").replace("recipe_name", "recipe"), c.recipe_name, RECIPE_NAMES)
+    _check_in(name("recipe"), c.recipe_name, RECIPE_NAMES)  # train(recipe=...), --recipe
     _check_in(name("precision"), c.precision, PRECISIONS)
     _check_in(name("jit_compile"), c.jit_compile, JIT_COMPILE)
     _check_in(name("augmentation"), c.augmentation, AUGMENTATIONS)

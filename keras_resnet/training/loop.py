@@ -29,7 +29,7 @@ from keras_resnet.training import run_folder as rf
 from keras_resnet.training.config import TrainConfig, describe_changes
 from keras_resnet.training.fit import FitJob, python_resume_command
 from keras_resnet.training.recipe import (
-    PAPER_ITERATIONS, bn_momentum_for, compile_model, default_recipe, recipe_family)
+    PAPER_ITERATIONS, RECIPE_FIELDS, bn_momentum_for, compile_model, default_recipe, recipe_family)
 from keras_resnet.training.strategy import build_strategy, is_chief
 from keras_resnet.utils import dtype_policy, write_json_atomic
 
@@ -48,9 +48,7 @@ def resolve(config, data, strategy):
     family = recipe_family(data.name if config.data_dir is None else "", image_size)
     recipe = default_recipe(family, model_info=info, epochs=config.epochs, recipe=config.recipe_name,
                             warmup_given=config.warmup_epochs is not None)
-    filled = {k: recipe[k] if getattr(config, k) is None else getattr(config, k)
-              for k in ("epochs", "batch_size", "lr", "schedule", "warmup_epochs", "label_smoothing",
-                        "weight_decay")}
+    filled = {k: recipe[k] if getattr(config, k) is None else getattr(config, k) for k in RECIPE_FIELDS}
     replicas = strategy.num_replicas_in_sync
     filled["batch_size"] = _clamped_batch(filled["batch_size"], replicas, data, config.strategy)
     global_batch = filled["batch_size"] * replicas

@@ -74,6 +74,8 @@ def default_recipe(family, *, model_info=None, epochs=None, warmup_given=False, 
     (:func:`bn_momentum_for`, set by the caller once steps are known: ``"bn_momentum"``
     is ``"auto"`` here).
     """
+    if recipe == "paper" and family == "digits":
+        family = "cifar"  # the paper has no digits recipe: its CIFAR one, for 32x32 images
     row = dict(RECIPES[family])
     info = model_info or {}
     run_epochs = epochs or row["epochs"]
@@ -88,8 +90,6 @@ def default_recipe(family, *, model_info=None, epochs=None, warmup_given=False, 
             if row["warmup_epochs"] != PAPER_WARMUP:
                 row["warmup_epochs"] = SHORT_RUN_WARMUP
             reasons.append(f"a short run ({run_epochs} < {SHORT_RUN_EPOCHS} epochs): cosine with warm-up")
-    if recipe == "paper" and family == "digits":
-        row = dict(RECIPES["cifar"])
     if not warmup_given and row["warmup_epochs"] != PAPER_WARMUP:  # never more than a quarter
         row["warmup_epochs"] = min(row["warmup_epochs"], run_epochs / 4)
     source = {"digits": "the bundled digits recipe", "cifar": "He et al. 2015 sec. 4.2 (images <= 64 px)",

@@ -17,11 +17,12 @@ import keras_tuner
 from keras_resnet import specs
 from keras_resnet.models import CifarResNet, ResNet
 from keras_resnet.training.callbacks import NaNGuard
+from keras_resnet.training.config import DataConfig
 from keras_resnet.training.recipe import bn_momentum_for, compile_model, default_recipe, recipe_family
 from keras_resnet.tuning.space import _keys_only, _sample, narrow_space
 from keras_resnet.utils import check_positive_int, dtype_policy
 
-VAL_FRACTION = 0.1  # as keras-resnet train's --val-fraction default
+VAL_FRACTION = DataConfig().val_fraction  # as keras-resnet train's --val-fraction default
 
 # Squeeze-and-excitation reduction when "se" is on: r = 16 (Hu et al. 2018).
 SE_RATIO = 1 / 16
