@@ -15,7 +15,7 @@ export JAX_COMPILATION_CACHE_DIR=${JAX_COMPILATION_CACHE_DIR:-/tmp/keras_resnet_
 export JAX_PERSISTENT_CACHE_MIN_COMPILE_TIME_SECS=0
 B=${BATCH:-256}
 bench() {
-    python -m keras_resnet.benchmark --model ResNet50 --batch-size "$B" --image-size 224 \
+    python -m keras_resnet benchmark --model ResNet50 --batch-size "$B" --image-size 224 \
         --steps "${STEPS:-10}" --rounds "${ROUNDS:-3}" "$@"
 }
 case $stage in

@@ -5,19 +5,21 @@ digits job and on an MNIST-style folder job.
     python benchmarks/precision_parity.py --make-mnist-folder digits28/    # 28x28 grayscale PNGs
     python benchmarks/precision_parity.py --data-dir digits28/ --seeds 0,1,2
 
-Trains ResNet-20 with the digits recipe of ``keras-resnet train``
-(:data:`keras_resnet.training.recipe.RECIPES`\\ ``["digits"]`` through
-:func:`keras_resnet.training.recipe.compile_model`: SGD 0.9, lr 0.4 x 64/256, 1 warm-up epoch,
-cosine, weight decay 5e-4, BN momentum 0.9, 8 epochs of batch 64) on the fixed digits
+Trains ResNet-20 with the auto recipe of ``keras-resnet train``
+(:func:`keras_resnet.training.recipe.default_recipe` through
+:func:`keras_resnet.training.recipe.compile_model`; on the digits: SGD 0.9, lr 0.4 x 64/256,
+1 warm-up epoch, cosine, weight decay 5e-4, 8 epochs of batch 64; BatchNorm momentum
+:func:`~keras_resnet.training.recipe.bn_momentum_for` the steps per epoch) on the fixed
 split, once per precision policy and seed, and prints test top-1 per run and the mean
 difference to fp32. The issue's bar: within 0.5 points.
 
 The folder job is what ``keras-resnet train --data-dir DIR`` does with a folder of small
 images: :mod:`keras_resnet.data` reads and splits the folder (stratified 20% test), the
-images train at their own size with the ``cifar`` preset (pad, crop, flip) and the
-``cifar`` recipe (He et al. 2015: lr 0.1 x batch/128, /10 at 50% and 75%, 164 epochs of
-batch 128). ``--make-mnist-folder`` writes such a folder from scikit-learn's digits:
-28x28 grayscale PNGs in one folder per class, like MNIST's.
+images train at their own size with the ``cifar`` preset (pad, crop, and the flip unless
+:meth:`~keras_resnet.data.ImageData.flip_check` finds that mirroring changes the classes,
+as it does for digits) and the ``cifar`` recipe (He et al. 2015: lr 0.1 x batch/128, /10 at
+50% and 75%, 164 epochs of batch 128). ``--make-mnist-folder`` writes such a folder from
+scikit-learn's digits: 28x28 grayscale PNGs in one folder per class, like MNIST's.
 
 The input pipeline is numpy here (pad 4 + random crop, and the flip where the preset has
 one; "tf" preprocessing to [-1, 1]), so that the script also runs on a machine that has
@@ -44,12 +46,15 @@ def split_from_package(data_dir=None):
     data = load_data(data_dir=data_dir) if data_dir else load_data("digits")
     x_train, y_train = data.raw_images("train", data.num_train, augmentation="none")
     x_test, y_test = data.raw_images("test", data.num_test, augmentation="none")
-    if data.name == "digits":
-        family = "digits"
-    else:
-        family = "cifar" if data.image_size <= 64 else "imagenet"
-    return dict(x_train=x_train, y_train=y_train, x_test=x_test, y_test=y_test,
-                family=family, augmentation=data.default_augmentation, name=data.name)
+    from keras_resnet.training.recipe import recipe_family
+
+    family = recipe_family(data.name, data.image_size)
+    augmentation, why = data.default_augmentation, "the data's default"
+    if augmentation == "cifar":  # as keras-resnet train's auto recipe decides
+        keep, why = data.flip_check(0)
+        augmentation = augmentation if keep else "crop"
+    return dict(x_train=x_train, y_train=y_train, x_test=x_test, y_test=y_test, family=family,
+                augmentation=augmentation, augmentation_reason=why, name=data.name)
 
 
 def make_mnist_folder(folder, size=28):
@@ -89,23 +94,25 @@ def run(precision, seed, data, *, epochs=None):
 
     from keras_resnet import get_model
     from keras_resnet.hardware import keras_policy_name, resolve_jit_compile
-    from keras_resnet.training.recipe import RECIPES, compile_model
+    from keras_resnet.training.recipe import bn_momentum_for, compile_model, default_recipe
 
     family = str(data.get("family", "digits"))
-    recipe = RECIPES[family]
+    from keras_resnet.specs import model_info
+
+    recipe = default_recipe(family, model_info=model_info("ResNet20"), epochs=epochs)
     epochs = epochs or recipe["epochs"]
     size = data["x_train"].shape[1]
     flip = str(data.get("augmentation", "crop")) == "cifar"
     batch = recipe["batch_size"]
+    steps = len(data["y_train"]) // batch
     keras.utils.set_random_seed(seed)
     previous = keras.config.dtype_policy()
     keras.config.set_dtype_policy(keras_policy_name(precision))
     try:
         model = get_model("ResNet20", weights=None, input_shape=(size, size, 3), classes=10,
-                          **recipe.get("model_options", {}))
+                          bn_momentum=bn_momentum_for(steps))
     finally:
         keras.config.set_dtype_policy(previous)
-    steps = len(data["y_train"]) // batch
     compile_model(model, steps_per_epoch=steps, epochs=epochs, global_batch_size=batch,
                   num_classes=10, lr=recipe["lr"], schedule=recipe["schedule"],
                   warmup_epochs=recipe["warmup_epochs"], weight_decay=recipe["weight_decay"],
@@ -126,7 +133,7 @@ def run(precision, seed, data, *, epochs=None):
     top1 = float(np.mean(np.argmax(probabilities, -1) == data["y_test"]))
     return {"job": str(data.get("name", "digits")), "recipe": family, "image_size": size,
             "precision": precision, "seed": seed, "test_top1": round(100 * top1, 2),
-            "train_seconds": round(seconds, 1), "epochs": epochs,
+            "train_seconds": round(seconds, 1), "epochs": epochs, "flip": flip,
             "compute_dtype": model.layers[2].compute_dtype, "backend": keras.backend.backend()}
 
 
