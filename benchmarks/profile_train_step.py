@@ -66,6 +66,9 @@ OP_GROUPS = {
 GROUP_OF = {op: group for group, ops in OP_GROUPS.items() for op in ops}
 
 
+CONV_GROUPS = ("conv forward", "conv backprop input", "conv backprop filter")
+
+
 def op_group(op_type):
     """The group of an op type (oneDNN's ``_MklNative*`` / ``_Mkl*`` kernels as the op they implement)."""
     base = re.sub(r"^_Mkl(Native)?", "", op_type)
@@ -155,17 +158,24 @@ def _union_ps(intervals):
     return total
 
 
-def _layer_of(op_name, model_name, layer_classes):
-    """Class name of the Keras layer an op belongs to, or None (loss, optimizer, weight decay, ...)."""
+def _layer_name_of(op_name, model_name, layer_names):
+    """Name of the Keras layer an op belongs to: one of ``layer_names``, "" for a layer
+    of the model not among them, None outside the model (loss, optimizer, weight decay, ...)."""
     parts = op_name.split("/")
     for i, part in enumerate(parts[:-1]):
         if re.fullmatch(re.escape(model_name) + r"(_\d+)?", part):
             layer = parts[i + 1]
             for candidate in (layer, re.sub(r"_\d+$", "", layer)):
-                if candidate in layer_classes:
-                    return layer_classes[candidate]
-            return "other layer"
+                if candidate in layer_names:
+                    return candidate
+            return ""
     return None
+
+
+def _layer_of(op_name, model_name, layer_classes):
+    """Class name of the Keras layer an op belongs to, or None (loss, optimizer, weight decay, ...)."""
+    name = _layer_name_of(op_name, model_name, layer_classes)
+    return None if name is None else layer_classes.get(name, "other layer")
 
 
 def _phase_of(op_name, op_type, model_name, optimizer_name):
@@ -193,7 +203,8 @@ def aggregate(space, *, model_name, layer_classes=None, optimizer_name="SGD",
     (summed op self time per step), ``coverage`` (op_ms / wall_ms), ``busy`` (union of
     op intervals / wall), ``by_type`` (list of dicts ``op_type, group, ms, share,
     count`` per step, largest first), ``by_layer`` (``{(layer class or phase label,
-    phase): ms}``).
+    phase): ms}``), ``by_conv`` (``{(layer name, conv group): ms}`` for the ops of
+    :data:`CONV_GROUPS`: each convolution layer's forward, input and filter gradient).
     """
     plane = _host_plane(space)
     windows = _step_windows(plane, step_event)
@@ -205,6 +216,7 @@ def aggregate(space, *, model_name, layer_classes=None, optimizer_name="SGD",
     ops = [o for o in _op_events(plane) if lo <= o[0] < hi]
     by_type = collections.defaultdict(lambda: [0, 0])
     by_layer = collections.Counter()
+    by_conv = collections.Counter()
     layer_classes = layer_classes or {}
     for start, end, self_ps, name, op_type, _ in ops:
         by_type[op_type][0] += self_ps
@@ -212,6 +224,8 @@ def aggregate(space, *, model_name, layer_classes=None, optimizer_name="SGD",
         phase = _phase_of(name, op_type, model_name, optimizer_name)
         layer = _layer_of(name, model_name, layer_classes) if phase in ("forward", "backward") else None
         by_layer[(layer or phase, phase)] += self_ps / steps / 1e9
+        if op_group(op_type) in CONV_GROUPS:
+            by_conv[(_layer_name_of(name, model_name, layer_classes), op_group(op_type))] += self_ps / steps / 1e9
     op_ps = sum(v[0] for v in by_type.values()) / steps
     rows = [{"op_type": t, "group": op_group(t), "ms": ps / steps / 1e9,
              "share": ps / steps / wall_ps, "count": n / steps} for t, (ps, n) in by_type.items()]
@@ -224,6 +238,7 @@ def aggregate(space, *, model_name, layer_classes=None, optimizer_name="SGD",
         "busy": _union_ps([(o[0], o[1]) for o in ops]) / steps / wall_ps,
         "by_type": rows,
         "by_layer": dict(by_layer),
+        "by_conv": dict(by_conv),
     }
 
 
@@ -267,6 +282,54 @@ def format_layer_table(result):
         total = sum(c.values())
         lines.append(f"| {layer} | {c['forward']:.1f} | {c['backward']:.1f} | {other:.1f} | {total:.1f} | "
                      f"{100 * total / result['wall_ms']:.1f}% |")
+    return "\n".join(lines)
+
+
+def conv_shapes(model, batch_size):
+    """``{layer name: (shape label, forward GFLOP of a batch)}`` for each Conv2D of ``model``;
+    the label is ``kh x kw, in -> out, HxW out, stride s``."""
+    import keras
+
+    from keras_resnet.benchmark.flops import layer_flops
+    from keras_resnet.utils import all_layers
+
+    shapes = {}
+    for layer in all_layers(model):
+        if isinstance(layer, keras.layers.Conv2D):
+            kh, kw, cin, cout = layer.kernel.shape
+            h, w = layer.output.shape[1:3]
+            label = f"{kh}x{kw}, {cin} -> {cout}, {h}x{w} out, stride {layer.strides[0]}"
+            shapes[layer.name] = (label, layer_flops(layer) * batch_size / 1e9)
+    return shapes
+
+
+def format_conv_table(result, shapes):
+    """Time and GFLOP/s of the forward, input-gradient and filter-gradient convolutions per
+    layer shape (layers of the same shape summed), the slowest filter gradients first."""
+    rows = collections.defaultdict(lambda: {"layers": set(), "gflop": 0.0, "ms": collections.Counter(),
+                                            "done": collections.Counter()})
+    for (layer, group), ms in result["by_conv"].items():
+        label, gflop = shapes.get(layer, ("other", 0.0))
+        row = rows[label]
+        if layer not in row["layers"]:
+            row["layers"].add(layer)
+            row["gflop"] += gflop
+        row["ms"][group] += ms
+        row["done"][group] += gflop  # the stem has no input gradient: its FLOPs count only where run
+    lines = ["| convolution (layers) | GFLOP / step, each pass | forward ms (GFLOP/s) | input gradient ms (GFLOP/s) "
+             "| filter gradient ms (GFLOP/s) |", "| --- | ---: | ---: | ---: | ---: |"]
+
+    def cells(row):
+        return " | ".join(f"{row['ms'][g]:.1f} ({row['done'][g] / row['ms'][g] * 1000:.0f})" if row["ms"][g] else "-"
+                          for g in CONV_GROUPS)
+
+    total = {"gflop": 0.0, "ms": collections.Counter(), "done": collections.Counter()}
+    for label, row in sorted(rows.items(), key=lambda kv: -kv[1]["ms"]["conv backprop filter"]):
+        lines.append(f"| {label} ({len(row['layers'])}) | {row['gflop']:.1f} | {cells(row)} |")
+        total["gflop"] += row["gflop"]
+        total["ms"].update(row["ms"])
+        total["done"].update(row["done"])
+    lines.append(f"| **all convolutions** | {total['gflop']:.1f} | {cells(total)} |")
     return "\n".join(lines)
 
 
@@ -350,6 +413,7 @@ def profile(impl, model_name, *, image_size, batch_size, steps, classes=1000, lo
     result = aggregate(load_xspace(logdir), model_name=model.name, layer_classes=layer_classes(model),
                        optimizer_name=model.optimizer.name)
     result["unprofiled_ms"] = seconds * 1000
+    result["conv_shapes"] = conv_shapes(model, batch_size)
     return result
 
 
@@ -405,7 +469,8 @@ def main(argv=None):
                   f"{100 * r['busy']:.1f}% of the step\n")
             print(format_type_table(r), end="\n\n")
             print(format_group_table(r), end="\n\n")
-            print(format_layer_table(r))
+            print(format_layer_table(r), end="\n\n")
+            print(format_conv_table(r, r["conv_shapes"]))
     finally:
         if not args.keep_trace:
             shutil.rmtree(root, ignore_errors=True)

@@ -70,3 +70,23 @@ def test_onednn_kernels_are_grouped_with_the_op_they_implement():
     assert group("_MklNativeFusedConv2D") == group("_FusedConv2D") == "conv forward"
     assert group("_MklNativeFusedBatchNormEx") == "batch norm (fused kernels)"
     assert group("SomethingNew") == "other"
+
+
+def test_conv_table_splits_the_conv_ops_by_layer(traced):
+    model, result = traced
+    by_group = {}
+    for row in result["by_type"]:
+        by_group[row["group"]] = by_group.get(row["group"], 0) + row["ms"]
+    for group in profile_train_step.CONV_GROUPS:  # every conv op is attributed to one of the model's convs
+        layers = {layer for (layer, g) in result["by_conv"] if g == group}
+        assert sum(ms for (_, g), ms in result["by_conv"].items() if g == group) == pytest.approx(by_group[group])
+        expected = _count(model, keras.layers.Conv2D) - (group == "conv backprop input")
+        assert len(layers) == expected and "" not in layers and None not in layers
+    shapes = profile_train_step.conv_shapes(model, 8)
+    # ResNet-20's convolutions counted by hand, in multiply-adds an image: stem 32*32*27*16
+    # = 0.44 M; 6 convs 32*32*144*16 = 14.16 M; 16*16*144*32 + 5 * 16*16*288*32 = 12.98 M;
+    # 8*8*288*64 + 5 * 8*8*576*64 = 12.98 M; together 40.55 M, 2 FLOPs each
+    assert sum(g for _, g in shapes.values()) == pytest.approx(8 * 2 * 40.55e6 / 1e9, rel=1e-3)
+    assert shapes["conv1_conv"][0] == "3x3, 3 -> 16, 32x32 out, stride 1"
+    table = profile_train_step.format_conv_table(result, shapes)
+    assert "| 3x3, 16 -> 16, 32x32 out, stride 1 (6) |" in table and "**all convolutions**" in table

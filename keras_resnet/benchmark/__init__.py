@@ -46,7 +46,7 @@ from keras_resnet.benchmark.cli import (
     compares_of,
     format_table,
 )
-from keras_resnet.benchmark.flops import forward_flops, matmul_peak_gflops
+from keras_resnet.benchmark.flops import forward_flops, layer_flops, matmul_peak_gflops
 from keras_resnet.benchmark.quiet import LoadMonitor
 from keras_resnet.benchmark.runner import (
     DATA_PRESETS,
@@ -59,5 +59,5 @@ from keras_resnet.benchmark.runner import (
 __all__ = [
     "COMPARES", "MODES", "DATA_PRESETS", "TORCHVISION_NAMES", "LoadMonitor", "build_keras_applications",
     "build_ours", "build_parser", "check_args", "cli_main", "compares_of", "format_table",
-    "forward_flops", "matmul_peak_gflops", "run_benchmark",
+    "forward_flops", "layer_flops", "matmul_peak_gflops", "run_benchmark",
 ]

@@ -10,22 +10,25 @@ from keras_resnet.utils import all_layers, compute_dtype
 
 def forward_flops(model) -> int:
     """FLOPs of one image's forward pass: 2 per multiply-add of Conv / Dense layers."""
+    return sum(layer_flops(layer) for layer in all_layers(model))
+
+
+def layer_flops(layer) -> int:
+    """FLOPs of one image through ``layer``: 2 per multiply-add for Conv2D, DepthwiseConv2D
+    and Dense layers, 0 for every other layer."""
     import keras
 
-    total = 0
-    for layer in all_layers(model):
-        if not isinstance(layer, (keras.layers.Conv2D, keras.layers.DepthwiseConv2D, keras.layers.Dense)):
-            continue
-        outputs = math.prod(d for d in layer.output.shape[1:])
-        kernel = tuple(layer.kernel.shape)
-        if isinstance(layer, keras.layers.DepthwiseConv2D):
-            macs_per_output = kernel[0] * kernel[1]
-        elif isinstance(layer, keras.layers.Dense):
-            macs_per_output = kernel[0]
-        else:  # Conv2D kernel (kh, kw, in / groups, out)
-            macs_per_output = math.prod(kernel[:-1])
-        total += 2 * macs_per_output * outputs
-    return total
+    if not isinstance(layer, (keras.layers.Conv2D, keras.layers.DepthwiseConv2D, keras.layers.Dense)):
+        return 0
+    outputs = math.prod(d for d in layer.output.shape[1:])
+    kernel = tuple(layer.kernel.shape)
+    if isinstance(layer, keras.layers.DepthwiseConv2D):
+        macs_per_output = kernel[0] * kernel[1]
+    elif isinstance(layer, keras.layers.Dense):
+        macs_per_output = kernel[0]
+    else:  # Conv2D kernel (kh, kw, in / groups, out)
+        macs_per_output = math.prod(kernel[:-1])
+    return 2 * macs_per_output * outputs
 
 
 def _matmul_runner(backend: str, n: int, dtype: str):
