@@ -171,3 +171,20 @@ def test_importing_keras_resnet_turns_tensorflow_onednn_on_unless_the_user_set_i
     # TensorFlow enables oneDNN for by default; a user's TF_ENABLE_ONEDNN_OPTS=0 still wins.
     assert _onednn_in_subprocess(None) == ["True", "True"]
     assert _onednn_in_subprocess("0") == ["False", "False"]
+
+
+def test_torch_python_of_another_virtual_environment_is_not_taken_for_this_one(tmp_path):
+    # Every venv's python links to the same base interpreter (resolving the links made
+    # `--torch-python` of a torch venv look like this interpreter, so torch was "missing").
+    import subprocess
+    import sys
+
+    from keras_resnet.benchmark import runner
+
+    subprocess.run([sys.executable, "-m", "venv", "--without-pip", str(tmp_path / "venv")], check=True)
+    other = str(tmp_path / "venv" / "bin" / "python")
+    command = runner.torch_worker_command(other, {"steps": 1})
+    assert command[:2] == [other, runner.__file__.replace("runner.py", "torch_worker.py")]
+    assert runner.torch_worker_command(sys.executable, {})[1:3] == ["-m", "keras_resnet.benchmark.torch_worker"]
+    # the probe runs in that venv, which has no torch, whatever this interpreter has
+    assert runner.torch_available(other) is False

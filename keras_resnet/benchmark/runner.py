@@ -104,7 +104,7 @@ def torch_worker_command(python: str, config: dict) -> list[str]:
     """The worker's command line: ``python -m keras_resnet.benchmark.torch_worker CONFIG``
     in this interpreter; another interpreter (``--torch-python``) need not have Keras, so
     there the worker starts from its file."""
-    if os.path.realpath(python) == os.path.realpath(sys.executable):
+    if _is_this_interpreter(python):
         return [python, "-m", "keras_resnet.benchmark.torch_worker", json.dumps(config)]
     here = os.path.dirname(os.path.abspath(__file__))
     return [python, os.path.join(here, "torch_worker.py"), json.dumps(config)]
@@ -143,9 +143,16 @@ class TorchRunner:
         return result["seconds_per_step"]
 
 
+def _is_this_interpreter(python: str) -> bool:
+    """Whether ``python`` names this interpreter. Paths are compared without resolving links:
+    every virtual environment's ``python`` links to the same base interpreter, yet each has
+    its own packages."""
+    return os.path.abspath(python) == os.path.abspath(sys.executable)
+
+
 def torch_available(python: str | None) -> bool:
     """Whether ``python`` (this interpreter when None) can import torch."""
-    if python is None or os.path.realpath(python) == os.path.realpath(sys.executable):
+    if python is None or _is_this_interpreter(python):
         return importlib.util.find_spec("torch") is not None
     probe = subprocess.run([python, "-c", "import torch"], capture_output=True, check=False)
     return probe.returncode == 0
