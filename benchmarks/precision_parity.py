@@ -42,17 +42,14 @@ def split_from_package(data_dir=None):
     """The digits split, or a folder's, exactly as ``keras_resnet.data`` reads it (needs
     TensorFlow), with the recipe family and augmentation ``keras-resnet train`` would use."""
     from keras_resnet.data import load_data
+    from keras_resnet.training.recipe import recipe_family
 
     data = load_data(data_dir=data_dir) if data_dir else load_data("digits")
     x_train, y_train = data.raw_images("train", data.num_train, augmentation="none")
     x_test, y_test = data.raw_images("test", data.num_test, augmentation="none")
-    from keras_resnet.training.recipe import recipe_family
-
     family = recipe_family(data.name, data.image_size)
-    augmentation, why = data.default_augmentation, "the data's default"
-    if augmentation == "cifar":  # as keras-resnet train's auto recipe decides
-        keep, why = data.flip_check(0)
-        augmentation = augmentation if keep else "crop"
+    augmentation, why = data.auto_augmentation(0)  # as keras-resnet train's auto recipe decides
+    why = why or "the data's default"
     return dict(x_train=x_train, y_train=y_train, x_test=x_test, y_test=y_test, family=family,
                 augmentation=augmentation, augmentation_reason=why, name=data.name)
 
@@ -94,11 +91,10 @@ def run(precision, seed, data, *, epochs=None):
 
     from keras_resnet import get_model
     from keras_resnet.hardware import keras_policy_name, resolve_jit_compile
+    from keras_resnet.specs import model_info
     from keras_resnet.training.recipe import bn_momentum_for, compile_model, default_recipe
 
     family = str(data.get("family", "digits"))
-    from keras_resnet.specs import model_info
-
     recipe = default_recipe(family, model_info=model_info("ResNet20"), epochs=epochs)
     epochs = epochs or recipe["epochs"]
     size = data["x_train"].shape[1]

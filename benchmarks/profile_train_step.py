@@ -172,12 +172,6 @@ def _layer_name_of(op_name, model_name, layer_names):
     return None
 
 
-def _layer_of(op_name, model_name, layer_classes):
-    """Class name of the Keras layer an op belongs to, or None (loss, optimizer, weight decay, ...)."""
-    name = _layer_name_of(op_name, model_name, layer_classes)
-    return None if name is None else layer_classes.get(name, "other layer")
-
-
 def _phase_of(op_name, op_type, model_name, optimizer_name):
     parts = [p.lower() for p in op_name.split("/")]
     if op_group(op_type) == "data (iterator)":
@@ -222,10 +216,14 @@ def aggregate(space, *, model_name, layer_classes=None, optimizer_name="SGD",
         by_type[op_type][0] += self_ps
         by_type[op_type][1] += 1
         phase = _phase_of(name, op_type, model_name, optimizer_name)
-        layer = _layer_of(name, model_name, layer_classes) if phase in ("forward", "backward") else None
+        layer_name = _layer_name_of(name, model_name, layer_classes)
+        layer = None  # the layer's class, for the model's forward and backward ops
+        if layer_name is not None and phase in ("forward", "backward"):
+            layer = layer_classes.get(layer_name, "other layer")
         by_layer[(layer or phase, phase)] += self_ps / steps / 1e9
-        if op_group(op_type) in CONV_GROUPS:
-            by_conv[(_layer_name_of(name, model_name, layer_classes), op_group(op_type))] += self_ps / steps / 1e9
+        group = op_group(op_type)
+        if group in CONV_GROUPS:
+            by_conv[(layer_name, group)] += self_ps / steps / 1e9
     op_ps = sum(v[0] for v in by_type.values()) / steps
     rows = [{"op_type": t, "group": op_group(t), "ms": ps / steps / 1e9,
              "share": ps / steps / wall_ps, "count": n / steps} for t, (ps, n) in by_type.items()]

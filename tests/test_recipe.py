@@ -75,6 +75,11 @@ def test_flips_dropped_on_real_digits_and_kept_where_classes_are_mirror_symmetri
     both = np.concatenate([images, images[:, :, ::-1]])
     keep, why = flips_keep_classes(both, np.concatenate([labels, labels]))
     assert keep, why
+    # the bundled digits' default preset has no flip to drop: kept as it is, nothing checked
+    from keras_resnet.data import load_data
+
+    data = load_data("digits")
+    assert data.auto_augmentation(0) == (data.default_augmentation, None) == ("crop", None)
 
 
 def test_validation_is_held_out_of_train_and_test_is_untouched():

@@ -153,6 +153,16 @@ class ImageData:
         images, labels = sample.raw_images("train", n, image_size=size, augmentation="none")
         return flips_keep_classes(images, labels)
 
+    def auto_augmentation(self, seed: int = 0) -> tuple:
+        """``(augmentation, why)`` the auto recipe trains with: the ``cifar`` preset loses its
+        flip where :meth:`flip_check` finds that mirror images change the classes (``why``
+        gives the check's verdict); any other default is kept as it is (``why`` is None)."""
+        default = self.default_augmentation
+        if default != "cifar":
+            return default, None
+        keep, why = self.flip_check(seed)
+        return (default if keep else "crop"), why
+
     def describe_splits(self) -> str:
         """One line for a run's header: counts and where val and test come from."""
         info = self.split_info

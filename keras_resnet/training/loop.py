@@ -96,11 +96,11 @@ def _augmentation(config, data, family):
     auto recipe finds that they change the classes (:meth:`ImageData.flip_check`)."""
     if config.augmentation is not None:
         return config.augmentation, "as asked"
-    default = data.default_augmentation
-    if config.recipe_name != "auto" or default != "cifar":
-        return default, f"the {family} default"
-    keep, why = data.flip_check(config.seed)
-    return (default if keep else "crop"), why
+    if config.recipe_name == "auto":
+        augmentation, why = data.auto_augmentation(config.seed)
+        if why is not None:
+            return augmentation, why
+    return data.default_augmentation, f"the {family} default"
 
 
 def choose_folder(config, *, overwrite, new_run, started):
