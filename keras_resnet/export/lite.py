@@ -53,6 +53,7 @@ def export_onnx(model, path, *, class_names=None, preprocessing=None, image_size
     _, predict_pixels, _ = build_serving_functions(model, options)
     spec = predict_pixels.input_signature
     proto, _ = tf2onnx.convert.from_function(predict_pixels, input_signature=spec, opset=opset)
+    fold_pool_padding(proto.graph)
     for key, value in (
         ("class_names", json.dumps(list(options.class_names))),
         ("preprocessing", options.preprocessing),
@@ -63,6 +64,72 @@ def export_onnx(model, path, *, class_names=None, preprocessing=None, image_size
         entry.key, entry.value = key, value
     atomic_write(path, proto.SerializeToString())
     return path
+
+
+def fold_pool_padding(graph) -> int:
+    """Fold each zero ``Pad`` between a ``Relu`` and a ``MaxPool`` into the pool's ``pads``, in place.
+
+    The stem's ``pool1_pad`` (ZeroPadding2D) + ``pool1_pool`` (MaxPooling2D), which
+    keras.applications' layout needs, reach ONNX as Relu -> Pad -> MaxPool. A MaxPool's own
+    padding is never chosen, where a zero pad value is; the two agree whenever the pooled
+    values are non-negative, which a Relu guarantees. In an int8 file the separate Pad
+    costs more than the pool: ONNX Runtime dequantizes the stem's output, pads it in float
+    and quantizes it again (14 ms of a 100 ms ResNet-50 batch of 16, BENCHMARKS.md).
+    Pads whose input is not a Relu output (pre-activation stems pool the conv's output
+    directly) stay. Returns the number of Pads folded.
+    """
+    import onnx
+    from onnx import numpy_helper
+
+    constants = {t.name: numpy_helper.to_array(t) for t in graph.initializer}
+    producers = {out: node for node in graph.node for out in node.output}
+    consumers = {}
+    for node in graph.node:
+        for name in node.input:
+            consumers.setdefault(name, []).append(node)
+    outputs = {o.name for o in graph.output}
+    folded = []
+    for pool in graph.node:
+        if pool.op_type != "MaxPool" or not pool.input:
+            continue
+        pad = producers.get(pool.input[0])
+        if pad is None or pad.op_type != "Pad" or pad.output[0] in outputs:
+            continue
+        if len(consumers.get(pad.output[0], [])) != 1:
+            continue
+        source = producers.get(pad.input[0])
+        if source is None or source.op_type != "Relu":
+            continue
+        attrs = {a.name: onnx.helper.get_attribute_value(a) for a in pool.attribute}
+        pad_attrs = {a.name: onnx.helper.get_attribute_value(a) for a in pad.attribute}
+        if pad_attrs.get("mode", b"constant") not in (b"constant", "constant"):
+            continue
+        if attrs.get("auto_pad", b"NOTSET") not in (b"NOTSET", "NOTSET") or attrs.get("ceil_mode", 0):
+            continue
+        amounts = constants.get(pad.input[1]) if len(pad.input) > 1 else None
+        value = constants.get(pad.input[2]) if len(pad.input) > 2 and pad.input[2] else np.zeros(())
+        if amounts is None or value is None or np.any(value != 0) or len(pad.input) > 3:
+            continue
+        rank = len(amounts) // 2
+        begin, end = amounts[:rank], amounts[rank:]
+        # NCHW: nothing on the batch and channel axes, nothing negative (a crop)
+        if rank < 3 or np.any(begin[:2]) or np.any(end[:2]) or np.any(amounts < 0):
+            continue
+        kernel = attrs.get("kernel_shape", [])
+        spatial = [int(v) for v in list(begin[2:]) + list(end[2:])]
+        if any(p >= k for p, k in zip(spatial, list(kernel) * 2)):
+            continue  # a window of pad alone: MaxPool's -inf would differ from the zero
+        old = attrs.get("pads", [0] * len(spatial))
+        pads = [int(a) + b for a, b in zip(old, spatial)]
+        for attribute in list(pool.attribute):
+            if attribute.name == "pads":
+                pool.attribute.remove(attribute)
+        pool.attribute.append(onnx.helper.make_attribute("pads", pads))
+        pool.input[0] = pad.input[0]
+        folded.append(pad)
+    for pad in folded:
+        graph.node.remove(pad)
+    return len(folded)
 
 
 def onnx_probabilities(path, pixels) -> np.ndarray:
