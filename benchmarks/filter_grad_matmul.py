@@ -10,14 +10,14 @@ In the profile of a ResNet-50 training step (BENCHMARKS.md) the filter gradients
 63% of the bf16 matmul peak while a matmul of the same size would run near it, so this
 script asks, shape by shape, whether computing them as a matmul would pay.
 
-For every distinct (spatial size, Cin, Cout) among the model's 1x1 stride-1 Conv2D layers it
+For every distinct (height, width, Cin, Cout) among the model's 1x1 stride-1 Conv2D layers it
 times ``Conv2DBackpropFilter`` (oneDNN's weight-gradient kernel when oneDNN is on) and
 ``tf.matmul`` on the same random tensors, alternating the two ``--rounds`` times
 (median of rounds, each the mean of ``--calls`` calls), checks that they agree, and prints
 ms, GFLOP/s and the speed-up per shape, the largest difference between the two results
 relative to the largest value (in bf16 that is the outputs' rounding, about 2^-8), then the
-total over the model's layers per step. It measures kernels alone, not a training step: what a step would gain is at most the
-total's difference.
+total over the model's layers per step. It measures kernels alone, not a training step:
+what a step would gain is at most the totals' difference.
 """
 
 import argparse
@@ -26,7 +26,7 @@ import time
 
 
 def one_by_one_shapes(model):
-    """{(size, cin, cout): count} over the 1x1, stride-1 Conv2D layers of ``model`` (NHWC)."""
+    """{(height, width, cin, cout): count} over the 1x1, stride-1 Conv2D layers of ``model`` (NHWC)."""
     import keras
 
     shapes = {}
@@ -99,7 +99,7 @@ def main(argv=None):
     print("| --- | ---: | ---: | ---: | ---: | ---: |")
     total_conv = total_matmul = total_best = 0.0
     tf.random.set_seed(0)
-    for (height, width, cin, cout), count in sorted(shapes.items(), key=lambda kv: -kv[0][0] * kv[0][2] * kv[0][3]):
+    for (height, width, cin, cout), count in sorted(shapes.items()):  # smallest feature maps first
         x = tf.cast(tf.random.normal((n, height, width, cin)), dtype)
         dy = tf.cast(tf.random.normal((n, height, width, cout)), dtype)
         conv, matmul = filter_gradients(x, dy)
