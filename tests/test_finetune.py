@@ -197,3 +197,22 @@ def test_sigkill_in_each_phase_resumes_to_the_uninterrupted_weights(tmp_path, pr
     ours, theirs = model_tensors(run / "model.keras"), model_tensors(tmp_path / "reference" / "model.keras")
     for key, value in theirs.items():
         np.testing.assert_array_equal(ours[key], value, err_msg=str(key))
+
+
+# ------------------------------------------------------------- evaluate and the export
+
+
+def test_evaluate_and_the_export_use_the_runs_input(tmp_path, pretrained):
+    from keras_resnet.export import saved_model_metadata
+
+    output = tmp_path / "run"
+    training.train("ResNet20", weights=str(pretrained), epochs=1, finetune="head",
+                   output=str(output), **dict(SMALL, export=True))
+    metrics = json.loads((output / "metrics.json").read_text())
+    config = json.loads((output / "config.json").read_text())
+    # evaluate reads the run's image size, preprocessing and transform: the run's own test top-1
+    assert training.evaluate(str(output))["top1"] == pytest.approx(metrics["test_accuracy"], abs=1e-6)
+    served = saved_model_metadata(metrics["export_path"])
+    assert served["preprocessing"] == config["preprocessing"] == "tf"  # the weights' model: a CIFAR ResNet
+    assert served["image_size"] == [32, 32] and config["image_size"] == 32  # the weights' eval size
+    assert served["eval_transform"]["crop_fraction"] == config["eval_transform"]["crop_fraction"] == 1.0

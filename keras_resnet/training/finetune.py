@@ -76,13 +76,20 @@ def _mode_for(mean, std) -> str | None:
     return None
 
 
+def _tfds_name(dataset: str) -> str:
+    """A set's dataset ("ImageNet-1k", "CIFAR-10") as the tfds name ``--dataset`` takes."""
+    return {"imagenet-1k": "imagenet2012"}.get(dataset.lower(), dataset.lower().replace("-", ""))
+
+
 def weights_input(model: str, weights) -> dict:
     """How images enter a model with these weights, from the registry alone (no file read):
     ``{"image_size", "preprocessing", "eval_transform" (the set's, as a dict, or None),
-    "trained_on" (the tfds name of the set's data, or None)}``."""
+    "trained_on" (the tfds name of the set's data, or None), "published_classes",
+    "options" (builder options the set's architecture needs, e.g. akamaster's shortcut)}``."""
     info = specs.model_info(model)
     facts = dict(image_size=info["input_size"], preprocessing=info["preprocessing"], eval_transform=None,
-                 trained_on="imagenet2012" if weights == "imagenet" else None)
+                 trained_on="imagenet2012" if weights == "imagenet" else None,
+                 published_classes=1000 if weights == "imagenet" else None, options={})
     ws = weight_set(model, weights)
     if ws is None:
         return facts
@@ -91,8 +98,10 @@ def weights_input(model: str, weights) -> dict:
     if mode is None:
         raise ValueError(f"weights={weights!r} normalises with mean {t.mean} and std {t.std}, which no "
                          f"preprocessing mode of keras_resnet.preprocessing reproduces. Received: weights={weights!r}")
+    options = ws.builder_options() if hasattr(ws, "builder_options") else {}
     return dict(image_size=t.crop, preprocessing=mode, eval_transform=t.as_dict(),
-                trained_on=getattr(ws, "dataset", "imagenet2012"))
+                trained_on=_tfds_name(getattr(ws, "dataset", "ImageNet-1k")),
+                published_classes=getattr(ws, "classes", 1000), options=options)
 
 
 def keeps_head(config, weights_facts) -> bool:
@@ -119,7 +128,7 @@ def read_pretrained(config, *, head_kept: bool = False) -> Pretrained:
     ``head_kept``) and keep its tensors as numpy arrays."""
     from keras_resnet import get_model
 
-    options = dict(config.model_options or {})
+    options = {k: v for k, v in (config.model_options or {}).items() if k != "bn_momentum"}
     kwargs = dict(weights=config.weights, include_top=head_kept)
     if head_kept:
         kwargs["classes"] = config.num_classes
@@ -230,3 +239,15 @@ def default_finetune(config, *, steps_per_epoch, batch_size) -> dict:
                 reason=f"fine-tuning {config.weights} ({mode}"
                        + (f", BatchNorm {'frozen' if freeze_bn else 'adapting'} in phase 2: {bn_why}"
                           if mode != "head" else "") + ")")
+
+
+def pipeline_eval_transform(augmentation: str) -> dict:
+    """The evaluation transform the data pipeline applies to val / test with the run's
+    ``augmentation`` (:func:`keras_resnet.data.transforms.eval_kind`), in the terms of
+    :class:`keras_resnet.export.EvalTransform`: the export serves the same one."""
+    from keras_resnet.data.transforms import CENTER_CROP_FRACTION, eval_kind
+
+    if eval_kind(augmentation) == "center":  # shorter side to size / 0.875, center crop
+        return dict(crop_fraction=CENTER_CROP_FRACTION, interpolation="bilinear", resize="shorter_side")
+    return dict(crop_fraction=1.0, interpolation="bilinear", resize="squash")  # the whole image
+

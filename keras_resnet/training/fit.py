@@ -250,7 +250,8 @@ class FitJob:
             folder = (os.path.join(c.export_dir, os.path.basename(os.path.normpath(output)))
                       if c.export_dir else os.path.join(output, "saved_model"))
             metrics["export_path"] = rf.export_saved_model(
-                net, folder, class_names=self.facts["class_names"], preprocessing=c.preprocessing)
+                net, folder, class_names=self.facts["class_names"], preprocessing=c.preprocessing,
+                eval_transform=self.facts.get("eval_transform"))
             if metrics["export_path"]:
                 print(f"Exported a SavedModel to {metrics['export_path']}")
         write_json_atomic(os.path.join(output, rf.CONFIG),

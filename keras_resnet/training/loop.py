@@ -54,6 +54,7 @@ def resolve(config, data, strategy):
                             recipe=config.recipe_name, warmup_given=config.warmup_epochs is not None)
     if inputs and config.warmup_epochs is None:
         recipe["warmup_epochs"] = 0.0  # the head starts at its rate; the backbone's rate is already low
+        recipe["reason"] = recipe["reason"].replace("cosine with warm-up", "cosine")
     filled = {k: recipe[k] if getattr(config, k) is None else getattr(config, k) for k in RECIPE_FIELDS}
     if inputs and config.epochs is None:
         filled["epochs"] = ft.FINETUNE_EPOCHS
@@ -63,7 +64,7 @@ def resolve(config, data, strategy):
     steps = data.steps_per_epoch(global_batch)
     if config.recipe_name == "paper" and family != "imagenet" and config.epochs is None:
         filled["epochs"] = math.ceil(PAPER_ITERATIONS / steps)  # He et al.: 64k iterations
-    options = dict(config.model_options or {})
+    options = {**(inputs["options"] if inputs else {}), **(config.model_options or {})}  # the set's architecture
     if recipe.get("bn_momentum") == "auto" and "bn_momentum" not in options:
         options["bn_momentum"] = bn_momentum_for(steps)
     augmentation, why = _augmentation(config, data, family)
@@ -92,8 +93,10 @@ def resolve(config, data, strategy):
         weight_decay_applies_to="conv and dense kernels (L2 in the loss); not BatchNorm, not biases; "
                                 "trainable ones only",
         phases=[dataclasses.asdict(p) for p in ft.plan_phases(resolved)],
+        eval_transform=ft.pipeline_eval_transform(augmentation),  # val, test, evaluate and the export
         pretrained=dict(weights=config.weights, eval_transform=inputs["eval_transform"],
-                        trained_on=inputs["trained_on"]) if inputs else None,
+                        trained_on=inputs["trained_on"], published_classes=inputs["published_classes"])
+        if inputs else None,
         strategy_class=type(strategy).__name__, replicas=replicas, versions=rf.versions(),
         started=datetime.datetime.now().strftime("%Y%m%d-%H%M%S"))
     return resolved, facts
@@ -186,8 +189,23 @@ def header(config, facts, data, strategy, requested_precision):
         f"{' nesterov' if config.nesterov else ''}, lr {facts['peak_lr']:.4g} ({config.lr:g} per 256), "
         f"{config.schedule}, warm-up {warmup}, weight decay {config.weight_decay:g}, "
         f"label smoothing {config.label_smoothing:g}",
+        *_transform_note(facts),
         f"Run folder {config.output}",
     ]
+
+
+def _transform_note(facts):
+    """A line when the weights' published eval transform is not the one this run evaluates with."""
+    published = (facts.get("pretrained") or {}).get("eval_transform")
+    ours = facts.get("eval_transform")
+    if not published or not ours:
+        return []
+    if abs(published["crop_fraction"] - ours["crop_fraction"]) < 1e-3 and \
+            published["interpolation"] == ours["interpolation"]:
+        return []
+    return [f"Note       the weights were evaluated on a {published['crop_fraction']:.3g} center crop "
+            f"({published['interpolation']}); this run's val / test / export use {ours['crop_fraction']:.3g} "
+            f"({ours['interpolation']}), the data pipeline's for this augmentation"]
 
 
 def weights_line(config, facts):
@@ -196,8 +214,9 @@ def weights_line(config, facts):
         return ("none: random initialisation, from scratch (--weights imagenet, a named set of "
                 "`keras-resnet list --weights` or a file fine-tunes pretrained weights)")
     loaded = facts.get("pretrained") or {}
-    if "tensors_loaded" not in loaded:
-        return f"{config.weights}: the backup's trained weights (the pretrained file is not read again)"
+    if facts.get("resumed_from_backup"):
+        return (f"{config.weights}: the backup's trained weights (the pretrained file is not read again; "
+                f"{loaded.get('tensors_loaded', '?')} tensors were loaded at the start)")
     fresh = loaded["fresh"]
     return (f"{config.weights}: {loaded['tensors_loaded']} tensors loaded; "
             + (f"{len(fresh)} initialised afresh ({', '.join(fresh)}) for "
@@ -341,6 +360,7 @@ def _pretrained(config, facts, state):
     if state == "resume":
         previous = rf.read_config(config.output).get("pretrained") or {}
         facts["pretrained"] = {**facts["pretrained"], **previous}
+        facts["resumed_from_backup"] = True
         return None
     head_kept = ft.keeps_head(config, facts["pretrained"])
     return ft.read_pretrained(config, head_kept=head_kept)

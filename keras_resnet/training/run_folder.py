@@ -169,10 +169,11 @@ def newest_unfinished(parent, prefix, config):
     return max(found)[1] if found else None
 
 
-def export_saved_model(model, folder, *, class_names, preprocessing):
+def export_saved_model(model, folder, *, class_names, preprocessing, eval_transform=None):
     """A TF Serving SavedModel in ``folder/<version>`` via :mod:`keras_resnet.export` (a
     staging folder renamed into place: a killed export leaves no version); None when
-    keras_resnet.export is not installed."""
+    keras_resnet.export is not installed. ``eval_transform``: the run's evaluation
+    transform as :class:`keras_resnet.export.EvalTransform` keywords (None: the export's default)."""
     import importlib
 
     try:
@@ -182,7 +183,9 @@ def export_saved_model(model, folder, *, class_names, preprocessing):
             raise
         print("keras_resnet.export is not available: skipping the SavedModel export (model.keras is written).")
         return None
-    return export_module.export_saved_model(model, folder, class_names=class_names, preprocessing=preprocessing)
+    transform = None if eval_transform is None else export_module.EvalTransform(**eval_transform)
+    return export_module.export_saved_model(model, folder, class_names=class_names, preprocessing=preprocessing,
+                                            eval_transform=transform)
 
 
 def versions():
