@@ -25,9 +25,9 @@ OPTIONS = dict(width_multiplier=0.25)
 SMALL = dict(model_options=OPTIONS, precision="fp32", export=False, verbose=0, deterministic=True)
 
 
-def write_pretrained(path, *, classes=10, seed=0):
+def write_pretrained(path, *, classes=10, seed=0, options=OPTIONS):
     """A legacy Keras .h5 of a ResNet-20 (width 0.25) holding random arrays, by layer name."""
-    model = get_model("ResNet20", classes=classes, **OPTIONS)
+    model = get_model("ResNet20", classes=classes, **options)
     rng = np.random.default_rng(seed)
     with h5py.File(path, "w") as f:
         named = [layer for layer in model.layers if layer.weights]
@@ -193,7 +193,7 @@ def test_sigkill_in_each_phase_resumes_to_the_uninterrupted_weights(tmp_path, pr
     resumed = _run([*args, "--output", str(run)], tmp_path)
     out, err = resumed.communicate(timeout=600)
     assert resumed.returncode == 0, err[-3000:]
-    assert "the backup's trained weights (the pretrained file is not read again)" in out, out
+    assert "the backup's trained weights (the pretrained file is not read again;" in out, out
     ours, theirs = model_tensors(run / "model.keras"), model_tensors(tmp_path / "reference" / "model.keras")
     for key, value in theirs.items():
         np.testing.assert_array_equal(ours[key], value, err_msg=str(key))
@@ -216,3 +216,29 @@ def test_evaluate_and_the_export_use_the_runs_input(tmp_path, pretrained):
     assert served["preprocessing"] == config["preprocessing"] == "tf"  # the weights' model: a CIFAR ResNet
     assert served["image_size"] == [32, 32] and config["image_size"] == 32  # the weights' eval size
     assert served["eval_transform"]["crop_fraction"] == config["eval_transform"]["crop_fraction"] == 1.0
+
+
+# --------------------------------------------------------------------------------- tune
+
+
+def test_tune_searches_the_fine_tuning_lr_from_the_files_backbone(tmp_path):
+    from keras_resnet.tuning import search
+    from keras_resnet.tuning.hypermodel import FINETUNE_LR_RANGE
+
+    weights = write_pretrained(tmp_path / "full.h5", options={})
+    result = search("digits", weights=str(weights), model="ResNet20", max_trials=1, epochs=1, steps_per_epoch=2,
+                    precision="fp32", output=str(tmp_path / "search"), verbose=0)
+    values = result["best"]["hyperparameters"]
+    assert (values["depth"], values["variant"], values["width_multiplier"]) == (20, "v1", 1.0)
+    assert FINETUNE_LR_RANGE[0] <= values["lr"] <= FINETUNE_LR_RANGE[1]
+    config = json.loads((tmp_path / "search" / "config.json").read_text())
+    assert config["weights"] == str(weights) and config["space"]["lr"]["range"] == list(FINETUNE_LR_RANGE)
+    # every trial starts from the file: a model built for a trial holds its backbone
+    net = result["hypermodel"].build_model(values)
+    stored = file_tensors(weights)
+    for layer in net.layers:
+        for w in layer.weights:
+            if layer.name != "predictions":
+                np.testing.assert_array_equal(w.numpy(), stored[(layer.name, w.name)])
+    with pytest.raises(ValueError, match="space must not hold \\['depth'\\] when fine-tuning"):
+        search("digits", weights=str(weights), space={"depth": 32}, output=str(tmp_path / "other"))
