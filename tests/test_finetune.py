@@ -19,6 +19,8 @@ import numpy as np
 import pytest
 
 from keras_resnet import cli, get_model, training
+from keras_resnet.training.run_folder import read_meta
+from tests.conftest import noise_folder
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 OPTIONS = dict(width_multiplier=0.25)
@@ -59,17 +61,6 @@ def file_tensors(path):
 def model_tensors(path):
     model = keras.saving.load_model(path, compile=False)
     return {(layer.name, w.name): w.numpy() for layer in model.layers for w in layer.weights}
-
-
-def noise_folder(root, n=100, classes=4, size=32):
-    from PIL import Image
-
-    rng = np.random.default_rng(0)
-    for i in range(n):
-        folder = root / f"class{i % classes}"
-        folder.mkdir(parents=True, exist_ok=True)
-        Image.fromarray(rng.integers(0, 256, size=(size, size, 3), dtype=np.uint8)).save(folder / f"{i}.png")
-    return root
 
 
 @pytest.fixture(scope="module")
@@ -148,14 +139,6 @@ def test_phase_two_trains_the_backbone_and_bn_follows_freeze_bn(tmp_path, pretra
 # ------------------------------------------------------------------------------- resume
 
 
-def _backup_meta(path):
-    try:
-        with np.load(path) as saved:
-            return json.loads(str(saved["__meta__"]))
-    except (OSError, ValueError, KeyError):
-        return None
-
-
 def _run(args, cwd):
     env = dict(os.environ, PYTHONPATH=REPO, TF_CPP_MIN_LOG_LEVEL="2", CUDA_VISIBLE_DEVICES="")
     return subprocess.Popen([sys.executable, "-m", "keras_resnet", *args], cwd=cwd, env=env,
@@ -165,13 +148,13 @@ def _run(args, cwd):
 def _kill_at(proc, backup, position):
     deadline = time.time() + 240
     while time.time() < deadline and proc.poll() is None:
-        meta = _backup_meta(backup)
+        meta = read_meta(backup)
         if meta and (meta["epoch"], meta["step"]) >= position:
             break
         time.sleep(0.05)
     proc.send_signal(signal.SIGKILL)
     proc.communicate()
-    return _backup_meta(backup)
+    return read_meta(backup)
 
 
 @pytest.mark.slow

@@ -40,7 +40,6 @@ import dataclasses
 import math
 
 from keras_resnet import specs
-from keras_resnet.training.config import FINETUNE_MODES  # noqa: F401  (re-exported)
 
 HEAD = "predictions"  # the classifier layer of every builder of this package
 # Defaults of a fine-tuning run (the auto recipe with weights; each is a train keyword).
