@@ -304,9 +304,10 @@ def CifarResNet(depth: int, *, shortcut: str | None = None, variant: str = "v1",
         shortcut: "A" (zero-padding identity, no parameters; v1 default as in the paper),
             "B" (projection where the width changes; v2 default) or "C" (projection everywhere).
         variant: "v1" or "v2".
-        include_top, weights, input_tensor, input_shape, pooling, classes,
-        classifier_activation, name, dims: as :func:`ResNet` (``weights`` None or a file
-        path; with dims 1 or 3 ``input_shape`` defaults to any size, 3 channels).
+        include_top: as :func:`ResNet`, and so are ``weights`` (None or a file path),
+            ``input_tensor``, ``input_shape`` (with dims 1 or 3 it defaults to any size,
+            3 channels), ``pooling``, ``classes``, ``classifier_activation``, ``name``
+            and ``dims``.
         **options: the same options as :func:`ResNet`.
 
     Returns:
