@@ -54,3 +54,14 @@ def test_a_broken_link_or_anchor_fails_the_build(tmp_path):
     log = result.stdout + result.stderr
     assert result.returncode != 0, log
     assert "missing.md" in log and "no-such-section" in log, log
+
+
+def test_readme_links_point_at_files_of_the_repository():
+    # the README is read on the repository's page, outside the site: its relative links
+    # (docs pages, BENCHMARKS.md) must name files that exist
+    with open(os.path.join(ROOT, "README.md"), encoding="utf-8") as f:
+        targets = re.findall(r"\]\(([^)#\s]+)(?:#[^)]*)?\)", f.read())
+    relative = [t for t in targets if not re.match(r"[a-z]+:", t)]
+    assert relative, "the README links to no docs page"
+    missing = [t for t in relative if not os.path.exists(os.path.join(ROOT, t))]
+    assert not missing, missing
