@@ -49,7 +49,7 @@ def test_a_broken_link_or_anchor_fails_the_build(tmp_path):
     config = tmp_path / "mkdocs.yml"
     config.write_text(
         f"INHERIT: {os.path.join(ROOT, 'mkdocs.yml')}\n"
-        "docs_dir: docs\nhooks: []\nnav:\n  - index.md\n  - page.md\n", encoding="utf-8")
+        "docs_dir: docs\nhooks: []\nwatch: []\nnav:\n  - index.md\n  - page.md\n", encoding="utf-8")
     result = _build(str(config), tmp_path / "site")
     log = result.stdout + result.stderr
     assert result.returncode != 0, log
