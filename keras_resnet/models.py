@@ -231,8 +231,10 @@ def ResNet(depth: int, *, variant: str = "v1", include_top: bool = True, weights
             ("torchvision", "torchvision:IMAGENET1K_V2", "timm:resnet50.a1_in1k"; see
             ``keras-resnet list --weights``), or the path of a weights file: a
             keras.applications-format legacy ``.h5`` (with or without top), a Keras 3
-            ``.weights.h5``, or a torchvision / timm checkpoint (``.pth``, ``.bin``,
-            ``.safetensors``) of the same architecture (:mod:`keras_resnet.weights`).
+            ``.weights.h5``, or a torchvision / timm checkpoint of the same architecture,
+            recognised by content under any name (``torch.save`` zip or legacy layout:
+            ``.pth``, ``.th``, ``.pth.tar``, ``.bin`` ...; ``.safetensors``; a ``.pth.zip``;
+            see :mod:`keras_resnet.weights.checkpoint`).
         input_tensor: optional Keras tensor to use as the model's input.
         input_shape: (height, width, 3), each side >= 32; default (224, 224, 3) with a top,
             (None, None, 3) without.
@@ -304,10 +306,11 @@ def CifarResNet(depth: int, *, shortcut: str | None = None, variant: str = "v1",
         shortcut: "A" (zero-padding identity, no parameters; v1 default as in the paper),
             "B" (projection where the width changes; v2 default) or "C" (projection everywhere).
         variant: "v1" or "v2".
-        include_top: as :func:`ResNet`, and so are ``weights`` (None or a file path),
-            ``input_tensor``, ``input_shape`` (with dims 1 or 3 it defaults to any size,
-            3 channels), ``pooling``, ``classes``, ``classifier_activation``, ``name``
-            and ``dims``.
+        weights: None or a file: a Keras weights file, or a checkpoint whose names fit the
+            model, e.g. a ``torch.save`` file under any name.
+        include_top: as :func:`ResNet`, and so are ``input_tensor``, ``input_shape`` (with
+            dims 1 or 3 it defaults to any size, 3 channels), ``pooling``, ``classes``,
+            ``classifier_activation``, ``name`` and ``dims``.
         **options: the same options as :func:`ResNet`.
 
     Returns:
@@ -327,7 +330,8 @@ def CifarResNet(depth: int, *, shortcut: str | None = None, variant: str = "v1",
     dims = _check_dims(dims, False, variant, weights)
     flags = _resolve_flags(specs.CIFAR_VARIANTS[variant], options, dims)
     _check_head(include_top, pooling, classes, weights)
-    weights_file = weights_lib.check_weights_argument(weights)
+    weights_plan = weights_lib.plan(weights, depth=depth, variant=variant, options=options,
+                                    include_top=include_top, classes=classes)
     if dims != 2 and input_shape == (32, 32, 3):
         input_shape = None  # the image default does not apply to signals and volumes
     input_shape = _resolve_input_shape(input_shape, include_top=include_top, weights=weights,
@@ -339,8 +343,7 @@ def CifarResNet(depth: int, *, shortcut: str | None = None, variant: str = "v1",
         classifier_activation=classifier_activation,
         name=name or default_name("cifar", variant, depth, dims),
     )
-    if weights_file is not None:
-        weights_lib.load_weights(model, weights_file)
+    weights_lib.apply(weights_plan, model)
     return model
 
 
