@@ -17,6 +17,7 @@ import sys
 import tempfile
 
 from keras_resnet import import_hooks
+from keras_resnet.errors import EXIT_ENVIRONMENT, EXIT_USAGE, CommandError, Stopped  # noqa: F401
 
 # subcommand -> (light module with cli_main, one-line help), from rows of three
 COMMANDS = {name: (module, help_) for name, module, help_ in (
@@ -30,32 +31,6 @@ COMMANDS = {name: (module, help_) for name, module, help_ in (
     ("benchmark", "keras_resnet.benchmark.cli", "images/second side by side with a reference"),
     ("convert", "keras_resnet.weights.command", "torchvision / timm checkpoint -> Keras .weights.h5"),
 )}
-
-# Exit statuses: 0 done, 1 the environment failed (offline, disk full, a lost worker),
-# 2 the user asked for something invalid, 130/143 stopped by SIGINT/SIGTERM.
-EXIT_ENVIRONMENT, EXIT_USAGE = 1, 2
-
-
-class CommandError(Exception):
-    """A failure the command explains in one line; ``exit_code`` says which kind.
-
-    Raise it (or a ``ValueError`` for bad input, an ``OSError`` for the environment) from a
-    subcommand; :func:`main` prints ``keras-resnet COMMAND: error: MESSAGE`` and exits.
-    """
-
-    def __init__(self, message, exit_code=EXIT_USAGE):
-        super().__init__(message)
-        self.exit_code = exit_code
-
-
-class Stopped(Exception):
-    """The run was stopped (SIGINT/SIGTERM) after saving its state: print ``message`` as is
-    (where it stopped, the command that resumes) and exit with ``exit_code``."""
-
-    def __init__(self, message, exit_code=130):
-        super().__init__(message)
-        self.exit_code = exit_code
-
 
 def _usage():
     lines = ["usage: keras-resnet COMMAND [options] [--debug]", "", "commands:"]

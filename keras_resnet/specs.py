@@ -164,15 +164,6 @@ class ModelSpec:
     def __post_init__(self) -> None:
         object.__setattr__(self, "options", types.MappingProxyType(dict(self.options)))
 
-    @property
-    def weight_sets(self) -> list:
-        """The published torchvision / timm weight sets of this model, best top-1 first
-        (:mod:`keras_resnet.weights.published`; ``weights="imagenet"`` is
-        ``keras_applications``)."""
-        from keras_resnet.weights.published import sets_for
-
-        return sets_for(self.name)
-
     def info(self) -> dict[str, Any]:
         """This row as a plain dict of its fields (what :func:`model_info` returns)."""
         info = {f.name: getattr(self, f.name) for f in dataclasses.fields(self)}

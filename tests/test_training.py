@@ -502,7 +502,7 @@ def test_evaluate_val_split_of_a_dataset_without_one_is_an_error(tmp_path):
         training.evaluate(str(tmp_path), split="val")
 
 
-def test_small_training_set_clamps_the_batch_and_exports_into_the_run_folder(tmp_path, monkeypatch, capsys):
+def test_small_training_set_clamps_the_batch_and_exports_to_saved_models(tmp_path, monkeypatch, capsys):
     # 40 images, 20% held out for test, then 10% of each class of the rest for validation:
     # 28 training images against the CIFAR recipe's batch of 128
     data_dir = _noise_folder(tmp_path / "noise", n=40)
@@ -515,9 +515,10 @@ def test_small_training_set_clamps_the_batch_and_exports_into_the_run_folder(tmp
     config = json.loads((output / "config.json").read_text())
     assert config["batch_size"] == 28 and config["steps_per_epoch"] == 1
     metrics = json.loads((output / "metrics.json").read_text())
-    assert metrics["export_path"] == str(output / "saved_model" / "1")
-    assert (output / "saved_model" / "1" / "saved_model.pb").exists()
-    assert not (tmp_path / "saved_models").exists()
+    # the one export location: saved_models/<run name>/<version>, as `keras-resnet export`
+    assert metrics["export_path"] == str(tmp_path / "saved_models" / "r1" / "1")
+    assert (tmp_path / "saved_models" / "r1" / "1" / "saved_model.pb").exists()
+    assert not (output / "saved_model").exists()
 
 
 @pytest.mark.slow

@@ -25,6 +25,8 @@ from keras_resnet.export.options import (
 from keras_resnet.utils import check_positive_int, normalize_precision, short_precision
 
 PRECISIONS = ("auto", "fp32", "bf16")
+# Where `keras-resnet export` and `keras-resnet train` put SavedModels: <root>/<name>/<version>/
+DEFAULT_EXPORT_ROOT = "saved_models"
 
 
 def list_versions(export_dir) -> list[int]:

@@ -85,7 +85,7 @@ def train_parser(prog="keras-resnet train"):
     a("--overwrite", action="store_true", help="train anew even if output holds a run")
     a("--no-export", dest="export", action="store_false", help="skip the SavedModel export")
     a("--export-dir", help="export the SavedModel to EXPORT_DIR/<run name>/<version> "
-      "(default: <run folder>/saved_model/<version>)")
+      "(default: saved_models/<run name>/<version>)")
     a("--verbose", default="auto", type=_verbosity, choices=("auto", 0, 1, 2), help="0 silent, 1 progress "
       "bar, 2 one line per epoch; auto: a progress bar on a terminal, else one line per epoch")
     return p

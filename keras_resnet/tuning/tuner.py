@@ -28,7 +28,7 @@ from typing import Optional
 import keras
 import keras_tuner
 
-from keras_resnet.cli import EXIT_ENVIRONMENT, CommandError
+from keras_resnet.errors import EXIT_ENVIRONMENT, CommandError
 from keras_resnet.training.callbacks import Signals
 from keras_resnet.training.config import (
     DataConfig,
@@ -231,7 +231,7 @@ def search(data="digits", *, data_dir=None, tuner="random", max_trials=10, epoch
     with the same options continues (``new_run=True`` starts a new folder). Rerunning with
     the same ``output`` continues the search (keras-tuner reloads its trials): no new trials
     once ``max_trials`` are done. ``overwrite=True`` starts over. SIGINT / SIGTERM stop the
-    running trial and raise :class:`keras_resnet.cli.Stopped`; a rerun runs that trial again.
+    running trial and raise :class:`keras_resnet.errors.Stopped`; a rerun runs that trial again.
 
     Returns:
         ``{"best": best.json's content, "trials": trial_table rows, "tuner": tuner, ...}``.
