@@ -9,6 +9,7 @@ parser, checks the arguments and only then imports the library that does the wor
 
 from __future__ import annotations
 
+import argparse
 import contextlib
 import importlib
 import os
@@ -31,6 +32,14 @@ COMMANDS = {name: (module, help_) for name, module, help_ in (
     ("benchmark", "keras_resnet.benchmark.cli", "images/second side by side with a reference"),
     ("convert", "keras_resnet.weights.command", "torchvision / timm checkpoint -> Keras .weights.h5"),
 )}
+
+class ArgumentParser(argparse.ArgumentParser):
+    """argparse with the one error policy: a bad flag raises ``ValueError`` with argparse's
+    message (it names the flag), which :func:`main` prints as one line, exit status 2."""
+
+    def error(self, message):
+        raise ValueError(message)
+
 
 def _usage():
     lines = ["usage: keras-resnet COMMAND [options] [--debug]", "", "commands:"]
@@ -124,12 +133,31 @@ def main(argv: list[str] | None = None) -> int:
             raise
         print(f"keras-resnet {command}: interrupted", file=sys.stderr)
         return 130
+    except SystemExit as e:  # --help (0); a bad flag raises ValueError (ArgumentParser)
+        return e.code if isinstance(e.code, int) else EXIT_USAGE
+    except ModuleNotFoundError as e:
+        if debug or _ours(e.name):
+            raise  # a module of this package missing is a bug: show the traceback
+        print(f"keras-resnet {command}: error: {_missing_package(command, e)}", file=sys.stderr)
+        return EXIT_ENVIRONMENT
     except (CommandError, ValueError, OSError) as e:
         if debug:
             raise
         code = getattr(e, "exit_code", EXIT_USAGE if isinstance(e, ValueError) else EXIT_ENVIRONMENT)
         print(f"keras-resnet {command}: error: {_one_line(e)}", file=sys.stderr)
         return code
+
+
+def _ours(module_name):
+    return module_name is not None and module_name.split(".")[0] == "keras_resnet"
+
+
+def _missing_package(command, error):
+    """One line for a package a command imports that is not installed (e.g. TensorFlow
+    under a Keras-on-PyTorch install: models load, `train` cannot run)."""
+    package = (error.name or "").split(".")[0] or "a package"
+    return (f"{command} needs {package}, which cannot be imported here ({_one_line(error)}); "
+            f"pip install {package}, or see the package's install notes")
 
 
 # ------------------------------------------------------------------ list and summary
@@ -189,8 +217,6 @@ def _summary(args) -> int:
 
 
 def _positive_int(text: str) -> int:
-    import argparse
-
     if not text.isdigit() or int(text) < 1:
         raise argparse.ArgumentTypeError(f"must be a positive integer, not {text!r}")
     return int(text)
@@ -198,11 +224,9 @@ def _positive_int(text: str) -> int:
 
 def build_parser(command: str):
     """The ``list`` or ``summary`` parser (argparse only: ``--help`` imports nothing heavy)."""
-    import argparse
-
     from keras_resnet import specs
 
-    parser = argparse.ArgumentParser(prog=f"keras-resnet {command}",
+    parser = ArgumentParser(prog=f"keras-resnet {command}",
                                      description=COMMANDS[command][1])
     if command == "list":
         parser.add_argument("--params", action="store_true",

@@ -11,17 +11,12 @@ import json
 import sys
 
 from keras_resnet.benchmark.runner import format_table
+from keras_resnet.cli import ArgumentParser
 from keras_resnet.utils import PRECISIONS
 
 
-class _ArgumentParser(argparse.ArgumentParser):
-    def error(self, message):
-        # argparse's message names the flag; keras_resnet.cli.main prints it on one line, exit 2
-        raise ValueError(message)
-
-
 def build_parser(prog: str = "keras-resnet benchmark") -> argparse.ArgumentParser:
-    p = _ArgumentParser(prog=prog, description="Images/second side by side with a reference.")
+    p = ArgumentParser(prog=prog, description="Images/second side by side with a reference.")
     p.add_argument("--model", required=True, help="a name from `keras-resnet list`")
     p.add_argument("--mode", required=True, help="train | infer | data (input pipeline alone)")
     p.add_argument("--batch-size", type=int, required=True)

@@ -10,8 +10,9 @@ are parsed (``--help`` stays light).
 
 from __future__ import annotations
 
-import argparse
 import os
+
+from keras_resnet.cli import ArgumentParser
 
 # our named model -> (library, constructor) of the module its checkpoints come from
 REFERENCE_MODULES = {
@@ -27,7 +28,7 @@ PROBE_SIZE = 224
 
 
 def _parser(command):
-    p = argparse.ArgumentParser(
+    p = ArgumentParser(
         prog=f"keras-resnet {command}",
         description="Convert a torchvision / timm checkpoint into a Keras .weights.h5 file.")
     p.add_argument("source", metavar="SRC",
