@@ -583,3 +583,27 @@ def test_default_job_reaches_95_percent_on_digits(tmp_path):
     assert result.returncode == 0, result.stderr[-3000:]
     metrics = json.loads((tmp_path / "default" / "metrics.json").read_text())
     assert metrics["test_accuracy"] >= 0.95, metrics
+
+
+@pytest.mark.slow
+def test_evaluate_uses_the_runs_augmentation_and_gives_its_test_metrics(tmp_path):
+    """A run trained with a non-default augmentation ("imagenet": evaluated on the center crop
+    of the image resized to size / 0.875), evaluated again, gives exactly the test top-1 and
+    loss its metrics.json recorded (the same images through the same crop); evaluated on the
+    whole image instead, as evaluate did before, the loss differs."""
+    output = tmp_path / "aug"
+    training.train("ResNet20", model_options=dict(width_multiplier=0.25), epochs=1, image_size=32,
+                   batch_size=64, augmentation="imagenet", precision="fp32", output=str(output),
+                   export=False, verbose=0)
+    metrics = json.loads((output / "metrics.json").read_text())
+    assert json.loads((output / "config.json").read_text())["augmentation"] == "imagenet"
+    again = training.evaluate(str(output), batch_size=64)
+    assert again["top1"] == pytest.approx(metrics["test_accuracy"], abs=1e-7)
+    assert again["loss"] == pytest.approx(metrics["test_loss"], rel=1e-5)
+    from keras_resnet.data import load_data
+
+    whole = load_data("digits").eval_dataset("test", 64, image_size=32, preprocessing="tf",
+                                              augmentation="none")
+    net = keras.saving.load_model(str(output / "model.keras"), compile=False)
+    net.compile(loss=keras.losses.SparseCategoricalCrossentropy())
+    assert abs(float(net.evaluate(whole, verbose=0)) - metrics["test_loss"]) > 1e-3

@@ -88,7 +88,9 @@ def evaluate(
     if classes > 5:
         metrics.append(keras.metrics.SparseTopKCategoricalAccuracy(k=5, name="top5"))
     net.compile(loss=keras.losses.SparseCategoricalCrossentropy(), metrics=metrics)
-    eval_data = data.eval_dataset(split, batch_size, image_size=image_size, preprocessing=preprocessing)
+    # the run's augmentation decides the eval crop ("imagenet": the center crop), as in its test
+    eval_data = data.eval_dataset(split, batch_size, image_size=image_size, preprocessing=preprocessing,
+                                  augmentation=config.get("augmentation"))
     result = {k: float(v) for k, v in net.evaluate(eval_data, return_dict=True, verbose=0).items()}
     result.update(split=split, dataset=data.name, num_images=data.num_test if split == "test" else data.num_val)
     return result
