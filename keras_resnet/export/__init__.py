@@ -55,7 +55,7 @@ from keras_resnet.export.options import (
 from keras_resnet.export.predict import Predictor
 from keras_resnet.export.saved_model import (
     DEFAULT_EXPORT_ROOT,
-    PRECISIONS,
+    SERVING_PRECISIONS,
     export_saved_model,
     list_versions,
     resolve_saved_model_path,
@@ -80,7 +80,7 @@ def __getattr__(name):
 __all__ = [
     "DEFAULT_MAX_IMAGE_PIXELS", "EvalTransform", "WARMUP_FILE", "header_checker",
     "model_preprocessing", "read_warmup_requests", "CLASS_NAMES_ASSET", "DEFAULT_EXPORT_ROOT", "FORMATS", "METADATA_ASSET", "NOT_AN_IMAGE",
-    "ONNX_OPSET", "PIXELS_SIGNATURE", "PRECISIONS", "Predictor", "QUANTIZATIONS",
+    "ONNX_OPSET", "PIXELS_SIGNATURE", "Predictor", "SERVING_PRECISIONS", "QUANTIZATIONS",
     "SERVING_SIGNATURE", "ServingOptions", "build_serving_functions",
     "cached_imagenet_class_names", "export_onnx", "export_saved_model",
     "export_tflite", "list_versions", "onnx_probabilities", "prepare_for_serving",

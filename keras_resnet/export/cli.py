@@ -17,10 +17,10 @@ from keras_resnet.errors import MissingDependency
 from keras_resnet.export.headers import DEFAULT_MAX_IMAGE_PIXELS
 from keras_resnet.export.lite import QUANTIZATIONS, refuse_existing
 from keras_resnet.export.options import FORMATS, PIXELS_SIGNATURE, SERVING_SIGNATURE
-from keras_resnet.export.saved_model import DEFAULT_EXPORT_ROOT, PRECISIONS, free_version
+from keras_resnet.export.saved_model import DEFAULT_EXPORT_ROOT, SERVING_PRECISIONS, free_version
 from keras_resnet.export.transform import INTERPOLATIONS, RESIZE_MODES
 
-_PRECISION_SPELLINGS = (*PRECISIONS, "float32", "mixed_bfloat16")
+_PRECISION_SPELLINGS = (*SERVING_PRECISIONS, "float32", "mixed_bfloat16")
 
 
 def _load_for_cli(args):
