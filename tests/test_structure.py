@@ -115,7 +115,7 @@ def _command_modules():
     """The modules ``keras-resnet`` dispatches to (``cli.COMMANDS``), and ``__main__``."""
     with open(os.path.join(PACKAGE, "cli.py")) as f:
         source = f.read()
-    named = set(re.findall(r'"(keras_resnet(?:\.\w+)*)"', source))
+    named = set(re.findall(r'\(\s*"[\w-]+",\s*"(keras_resnet[\w.]*)",', source))  # COMMANDS rows
     return {n for n in named if n in GRAPH} | {"keras_resnet.__main__"}
 
 

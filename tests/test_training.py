@@ -168,7 +168,7 @@ def test_config_is_one_record_written_whole_and_compared_to_resume():
     assert config.changes({**written, "verbose": 0}) == {}  # display options do not define a run
     with pytest.raises(ValueError, match=r"--batch-size must be an integer >= 1. Received: --batch-size=0"):
         TrainConfig.from_kwargs(flags=True, batch_size=0)
-    assert AUGMENTATIONS == data.AUGMENTATIONS  # the config's copy of the data pipeline's names
+    assert AUGMENTATIONS is data.AUGMENTATIONS  # one tuple, not a copy
 
 
 def test_every_train_evaluate_and_tune_option_has_help():

@@ -15,6 +15,7 @@ from typing import Callable
 from keras_resnet.benchmark.flops import forward_flops, matmul_peak_gflops
 from keras_resnet.benchmark.quiet import LoadMonitor, warning
 from keras_resnet.utils import check_choice, fail, is_int, keras_policy_name, normalize_precision, with_dtype_policy
+from keras_resnet.weights.convert import REFERENCE_MODULES
 
 MODES = ("train", "infer", "data")
 COMPARES = ("keras.applications", "torchvision", "none")
@@ -23,8 +24,13 @@ TORCH_PRECISIONS = ("amp", "fp32")
 
 
 DATA_PRESETS = ("cifar", "imagenet")
-TORCHVISION_NAMES = {"ResNet18": "resnet18", "ResNet34": "resnet34", "ResNet50": "resnet50",
-                     "ResNet50V1_5": "resnet50", "ResNet101": "resnet101", "ResNet152": "resnet152"}
+# our model -> the torchvision constructor timed beside it: the module its checkpoints come
+# from, and for keras.applications' v1 ResNets torchvision's of the same depth (v1.5: the
+# stride on the 3x3, the same layers and parameters)
+TORCHVISION_NAMES = {
+    **{name: ctor for name, (library, ctor) in REFERENCE_MODULES.items() if library == "torchvision"},
+    **{f"ResNet{d}": REFERENCE_MODULES[f"ResNet{d}V1_5"][1] for d in (18, 34, 50, 101, 152)},
+}
 
 
 def _timer():

@@ -65,16 +65,10 @@ from keras_resnet.export.saved_model import (
 from keras_resnet.export.signatures import build_serving_functions, header_checker
 from keras_resnet.export.transform import EvalTransform
 from keras_resnet.export.warmup import WARMUP_FILE, read_warmup_requests
+from keras_resnet.utils import lazy_attributes
 
-
-
-def __getattr__(name):
-    # keras_resnet.inference imports Keras: load it only when asked for
-    if name == "prepare_for_serving":
-        from keras_resnet.inference import prepare_for_serving
-
-        return prepare_for_serving
-    raise AttributeError(f"module 'keras_resnet.export' has no attribute {name!r}")
+# keras_resnet.inference imports Keras: load it only when asked for
+__getattr__ = lazy_attributes(__name__, {"prepare_for_serving": "keras_resnet.inference"})
 
 
 __all__ = [

@@ -21,7 +21,7 @@ import os
 
 import numpy as np
 
-from keras_resnet.utils import atomic_path, atomic_write, fail
+from keras_resnet.utils import atomic_path, atomic_write, fail, read_json
 
 RUNS = "runs"  # the default parent of run folders
 CONFIG, METRICS, HISTORY, BACKUP = "config.json", "metrics.json", "history.csv", os.path.join("backup", "state.npz")
@@ -140,8 +140,7 @@ def folder_state(output, overwrite):
 
 def read_config(output):
     """A run folder's config.json, as a dict."""
-    with open(os.path.join(output, CONFIG), encoding="utf-8") as f:
-        return json.load(f)
+    return read_json(os.path.join(output, CONFIG))
 
 
 def newest_unfinished(parent, prefix, config):
