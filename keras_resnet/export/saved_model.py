@@ -24,7 +24,9 @@ from keras_resnet.export.options import (
 )
 from keras_resnet.utils import check_positive_int, normalize_precision, short_precision
 
-PRECISIONS = ("auto", "fp32", "bf16")
+SERVING_PRECISIONS = ("auto", "fp32", "bf16")  # what a SavedModel computes in (utils spells bf16 mixed_bfloat16)
+# Where `keras-resnet export` and `keras-resnet train` put SavedModels: <root>/<name>/<version>/
+DEFAULT_EXPORT_ROOT = "saved_models"
 
 
 def list_versions(export_dir) -> list[int]:
