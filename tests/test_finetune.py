@@ -185,9 +185,10 @@ def test_sigkill_in_each_phase_resumes_to_the_uninterrupted_weights(tmp_path, pr
 # ------------------------------------------------------------- evaluate and the export
 
 
-def test_evaluate_and_the_export_use_the_runs_input(tmp_path, pretrained):
+def test_evaluate_and_the_export_use_the_runs_input(tmp_path, pretrained, monkeypatch):
     from keras_resnet.export import saved_model_metadata
 
+    monkeypatch.chdir(tmp_path)  # the export goes to saved_models/<run name>/<version>
     output = tmp_path / "run"
     training.train("ResNet20", weights=str(pretrained), epochs=1, finetune="head",
                    output=str(output), **dict(SMALL, export=True))
