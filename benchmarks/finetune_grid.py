@@ -9,7 +9,8 @@ epochs, from the same pretrained weights (akamaster's CIFAR-10 ResNet-20:
 - ``head``: the head alone on the frozen backbone (``--finetune head``);
 - ``full``: all layers from the start at ``finetune_lr`` (``--finetune full``);
 - ``two-bnfrozen`` / ``two-bnadapt``: two phases, BatchNorm frozen / adapting in phase 2;
-- ``full-bnadapt``: ``full`` with BatchNorm adapting.
+- ``full-bnadapt``: ``full`` with BatchNorm adapting; ``full-lr0.2``: that at the recipe's own
+  lr (0.2 per 256) instead of a tenth of it.
 
 Every run is ``keras-resnet train`` through :func:`recipe_grid.run_cell` (one JSON line a
 run, an interrupted grid resumes); ``table`` prints mean ± sd of the test top-1 per cell.
@@ -43,6 +44,8 @@ CELLS = {
     "head": ["--finetune", "head"],
     "full": ["--finetune", "full", "--freeze-bn"],
     "full-bnadapt": ["--finetune", "full", "--no-freeze-bn"],
+    # all layers at the recipe's own lr (0.2 per 256 for images <= 64 px), not a tenth of it
+    "full-lr0.2": ["--finetune", "full", "--no-freeze-bn", "--finetune-lr", "0.2"],
     "two-bnfrozen": ["--finetune", "two-phase", "--freeze-bn"],
     "two-bnadapt": ["--finetune", "two-phase", "--no-freeze-bn"],
 }
