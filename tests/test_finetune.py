@@ -94,6 +94,10 @@ def test_fine_tuning_keywords_need_weights_and_weights_must_exist(tmp_path):
         training.train(freeze_bn=True, output=str(tmp_path / "r"))
     with pytest.raises(ValueError, match="Received: weights='no-such-file.h5'"):
         training.train(weights="no-such-file.h5", output=str(tmp_path / "r"))
+    with pytest.raises(ValueError, match="keras.applications publishes no CIFAR ResNets"):
+        training.train("ResNet20", weights="imagenet", output=str(tmp_path / "r"))
+    with pytest.raises(ValueError, match="is not a published set for ResNet20"):
+        training.train("ResNet20", weights="timm:resnet50.a1_in1k", output=str(tmp_path / "r"))
     assert cli.main(["train", "--weights", "none", "--finetune", "head", "--output", str(tmp_path / "r")]) == 2
     assert not (tmp_path / "r").exists()
 

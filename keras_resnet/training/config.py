@@ -239,7 +239,7 @@ def _check_in(name, value, choices):
         fail(name, value, f"one of {tuple(c for c in choices if not isinstance(c, bool))}")
 
 
-def _check_weights(argument, weights):
+def _check_weights(argument, weights, model):
     """A weights value get_model may accept: checked in full when the model is built."""
     if weights is None:
         return
@@ -248,7 +248,11 @@ def _check_weights(argument, weights):
     from keras_resnet.weights import published
 
     text = os.fspath(weights)
-    if text != "imagenet" and not published.is_set_name(text) and not os.path.exists(text):
+    if text == "imagenet" and specs.MODELS[model].family == "cifar":
+        fail(argument, weights, f"a named set or a file for {model} (keras.applications publishes no CIFAR ResNets)")
+    if published.is_set_name(text):
+        published.find_set(model, text)  # ValueError listing the sets the model has
+    elif text != "imagenet" and not os.path.exists(text):
         fail(argument, weights, "'imagenet', a named set (keras-resnet list --weights) or an existing file")
 
 
@@ -277,7 +281,7 @@ def _check(config: TrainConfig, name) -> None:
         option = name("model_options").replace("--model-options", "--model-option")  # the flag is singular
         raise ValueError(f"{option} must be free of {key!r} ({use}). "
                          f"Received: {option} {key}={c.model_options[key]!r}")
-    _check_weights(name("weights"), c.weights)
+    _check_weights(name("weights"), c.weights, c.model)
     _check_in(name("finetune"), c.finetune, FINETUNE_MODES)
     _check_int(name("head_epochs"), c.head_epochs, 0)
     _check_number(name("finetune_lr"), c.finetune_lr, 0, math.inf, open_low=True)
