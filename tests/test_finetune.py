@@ -219,7 +219,9 @@ def test_tune_searches_the_fine_tuning_lr_from_the_files_backbone(tmp_path):
     values = result["best"]["hyperparameters"]
     assert (values["depth"], values["variant"], values["width_multiplier"]) == (20, "v1", 1.0)
     assert FINETUNE_LR_RANGE[0] <= values["lr"] <= FINETUNE_LR_RANGE[1]
-    config = json.loads((tmp_path / "search" / "config.json").read_text())
+    from keras_resnet.tuning.tuner import CONFIG
+
+    config = json.loads((tmp_path / "search" / CONFIG).read_text())
     assert config["weights"] == str(weights) and config["space"]["lr"]["range"] == list(FINETUNE_LR_RANGE)
     # every trial starts from the file: a model built for a trial holds its backbone
     net = result["hypermodel"].build_model(values)
