@@ -46,6 +46,7 @@ CELLS = {
     "full-bnadapt": ["--finetune", "full", "--no-freeze-bn"],
     # all layers at the recipe's own lr (0.2 per 256 for images <= 64 px), not a tenth of it
     "full-lr0.2": ["--finetune", "full", "--no-freeze-bn", "--finetune-lr", "0.2"],
+    "full-lr0.2-bnfrozen": ["--finetune", "full", "--freeze-bn", "--finetune-lr", "0.2"],
     "two-bnfrozen": ["--finetune", "two-phase", "--freeze-bn"],
     "two-bnadapt": ["--finetune", "two-phase", "--no-freeze-bn"],
 }

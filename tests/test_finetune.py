@@ -127,8 +127,8 @@ def test_phase_one_trains_the_fresh_head_alone_on_the_files_backbone(tmp_path, p
 def test_phase_two_trains_the_backbone_and_bn_follows_freeze_bn(tmp_path, pretrained, freeze_bn):
     data_dir = noise_folder(tmp_path / "noise")  # 72 train images: batch 8, 9 steps
     output = tmp_path / "run"
-    training.train("ResNet20", weights=str(pretrained), data_dir=str(data_dir), epochs=2, head_epochs=1,
-                   freeze_bn=freeze_bn, output=str(output), **SMALL)
+    training.train("ResNet20", weights=str(pretrained), data_dir=str(data_dir), epochs=2, finetune="two-phase",
+                   head_epochs=1, freeze_bn=freeze_bn, output=str(output), **SMALL)
     stored, trained = file_tensors(pretrained), model_tensors(output / "model.keras")
     assert trained[("predictions", "kernel")].shape == (16, 4)  # rebuilt for 4 classes
     convs = [k for k in stored if k[0].endswith("_conv")]
@@ -165,7 +165,8 @@ def _kill_at(proc, backup, position):
 def test_sigkill_in_each_phase_resumes_to_the_uninterrupted_weights(tmp_path, pretrained):
     data_dir = noise_folder(tmp_path / "noise", n=200)  # 144 train images: batch 14, 10 steps
     args = ["train", "--model", "ResNet20", "--weights", str(pretrained), "--data-dir", str(data_dir),
-            "--model-option", "width_multiplier=0.25", "--epochs", "3", "--head-epochs", "1",
+            "--model-option", "width_multiplier=0.25", "--epochs", "3", "--finetune", "two-phase",
+            "--head-epochs", "1",
             "--backup-steps", "2", "--no-export", "--verbose", "2", "--deterministic"]
     reference = _run([*args, "--output", str(tmp_path / "reference")], tmp_path)
     out, err = reference.communicate(timeout=600)

@@ -82,12 +82,12 @@ def train_parser(prog="keras-resnet train"):
     a("--nesterov", action="store_true", help="Nesterov momentum")
     a("--augmentation", choices=AUGMENTATIONS, help="cifar (pad-crop, flip) | imagenet (random resized "
       "crop, flip) | crop (pad-crop, no flip) | none (default: the dataset's)")
-    a("--finetune", choices=FINETUNE_MODES, help="with --weights: two-phase (auto: the head alone on a "
-      "frozen backbone, then all layers at --finetune-lr), head (the head alone) or full (all layers "
-      "at --finetune-lr from the start)")
+    a("--finetune", choices=FINETUNE_MODES, help="with --weights: full (auto, measured best: all layers "
+      "at --finetune-lr from the start), two-phase (the head alone on a frozen backbone, then all layers; "
+      "auto with --head-epochs) or head (the head alone)")
     a("--head-epochs", type=int, help="two-phase: epochs of the head alone (default a quarter of the run)")
     a("--finetune-lr", type=float, help="with --weights: learning rate of the backbone per 256 images "
-      "(default a tenth of --lr)")
+      "(default --lr's)")
     a("--freeze-bn", action=argparse.BooleanOptionalAction, default=None, help="with --weights: "
       "BatchNorm in inference mode while the backbone trains (default: below a batch of 32)")
     a("--zero-init-residual", action="store_true", help="zero gamma in each block's last BN")

@@ -259,13 +259,14 @@ def train(
     fine-tunes it: ``"imagenet"``, a named set (``keras-resnet list --weights``), a
     weights file or a keras-hub preset. The backbone loads, the head is rebuilt for the
     dataset's classes, and the image size (the set's eval crop, unless ``image_size`` is
-    given), preprocessing and evaluation transform follow the weights. The auto recipe then
-    fine-tunes in phases (:mod:`keras_resnet.training.finetune`): ``finetune`` "two-phase"
-    (default: ``head_epochs`` epochs of the head alone on a frozen backbone with frozen
-    BatchNorm at ``lr``, then all layers at ``finetune_lr``, a tenth of ``lr`` by default),
-    "head" (the head alone) or "full" (all layers at ``finetune_lr`` from the start);
-    ``freeze_bn`` keeps BatchNorm in inference mode while the backbone trains (default:
-    below a per-replica batch of 32). A run with weights defaults to 8 epochs.
+    given), preprocessing and evaluation transform follow the weights. ``finetune`` says how
+    to fine-tune (:mod:`keras_resnet.training.finetune`): "full" (the auto default, measured
+    best: all layers from the start at ``finetune_lr``, the recipe's ``lr`` unless given),
+    "two-phase" (``head_epochs`` epochs of the head alone on a frozen backbone with frozen
+    BatchNorm at ``lr``, then all layers at ``finetune_lr``; chosen when ``head_epochs`` is
+    given) or "head" (the head alone); ``freeze_bn`` keeps BatchNorm in inference mode
+    while the backbone trains (default: below a per-replica batch of 32). A run with
+    weights defaults to 8 epochs without warm-up.
     ``model_options`` go to :func:`keras_resnet.get_model` (``width_multiplier``,
     ``stochastic_depth_rate``, ``bn_momentum``, ...); those train sets itself
     (``weights``, ``classes``, ``input_shape``, ``include_top`` ...) are refused, naming
