@@ -548,3 +548,43 @@ def test_zip_wrappers_keep_the_size_bounds(tmp_path):
         z.writestr("b.pth", b"y")
     with pytest.raises(ValueError, match=r"torch.save checkpoint.*\.pth\.zip"):
         checkpoint.read_checkpoint(str(tmp_path / "two.zip"))
+
+
+def test_h5_in_a_zip_loads_by_layer_name(tmp_path, tfk_cifar):
+    """osmr's ``.tf2.h5.zip``: a zip holding one Keras-format ``.h5`` (tf_keras
+    save_weights, the legacy layout), read from memory."""
+    h5, x, expected = tfk_cifar
+    path = str(tmp_path / "resnet20_cifar10-0597-9b0024ac.tf2.h5.zip")
+    with zipfile.ZipFile(path, "w", zipfile.ZIP_DEFLATED) as z:
+        z.write(h5, "resnet20_cifar10-0597-9b0024ac.tf2.h5")
+    assert checkpoint.file_format(path) == "wrapped hdf5"
+    with dtype_policy("fp32"):
+        model = kr.CifarResNet(20, shortcut="B", weights=path, classifier_activation=None)
+    np.testing.assert_allclose(np.asarray(model(x, training=False)), expected, rtol=1e-5, atol=1e-5)
+
+
+@pytest.fixture(scope="module")
+def tfk_cifar(tmp_path_factory):
+    """A CIFAR ResNet-20 (option B) with random weights and BN statistics written in the
+    legacy .h5 layout (keras.applications' files, tf_keras ``save_weights``: groups by
+    layer name, ``layer_names`` / ``weight_names`` attributes), its input and its logits:
+    a round trip."""
+    import h5py
+
+    from tests.conftest import randomize_bn_statistics
+
+    with dtype_policy("fp32"):
+        source = kr.CifarResNet(20, shortcut="B", classifier_activation=None)
+    randomize_bn_statistics(source, np.random.default_rng(3))
+    h5 = str(tmp_path_factory.mktemp("h5") / "resnet20.h5")
+    with h5py.File(h5, "w") as f:
+        layers = [layer for layer in source.layers if layer.weights]
+        f.attrs["layer_names"] = [layer.name.encode() for layer in layers]
+        for layer in layers:
+            group = f.create_group(layer.name)
+            names = [f"{layer.name}/{w.name}:0".encode() for w in layer.weights]
+            group.attrs["weight_names"] = names
+            for name, w in zip(names, layer.weights):
+                group.create_dataset(name.decode(), data=w.numpy())
+    x = np.random.default_rng(4).uniform(-1, 1, (2, 32, 32, 3)).astype("float32")
+    return h5, x, np.asarray(source(x, training=False))

@@ -67,23 +67,40 @@ def check_weights_argument(weights) -> str | None:
             f"weights must be None, 'imagenet' or the path of an existing weights file. "
             f"Received: weights={weights!r} (no such file)"
         )
-    if not (path.endswith(".h5") or path.endswith(".hdf5") or path.endswith(".keras")):
-        from keras_resnet.weights.checkpoint import ACCEPTED_FORMATS, file_format
+    from keras_resnet.weights.checkpoint import ACCEPTED_FORMATS, file_format
 
-        fmt = file_format(path)
+    fmt = file_format(path)
+    if fmt == "wrapped hdf5":  # osmr's .tf2.h5.zip: read from memory when loaded
+        with _open_h5(path) as f:
+            check_h5_sizes(f, path)
+        return path
+    if not (path.endswith(".h5") or path.endswith(".hdf5") or path.endswith(".keras")):
         raise ValueError(
             f"weights must be {ACCEPTED_FORMATS}. Received: weights={weights!r}"
             + (f" (a {fmt} file without a Keras name)" if fmt else " (none of these)")
         )
     if not path.endswith(".keras"):
-        import h5py
-
         try:
-            with h5py.File(path, "r") as f:
+            with _open_h5(path) as f:
                 check_h5_sizes(f, path)
         except OSError as e:
             raise ValueError(f"weights is not a readable HDF5 file ({e}). Received: weights={weights!r}") from e
     return path
+
+
+def _open_h5(path):
+    """An HDF5 file, or the one ``.h5`` inside a zip wrapper (read into memory within the
+    size bounds of :func:`keras_resnet.weights.checkpoint.read_wrapped`)."""
+    import io
+    import zipfile
+
+    import h5py
+
+    if zipfile.is_zipfile(path):
+        from keras_resnet.weights.checkpoint import read_wrapped
+
+        return h5py.File(io.BytesIO(read_wrapped(path)[1]), "r")
+    return h5py.File(path, "r")
 
 
 def check_h5_sizes(f, path: str) -> None:
@@ -134,9 +151,7 @@ def load_weights(model, path: str) -> None:
     (:func:`check_h5_sizes`).
     """
     if not path.endswith(".keras"):
-        import h5py
-
-        with h5py.File(path, "r") as f:
+        with _open_h5(path) as f:
             check_h5_sizes(f, path)
             stored = _legacy_layers(f)
             if stored is not None:
