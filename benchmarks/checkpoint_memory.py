@@ -9,7 +9,7 @@ a ``.pth`` whose first storage record inflates to ``--bomb-mib`` MiB of zeros wh
 pickle declares the genuine 37 KB tensor (``tests/torch_files.write_torch_bomb``). Every
 (root, file) pair is read by ``keras_resnet.weights.checkpoint.read_checkpoint`` in a fresh
 interpreter, roots alternating within each round; it prints the growth of the peak RSS
-(``VmHWM`` minus ``VmRSS`` before reading) over the tensor bytes, the seconds, and the
+(``tests/torch_files.MEASURE_READ``) over the tensor bytes, the seconds, and the
 error if one was raised.
 """
 
@@ -25,26 +25,13 @@ import numpy as np
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, ROOT)
-from tests.torch_files import ZEROS_CRC32, write_torch_bomb, write_torch_legacy, write_torch_zip  # noqa: E402
-
-_CHILD = """
-import json, sys, time
-from keras_resnet.weights import checkpoint
-
-def status_kib(field):
-    with open("/proc/self/status") as f:
-        return next(int(line.split()[1]) for line in f if line.startswith(field + ":"))
-
-before = status_kib("VmRSS")
-start = time.monotonic()
-try:
-    state = checkpoint.read_checkpoint(sys.argv[1])
-    error, nbytes = None, sum(v.nbytes for v in state.values())
-except Exception as e:
-    error, nbytes = f"{type(e).__name__}: {e}"[:120], 0
-print(json.dumps({"growth_mib": (status_kib("VmHWM") - before) / 1024,
-                  "seconds": time.monotonic() - start, "error": error, "bytes": nbytes}))
-"""
+from tests.torch_files import (  # noqa: E402
+    MEASURE_READ,
+    ZEROS_CRC32,
+    write_torch_bomb,
+    write_torch_legacy,
+    write_torch_zip,
+)
 
 
 def files(folder, bomb_mib):
@@ -79,11 +66,11 @@ def main():
         for round_ in range(args.rounds):
             for label, path in files(folder, args.bomb_mib).items():
                 for root in (args.roots if round_ % 2 == 0 else args.roots[::-1]):
-                    run = subprocess.run([sys.executable, "-c", _CHILD, path], capture_output=True,
+                    run = subprocess.run([sys.executable, "-c", MEASURE_READ, path], capture_output=True,
                                          text=True, env=dict(os.environ, PYTHONPATH=root),
                                          cwd=folder)  # (not a folder with a package in it)
                     result = json.loads(run.stdout)
-                    ratio = result["growth_mib"] * (1 << 20) / result["bytes"] if result["bytes"] else None
+                    ratio = result["growth"] / result["bytes"] if result["bytes"] else None
                     print(json.dumps({"round": round_, "file": label, "root": root, **result,
                                       "growth_over_tensors": ratio}))
 

@@ -23,7 +23,13 @@ from keras_resnet import weights
 from keras_resnet.utils import dtype_policy
 from keras_resnet.weights import checkpoint
 from tests.test_weight_conversion import INFO, REF, SIZE, X, _rel
-from tests.torch_files import state_from_manifest, tensor_for, write_torch_legacy, write_torch_zip
+from tests.torch_files import (
+    MEASURE_READ,
+    state_from_manifest,
+    tensor_for,
+    write_torch_legacy,
+    write_torch_zip,
+)
 
 
 def _state(prefix=""):
@@ -385,28 +391,6 @@ def test_nothing_from_a_pickle_runs(tmp_path, monkeypatch):
 
 # ------------------------------------------------------------------------ bounded memory
 
-# VmHWM is the peak RSS of this process's own memory (getrusage's ru_maxrss would also
-# hold the peak of the pytest process it was forked from: Linux keeps it across exec).
-_MEASURE = """
-import json, sys, time
-from keras_resnet.weights import checkpoint
-
-def status_kib(field):
-    with open("/proc/self/status") as f:
-        return next(int(line.split()[1]) for line in f if line.startswith(field + ":"))
-
-before = status_kib("VmRSS")
-start = time.monotonic()
-try:
-    state = checkpoint.read_checkpoint(sys.argv[1])
-    error, nbytes = None, sum(v.nbytes for v in state.values())
-except ValueError as e:
-    error, nbytes = str(e), 0
-print(json.dumps({"growth": (status_kib("VmHWM") - before) << 10,
-                  "seconds": time.monotonic() - start, "error": error, "bytes": nbytes}))
-"""
-
-
 def _measure(path):
     """Read ``path`` in a fresh interpreter: (peak RSS growth in bytes, seconds, error,
     tensor bytes). The growth is an upper bound (the peak also holds the imports')."""
@@ -414,8 +398,8 @@ def _measure(path):
     import sys
 
     root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-    out = subprocess.run([sys.executable, "-c", _MEASURE, path], capture_output=True, text=True,
-                         env=dict(os.environ, PYTHONPATH=root), check=True).stdout
+    out = subprocess.run([sys.executable, "-c", MEASURE_READ, path], capture_output=True,
+                         text=True, env=dict(os.environ, PYTHONPATH=root), check=True).stdout
     return json.loads(out)
 
 

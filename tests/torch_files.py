@@ -7,9 +7,9 @@ are committed; the tests then write them in the real file formats.
 
 import io
 import struct
-from collections import OrderedDict
 import zipfile
 import zlib
+from collections import OrderedDict
 
 import numpy as np
 
@@ -322,3 +322,27 @@ def write_wrapped_bomb(path):
     start = zlib.compressobj(9, zlib.DEFLATED, -15)
     chunks = [start.compress(_LEGACY_HEAD) + start.flush(zlib.Z_FULL_FLUSH)] + _deflated_zeros(3 << 10)
     write_zip(path, [("bomb.pth", chunks, _LEGACY_HEAD_ZEROS_CRC32, len(_LEGACY_HEAD) + (3 << 30))])
+
+
+# Read a checkpoint in a fresh interpreter (``python -c MEASURE_READ PATH``) and print, as
+# JSON, the growth of the peak RSS in bytes (``VmHWM`` minus ``VmRSS`` before the read: an
+# upper bound; getrusage's ru_maxrss would also hold the peak of the process that forked
+# it, Linux keeps it across exec), the seconds, the error raised if any, and the tensor bytes.
+MEASURE_READ = """
+import json, sys, time
+from keras_resnet.weights import checkpoint
+
+def status_kib(field):
+    with open("/proc/self/status") as f:
+        return next(int(line.split()[1]) for line in f if line.startswith(field + ":"))
+
+before = status_kib("VmRSS")
+start = time.monotonic()
+try:
+    state = checkpoint.read_checkpoint(sys.argv[1])
+    error, nbytes = None, sum(v.nbytes for v in state.values())
+except Exception as e:
+    error, nbytes = f"{type(e).__name__}: {e}", 0
+print(json.dumps({"growth": (status_kib("VmHWM") - before) << 10,
+                  "seconds": time.monotonic() - start, "error": error, "bytes": nbytes}))
+"""
