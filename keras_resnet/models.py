@@ -227,10 +227,9 @@ def ResNet(depth: int, *, variant: str = "v1", include_top: bool = True, weights
             ("torchvision", "torchvision:IMAGENET1K_V2", "timm:resnet50.a1_in1k"; see
             ``keras-resnet list --weights``), or the path of a weights file: a
             keras.applications-format legacy ``.h5`` (with or without top), a Keras 3
-            ``.weights.h5``, or a torchvision / timm checkpoint of the same architecture,
-            recognised by content under any name (``torch.save`` zip or legacy layout:
-            ``.pth``, ``.th``, ``.pth.tar``, ``.bin`` ...; ``.safetensors``; a ``.pth.zip``;
-            see :mod:`keras_resnet.weights.checkpoint`).
+            ``.weights.h5``, or a checkpoint of the same architecture, recognised by
+            content under any name (``torch.save``, ``.safetensors``, a ``.pth.zip``; see
+            :mod:`keras_resnet.weights.checkpoint`).
         input_tensor: optional Keras tensor to use as the model's input.
         input_shape: (height, width, 3), each side >= 32; default (224, 224, 3) with a top,
             (None, None, 3) without.
