@@ -572,3 +572,29 @@ def tfk_cifar(tmp_path_factory):
                 group.create_dataset(name.decode(), data=w.numpy())
     x = np.random.default_rng(4).uniform(-1, 1, (2, 32, 32, 3)).astype("float32")
     return h5, x, np.asarray(source(x, training=False))
+
+
+def test_tensors_may_not_multiply_their_storage(tmp_path):
+    """Ten tensors viewing one 4 MiB storage would materialise 40 MiB: over 4x the stored
+    bytes is refused before any copy; two views (tied weights) are fine."""
+    import zipfile as zf
+
+    from tests.torch_files import _global, _int, _ordered_dict, _str, _tuple
+
+    def views(count, numel=1 << 20):
+        pid = (b"(" + _str("storage") + _global("torch", "FloatStorage") + _str("0") + _str("cpu")
+               + _int(numel) + b"tQ")
+        items = b"".join(_str(f"w{i}") + _global("torch._utils", "_rebuild_tensor_v2") + b"(" + pid
+                         + _int(0) + _tuple((numel,)) + _tuple((1,)) + b"\x89" + _ordered_dict()
+                         + b"tR" for i in range(count))
+        path = str(tmp_path / f"views{count}.pth")
+        with zf.ZipFile(path, "w") as z:
+            z.writestr("archive/data.pkl", b"\x80\x02" + _ordered_dict() + b"(" + items + b"u.")
+            z.writestr("archive/data/0", np.arange(numel, dtype=np.float32).tobytes())
+        return path
+
+    with pytest.raises(ValueError, match=r"view 41943040 bytes of 4194304 stored"):
+        checkpoint.read_checkpoint(views(10))
+    tied = checkpoint.read_checkpoint(views(2))
+    np.testing.assert_array_equal(tied["w0"], np.arange(1 << 20, dtype=np.float32))
+    assert np.shares_memory(tied["w0"], tied["w1"])  # one buffer, as torch shares one storage

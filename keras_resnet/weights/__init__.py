@@ -21,7 +21,7 @@ from keras_resnet.weights.applications import (
     load_imagenet,
     load_weights,
 )
-from keras_resnet.weights.checkpoint import read_checkpoint
+from keras_resnet.weights.checkpoint import Checkpoint, open_checkpoint, read_checkpoint
 from keras_resnet.weights.download import DOWNLOAD_TIMEOUT_S, cache_dir, fetch, file_hash
 from keras_resnet.weights.loading import (
     apply,
@@ -34,7 +34,8 @@ from keras_resnet.weights.loading import (
 from keras_resnet.weights.published import SETS, eval_transform, find_set, sets_for
 
 __all__ = [
-    "BASE_WEIGHTS_PATH", "DOWNLOAD_TIMEOUT_S", "SETS", "WEIGHTS_HASHES", "apply", "cache_dir",
+    "BASE_WEIGHTS_PATH", "DOWNLOAD_TIMEOUT_S", "SETS", "WEIGHTS_HASHES", "Checkpoint", "apply",
+    "cache_dir", "open_checkpoint",
     "check_imagenet", "check_weights_argument", "eval_transform", "fetch", "file_hash",
     "find_set", "imagenet_weights_name", "load_checkpoint", "load_imagenet", "load_weights",
     "plan", "read_checkpoint", "serving_transform", "sets_for", "transform_of", "weight_set_of",

@@ -12,7 +12,7 @@ unpickler resolves only the few names a checkpoint uses to its own stand-ins:
 (PyTorch 0.3 / 0.4, the same without the ``requires_grad`` / hooks arguments) and
 ``_rebuild_parameter``, which build numpy arrays; the ``torch.*Storage`` types; and a few
 plain-data types that training scripts put beside the weights (``argparse.Namespace``,
-numpy scalars and arrays, ``torch.device``), which become inert placeholders whose
+numpy scalars and arrays, ``torch.device``, dtypes), which become inert placeholders whose
 arguments are never used. Any other name raises ``ValueError`` before it is looked up, so
 nothing the file names is imported or executed. A whole pickled ``nn.Module``
 (``torch.save(model)``) names its class (``torchvision.models.resnet.ResNet``,
@@ -181,6 +181,8 @@ class Opaque:
 
 _OPAQUE_NAMES = {
     ("argparse", "Namespace"), ("torch", "device"), ("torch", "Size"), ("_codecs", "encode"),
+    ("torch", "float32"), ("torch", "float16"), ("torch", "bfloat16"), ("torch", "float64"),
+    ("torch", "int64"), ("torch", "int32"), ("torch", "uint8"), ("torch", "bool"),
     ("numpy", "dtype"), ("numpy", "ndarray"), ("numpy.core.multiarray", "scalar"),
     ("numpy._core.multiarray", "scalar"), ("numpy.core.multiarray", "_reconstruct"),
     ("numpy._core.multiarray", "_reconstruct"),
