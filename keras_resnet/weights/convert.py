@@ -135,6 +135,35 @@ def _porter_for(layer):
     raise ValueError(f"layer {layer.name!r} ({type(layer).__name__}) has no converter")
 
 
+# Other publishers' names for torchvision's, per file layout: (pattern, replacement) pairs
+# applied in order to every tensor name (WeightSet.layout names the layout).
+LAYOUTS = {
+    "torchvision": (),  # torchvision, timm, chenyaofo/pytorch-cifar-models
+    # akamaster/pytorch_resnet_cifar10 resnet.py: torchvision's names, classifier ``linear``
+    "akamaster": ((r"^linear\.", "fc."),),
+}
+
+
+def detect_layout(state: dict) -> str:
+    """The layout of a state dict's tensor names (a key of :data:`LAYOUTS`)."""
+    if "linear.weight" in state and "fc.weight" not in state:
+        return "akamaster"
+    return "torchvision"
+
+
+def to_torchvision_names(state: dict[str, np.ndarray], layout: str | None = None) -> dict:
+    """``state`` with torchvision's tensor names; ``layout`` None: :func:`detect_layout`."""
+    rules = LAYOUTS[layout or detect_layout(state)]
+    if not rules:
+        return state
+    renamed = {}
+    for key, value in state.items():
+        for pattern, replacement in rules:
+            key = re.sub(pattern, replacement, key)
+        renamed[key] = value
+    return renamed
+
+
 def classifier_outputs(state: dict[str, np.ndarray]) -> int | None:
     """How many classes the checkpoint's classifier has (None without one)."""
     w = state.get(f"{CLASSIFIER}.weight")

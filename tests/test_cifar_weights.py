@@ -1,0 +1,198 @@
+"""Published CIFAR weight sets through ``weights=``, against the publishers' own models.
+
+- akamaster/pytorch_resnet_cifar10: its REAL ResNet-20 file (``fixtures/akamaster/``,
+  BSD-2-Clause, committed unchanged) must give the logits akamaster's own ``resnet.py`` gives
+  (``tools/make_cifar_fixtures.py``), under its published name, renamed, and from the cache.
+- chenyaofo/pytorch-cifar-models: the deterministic tensors of ``tests/torch_files.tensor_for``
+  in its real state-dict layout, written as ``torch.save`` does, must give the logits its
+  own ``resnet.py`` gave for the same tensors.
+
+The images are scikit-image photos resized to 32x32 and noise (uint8, in the npz); each is
+preprocessed with the transform the loaded model reports (:func:`weights.transform_of`), so
+the publishers' mean / std are checked too. Numbers are compared in float32.
+"""
+
+import json
+import os
+import shutil
+import urllib.request
+
+import keras
+import numpy as np
+import pytest
+
+import keras_resnet as kr
+from keras_resnet import cli, weights
+from keras_resnet.layers import ZeroPadShortcut
+from keras_resnet.utils import dtype_policy
+from keras_resnet.weights import published
+from tests.torch_files import state_from_manifest, write_torch_zip
+
+FIXTURES = os.path.join(os.path.dirname(__file__), "fixtures")
+AKAMASTER = os.path.join(FIXTURES, "akamaster", "resnet20-12fca82f.th")
+INFO = json.load(open(os.path.join(FIXTURES, "cifar_reference.json")))
+REF = np.load(os.path.join(FIXTURES, "cifar_reference.npz"))
+IMAGES = REF["images"]
+
+
+def _logits(model):
+    t = weights.transform_of(model)
+    x = (IMAGES.astype(np.float32) / 255.0 - np.float32(t.mean)) / np.float32(t.std)
+    return np.asarray(model(x, training=False))
+
+
+def _rel(ours, ref):
+    return float(np.abs(ours - ref).max() / np.abs(ref).max())
+
+
+def _cifar(depth=20, **kwargs):
+    with dtype_policy("fp32"):  # numbers are compared: float32 whatever the global policy
+        return kr.CifarResNet(depth, classifier_activation=None, **kwargs)
+
+
+@pytest.fixture
+def offline(monkeypatch, tmp_path):
+    """An empty Keras cache in ``tmp_path/models`` and no network: any download fails."""
+    monkeypatch.setenv("KERAS_HOME", str(tmp_path))
+    os.makedirs(tmp_path / "models")
+
+    def refuse(*args, **kwargs):
+        raise OSError("offline")
+
+    monkeypatch.setattr(urllib.request, "urlopen", refuse)
+    return tmp_path / "models"
+
+
+# ------------------------------------------------------------------ option A, both sides
+
+def test_zero_pad_both_sides_is_akamasters_padding():
+    """akamaster's ``F.pad(x[:, :, ::2, ::2], (0, 0, 0, 0, planes // 4, planes // 4))``:
+    16 -> 32 channels puts 8 zero channels before the subsampled input and 8 after."""
+    x = np.random.default_rng(0).standard_normal((2, 8, 8, 16)).astype(np.float32)
+    planes = 32
+    expected = np.pad(x[:, ::2, ::2, :], ((0, 0), (0, 0), (0, 0), (planes // 4, planes // 4)))
+    ours = np.asarray(ZeroPadShortcut(planes, 2, pad_side="both")(x))
+    np.testing.assert_array_equal(ours, expected)
+    end = np.asarray(ZeroPadShortcut(planes, 2)(x))  # the default: zeros after
+    np.testing.assert_array_equal(end, np.pad(x[:, ::2, ::2, :], ((0, 0),) * 3 + ((0, 16),)))
+
+
+def test_zero_pad_side_is_checked_and_round_trips(tmp_path):
+    with pytest.raises(ValueError, match=r"zero_pad_side must be one of \('end', 'both'\). "
+                                         r"Received: zero_pad_side='middle'"):
+        kr.CifarResNet(20, zero_pad_side="middle")
+    with pytest.raises(ValueError, match="pad_side must be one of .* Received: pad_side='left'"):
+        ZeroPadShortcut(32, 2, pad_side="left")
+    model = kr.CifarResNet(8, zero_pad_side="both", classifier_activation=None)
+    pads = [layer for layer in model.layers if isinstance(layer, ZeroPadShortcut)]
+    assert len(pads) == 2 and all(layer.pad_side == "both" for layer in pads)
+    default = kr.CifarResNet(8)
+    assert all(layer.pad_side == "end" for layer in default.layers
+               if isinstance(layer, ZeroPadShortcut))
+    x = np.random.default_rng(1).standard_normal((2, 32, 32, 3)).astype(np.float32)
+    ref = np.asarray(model(x))
+    clone = keras.Model.from_config(model.get_config())
+    clone.set_weights(model.get_weights())
+    np.testing.assert_allclose(np.asarray(clone(x)), ref, rtol=1e-5, atol=1e-5)
+    path = str(tmp_path / "m.keras")
+    model.save(path)
+    loaded = keras.models.load_model(path)
+    assert {layer.pad_side for layer in loaded.layers if isinstance(layer, ZeroPadShortcut)} == {"both"}
+    np.testing.assert_allclose(np.asarray(loaded(x)), ref, rtol=1e-5, atol=1e-5)
+
+
+# ------------------------------------------------------------------ akamaster, the real file
+
+def _check_akamaster(model):
+    ws = weights.weight_set_of(model)
+    assert ws is model.weight_set and ws.name == "akamaster:cifar10" and ws.model == "ResNet20"
+    assert (ws.top1, ws.license, ws.classes) == (91.73, "BSD-2-Clause", 10)
+    t = weights.transform_of(model)
+    assert (t.crop, t.mean, t.std) == (32, published.IMAGENET_MEAN, published.IMAGENET_STD)
+    pads = {layer.pad_side for layer in model.layers if isinstance(layer, ZeroPadShortcut)}
+    assert pads == {"both"}
+    rel = _rel(_logits(model), REF["akamaster_resnet20_logits"])
+    assert rel < 1e-4, f"max relative logit difference {rel:.2e}"
+
+
+def test_akamaster_file_gives_akamasters_logits():
+    """The published file under its own name: nothing else to pass."""
+    _check_akamaster(_cifar(weights=AKAMASTER))
+
+
+def test_akamaster_file_recognised_under_any_name(tmp_path):
+    """Renamed as PyTorch's ImageNet example names checkpoints: still akamaster's ResNet-20."""
+    renamed = str(tmp_path / "model_best.pth.tar")
+    shutil.copy(AKAMASTER, renamed)
+    with dtype_policy("fp32"):
+        model = kr.get_model("ResNet20", weights=renamed, classifier_activation=None)
+    _check_akamaster(model)
+    with pytest.raises(ValueError, match=r"akamaster:cifar10 for ResNet20; the model is ResNet56"):
+        kr.CifarResNet(56, weights=renamed)
+
+
+def test_akamaster_by_name_from_the_cache_offline(offline):
+    shutil.copy(AKAMASTER, offline / "resnet20-12fca82f.th")
+    with dtype_policy("fp32"):
+        model = kr.get_model("ResNet20", weights="akamaster", classifier_activation=None)
+    _check_akamaster(model)
+    _check_akamaster(_cifar(weights="akamaster:cifar10"))
+    _check_akamaster(_cifar(weights="resnet20-12fca82f.th"))  # its published file name
+
+
+def test_akamaster_conventions_are_checked_first(offline):
+    """Contradicting the set is refused before anything is read or downloaded."""
+    with pytest.raises(ValueError, match=r"shortcut='B' contradicts weights='akamaster'.*"
+                                         r"needs shortcut='A'"):
+        kr.CifarResNet(20, shortcut="B", weights="akamaster")
+    with pytest.raises(ValueError, match=r"zero_pad_side='end' contradicts"):
+        kr.CifarResNet(20, zero_pad_side="end", weights="akamaster")
+    with pytest.raises(ValueError, match=r"classes must be 10 .* Received: classes=100"):
+        kr.CifarResNet(20, classes=100, weights="akamaster")
+    with pytest.raises(ValueError, match=r"not a published set for ResNet1001V2"):
+        kr.CifarResNet(1001, variant="v2", weights="akamaster")
+    with pytest.raises(OSError, match=r"resnet56-4bfd9763.th is not cached.*sha256 prefix 4bfd9763"):
+        kr.CifarResNet(56, weights="akamaster")  # the cache is empty and the network refused
+
+
+def test_akamaster_without_top_keeps_the_backbone():
+    model = _cifar(weights=AKAMASTER, include_top=False, pooling="avg")
+    assert model.output_shape == (None, 64) and weights.weight_set_of(model).name == "akamaster:cifar10"
+
+
+# ------------------------------------------------------------------ chenyaofo, its layout
+
+@pytest.mark.parametrize("data,classes", [("cifar10", 10), ("cifar100", 100)])
+def test_chenyaofo_layout_gives_its_logits(data, classes, tmp_path, monkeypatch, offline):
+    key = f"chenyaofo_{data}_resnet20"
+    state = state_from_manifest(INFO["models"][key]["manifest"])
+    assert "layer2.0.downsample.0.weight" in state and "fc.weight" in state  # option B, fc
+    ws = published.find_set("ResNet20", f"chenyaofo:{data}")
+    path = str(offline / ws.file_name)
+    write_torch_zip(path, state)
+    # the file in the cache under its published name, its hash put into the table
+    patched = published.dataclasses.replace(ws, hash_prefix=weights.file_hash(path)[:8])
+    monkeypatch.setattr(published, "SETS", tuple(patched if s is ws else s for s in published.SETS))
+    with dtype_policy("fp32"):
+        model = kr.get_model("ResNet20", weights=f"chenyaofo:{data}", classifier_activation=None)
+    assert model.output_shape == (None, classes) and model.weight_set == patched
+    assert weights.transform_of(model).mean == (published.CIFAR10_MEAN if classes == 10
+                                                else published.CIFAR100_MEAN)
+    assert model.get_layer("conv3_block1_0_conv").kernel.shape == (1, 1, 16, 32)
+    rel = _rel(_logits(model), REF[f"{key}_logits"])
+    assert rel < 1e-4, f"{key}: max relative logit difference {rel:.2e}"
+
+
+# ------------------------------------------------------------------ the table
+
+def test_list_weights_shows_the_cifar_sets(capsys):
+    assert cli.main(["list", "--weights"]) == 0
+    out = capsys.readouterr().out
+    rows = [line.split() for line in out.splitlines()]
+    ours = {(r[0], r[1]): r for r in rows if len(r) > 4}
+    for depth, top1 in ((20, "91.73"), (32, "92.63"), (44, "93.10"), (56, "93.39"),
+                        (110, "93.68"), (1202, "93.82")):  # akamaster's README: 100 - error
+        row = ours[(f"ResNet{depth}", "akamaster:cifar10")]
+        assert row[3] == "BSD-2-Clause" and row[4] == f"{top1}@32"
+    assert ours[("ResNet56", "chenyaofo:cifar100")][4] == "72.63@32"  # chenyaofo's README
+    assert "CIFAR-100, mean 0.507/0.4865/0.4409 std 0.2673/0.2564/0.2761" in out
