@@ -5,7 +5,8 @@ Run with an interpreter that has torch, numpy, Pillow and scikit-image (never a 
 of the package or its tests), with the publishers' checkouts given on the command line
 (their code is imported from there, never copied into this repository):
 
-    python tools/make_cifar_fixtures.py --akamaster CHECKOUT --chenyaofo CHECKOUT
+    python tools/make_cifar_fixtures.py --akamaster CHECKOUT --chenyaofo CHECKOUT \
+        --pytorchcv CHECKOUT
 
 - akamaster/pytorch_resnet_cifar10 (``resnet.py``): its real published ResNet-20 file,
   ``tests/fixtures/akamaster/resnet20-12fca82f.th``, loaded as its ``trainer.py`` does.
@@ -107,15 +108,35 @@ def chenyaofo(checkout, batch):
     return logits, meta
 
 
+def pytorchcv(checkout, batch):
+    """osmr's pytorchcv: its published ResNet-20 (option B) on CIFAR-10, and its PreResNet
+    bottleneck builder at depth 20 (the layout of preresnet164bn / preresnet1001, two units
+    per stage) on CIFAR-100; both with CIFAR-10's mean / std, as imgclsmob evaluates."""
+    resnet_cifar = import_from(checkout, "pytorchcv.models.resnet_cifar")
+    preresnet_cifar = import_from(checkout, "pytorchcv.models.preresnet_cifar")
+    models = {
+        "pytorchcv_resnet20_cifar10": resnet_cifar.resnet20_cifar10(),
+        "pytorchcv_preresnet20bn_cifar100": preresnet_cifar.get_preresnet_cifar(
+            num_classes=100, blocks=20, bottleneck=True),
+    }
+    logits, meta = {}, {}
+    for key, model in models.items():
+        meta[key] = {"manifest": fill(model)}
+        logits[key] = run(model, batch, CIFAR10)
+    return logits, meta
+
+
 def main():
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     p.add_argument("--akamaster", required=True, help="a checkout of akamaster/pytorch_resnet_cifar10")
     p.add_argument("--chenyaofo", required=True, help="a checkout of chenyaofo/pytorch-cifar-models")
+    p.add_argument("--pytorchcv", required=True, help="a checkout of osmr/pytorchcv")
     args = p.parse_args()
     torch.manual_seed(0)
     batch = images()
     logits, meta = {}, {}
-    for fn, checkout in ((akamaster, args.akamaster), (chenyaofo, args.chenyaofo)):
+    for fn, checkout in ((akamaster, args.akamaster), (chenyaofo, args.chenyaofo),
+                         (pytorchcv, args.pytorchcv)):
         more_logits, more_meta = fn(checkout, batch)
         logits.update(more_logits)
         meta.update(more_meta)

@@ -20,6 +20,7 @@ import os
 import shutil
 import urllib.error
 import urllib.request
+import zipfile
 
 from keras_resnet.utils import atomic_path
 
@@ -32,14 +33,19 @@ def cache_dir() -> str:
     return os.path.join(home, "models")
 
 
+def stream_hashes(f, algorithms) -> dict[str, str]:
+    """``{algorithm: hex digest}`` of what the binary stream ``f`` holds, read once."""
+    hashes = {a: hashlib.new(a) for a in algorithms}
+    for chunk in iter(lambda: f.read(1 << 20), b""):
+        for h in hashes.values():
+            h.update(chunk)
+    return {a: h.hexdigest() for a, h in hashes.items()}
+
+
 def file_hashes(path: str, algorithms) -> dict[str, str]:
     """``{algorithm: hex digest}`` of a file, read once for all ``algorithms``."""
-    hashes = {a: hashlib.new(a) for a in algorithms}
     with open(path, "rb") as f:
-        for chunk in iter(lambda: f.read(1 << 20), b""):
-            for h in hashes.values():
-                h.update(chunk)
-    return {a: h.hexdigest() for a, h in hashes.items()}
+        return stream_hashes(f, algorithms)
 
 
 def file_hash(path: str, algorithm: str | None = None) -> str:
@@ -67,11 +73,32 @@ def hash_matches(path: str, expected: str | None, algorithm: str = "sha256") -> 
     return digest.startswith(expected.lower()) if kind.endswith("prefix") else digest == expected.lower()
 
 
+def zip_member(path: str) -> str | None:
+    """The name of the one file inside the zip at ``path`` (osmr/imgclsmob ships each
+    checkpoint as a zip of one file), or None for anything else (``torch.save``'s own zip
+    layout holds several)."""
+    if not zipfile.is_zipfile(path):
+        return None
+    with zipfile.ZipFile(path) as z:
+        names = [n for n in z.namelist() if not n.endswith("/")]
+    return names[0] if len(names) == 1 else None
+
+
+def _unzip_one(archive: str, out: str) -> None:
+    member = zip_member(archive)
+    if member is None:
+        raise OSError(f"the download is not a zip of one file ({archive})")
+    with zipfile.ZipFile(archive) as z, z.open(member) as src, open(out, "wb") as dst:
+        shutil.copyfileobj(src, dst)
+
+
 def fetch(fname: str, url: str, file_hash: str | None = None,
-          timeout: float = DOWNLOAD_TIMEOUT_S, *, algorithm: str = "sha256") -> str:
+          timeout: float = DOWNLOAD_TIMEOUT_S, *, algorithm: str = "sha256",
+          unzip: bool = False) -> str:
     """Path of ``fname`` in the cache, downloading it from ``url`` if needed; a cached file
     whose hash checks is used without the network. ``algorithm``: of a hash prefix
-    ("sha256", or "sha1" for osmr/imgclsmob's files).
+    ("sha256", or "sha1" for osmr/imgclsmob's files). ``unzip``: ``url`` serves a zip of
+    ``fname`` (osmr's ``.pth.zip``), which is extracted and the file inside checked and kept.
 
     Raises ``OSError`` (naming the URL, the expected hash and the cache path to put the file
     at) when the file is neither cached with the right hash nor downloadable.
@@ -85,8 +112,15 @@ def fetch(fname: str, url: str, file_hash: str | None = None,
         reason = f"{path} is not cached"
     try:
         with atomic_path(path) as tmp:
-            with open(tmp, "wb") as out, urllib.request.urlopen(url, timeout=timeout) as resp:
-                shutil.copyfileobj(resp, out)
+            download = tmp + ".zip" if unzip else tmp
+            try:
+                with open(download, "wb") as out, urllib.request.urlopen(url, timeout=timeout) as resp:
+                    shutil.copyfileobj(resp, out)
+                if unzip:
+                    _unzip_one(download, tmp)
+            finally:
+                if unzip and os.path.exists(download):
+                    os.remove(download)
             if not hash_matches(tmp, file_hash, algorithm):
                 raise OSError(f"the downloaded file has the wrong hash ({file_hash_of(tmp)})")
         return path

@@ -32,7 +32,7 @@ from __future__ import annotations
 import dataclasses
 import os
 
-from keras_resnet.weights import applications, checkpoint, convert, download, keras_hub, published
+from keras_resnet.weights import applications, checkpoint, convert, download, keras_hub, published, tf2cv
 
 _STRUCTURAL = applications._STRUCTURAL
 
@@ -158,11 +158,12 @@ def plan_cifar(weights, *, depth: int, variant: str, options: dict, include_top:
                     f"{name or f'depth={depth}, variant={variant!r}'}. Received: weights={weights!r}")
             p = Plan("set", weight_set=ws, path=path)
     if p is None:
-        if isinstance(weights, (str, os.PathLike)) and checkpoint.is_checkpoint(weights):
+        is_file = isinstance(weights, (str, os.PathLike))
+        if is_file and (checkpoint.is_checkpoint(weights) or tf2cv.is_tf2cv(weights)):
             path = os.fspath(weights)
             if not os.path.isfile(path):
                 raise ValueError(f"weights must be an existing file. Received: weights={weights!r} (no such file)")
-            state = convert.to_torchvision_names(checkpoint.read_checkpoint(path))
+            state = read_state(path)
             _check_classes(convert.classifier_outputs(state), include_top, classes or 10, weights)
             p = Plan("checkpoint", path=path, state=state)
         else:
@@ -197,18 +198,29 @@ def _plan_keras_hub(path, depth, variant, options, include_top):
     return Plan("keras_hub", path=path, state=state)
 
 
-def load_checkpoint(model, path: str, *, skip_classifier: bool = False, state=None) -> dict:
-    """Load a torchvision / timm checkpoint into ``model`` (built with the same architecture).
+def read_state(path: str) -> dict:
+    """``{tensor name: array}`` of a torch / safetensors checkpoint
+    (:func:`~keras_resnet.weights.checkpoint.read_checkpoint`) or an osmr tf2cv file
+    (:mod:`~keras_resnet.weights.tf2cv`, pytorchcv's names)."""
+    return tf2cv.read_state(path) if tf2cv.is_tf2cv(path) else checkpoint.read_checkpoint(path)
+
+
+def load_checkpoint(model, path: str, *, skip_classifier: bool = False, state=None,
+                    layout: str | None = None) -> dict:
+    """Load a torchvision / timm / CIFAR publisher's checkpoint into ``model`` (built with the
+    same architecture).
 
     ``skip_classifier=True`` loads everything but the checkpoint's ``fc`` and leaves the
     model's ``predictions`` layer as initialised: the option for fine-tuning with a head of
-    another size. ``state``: the checkpoint already read (else it is read from ``path``).
+    another size. ``state``: the checkpoint already read (else it is read from ``path``);
+    ``layout``: how it names its tensors (:data:`~keras_resnet.weights.convert.LAYOUTS`;
+    None: detected from the names).
     Returns ``{"tensors": matched source tensors, "variables": model variables set,
     "ignored": bookkeeping / classifier tensors left out}``.
     """
-    state = convert.to_torchvision_names(checkpoint.read_checkpoint(path)) if state is None else state
+    state = read_state(path) if state is None else state
     porter = convert.port_torch_state(model, state, source=f"checkpoint {os.path.basename(path)}",
-                                      skip_classifier=skip_classifier)
+                                      skip_classifier=skip_classifier, layout=layout)
     porter.apply()
     return {"tensors": len(porter.assignments), "variables": len(porter.assignments),
             "ignored": len(state) - len(porter.assignments)}
@@ -217,12 +229,10 @@ def load_checkpoint(model, path: str, *, skip_classifier: bool = False, state=No
 def fetch_set(ws: published.WeightSet) -> str:
     """The cached file of a published set (``$KERAS_HOME/models/<published file name>``,
     used offline when its hash checks), downloaded (hash-checked) when missing."""
-    return download.fetch(ws.file_name, ws.url, ws.hash_prefix, algorithm=ws.hash_algorithm)
+    return download.fetch(ws.file_name, ws.url, ws.hash_prefix, algorithm=ws.hash_algorithm,
+                          unzip=ws.zipped)
 
 
-def read_set(ws: published.WeightSet, path: str) -> dict:
-    """The tensors of set ``ws``'s file at ``path``, under torchvision's names."""
-    return convert.to_torchvision_names(checkpoint.read_checkpoint(path), ws.layout)
 
 
 def apply(p: Plan | None, model) -> None:
@@ -243,7 +253,7 @@ def apply(p: Plan | None, model) -> None:
     else:
         ws = p.weight_set
         path = p.path or fetch_set(ws)
-        load_checkpoint(model, path, state=read_set(ws, path))
+        load_checkpoint(model, path, layout=ws.layout)
         model.weight_set = ws
 
 

@@ -106,7 +106,14 @@ class WeightSet:
 
     @property
     def file_name(self) -> str:
-        return self.url.rsplit("/", 1)[-1]
+        """The file's published name; for a ``.zip`` download (osmr's), the file inside it,
+        which the hash is of and the cache keeps."""
+        return self.url.rsplit("/", 1)[-1].removesuffix(".zip")
+
+    @property
+    def zipped(self) -> bool:
+        """Whether the download is a zip of :attr:`file_name` (osmr/imgclsmob's)."""
+        return self.url.endswith(".zip")
 
     def builder_options(self) -> dict:
         """The builder options this set needs, as keyword arguments."""
@@ -116,7 +123,7 @@ class WeightSet:
 def _hash_of(url):
     """The hex digits a publisher appends to a file name: ``resnet50-11ad3fa6.pth``,
     ``resnet20-12fca82f.th``, osmr's ``resnet20_cifar10-0597-9b0024ac.pth.zip``."""
-    return re.search(r"-([0-9a-f]{8,})\.(pth|th|pt|pth\.zip|tf2\.h5\.zip)$", url).group(1)
+    return re.search(r"-([0-9a-f]{8,})\.(pth|th|pt)$", url).group(1)
 
 
 _TV_V1 = EvalTransform(resize=256, crop=224, interpolation="bilinear")
@@ -199,13 +206,58 @@ _CHENYAOFO_ROWS = ((20, "4118986f", 92.60, "23dac2f1", 68.83),
                    (44, "2a3cabcb", 94.01, "ffe32858", 71.63),
                    (56, "187c023a", 94.37, "f2eff4c8", 72.63))
 
+# osmr/imgclsmob: pytorchcv (pytorchcv/models/common/model_metainfos.csv) and tf2cv
+# (tensorflow2/tf2cv/models/model_store.py) publish each file as
+# releases/download/{tag}/{name}-{error}-{sha1[:8]}.pth.zip (.tf2.h5.zip): a zip of one file,
+# whose full SHA-1 the tables give; top-1 = 100 - error / 100. ResNet-20/56/110/1202 are
+# resnet_cifar.py's basic units with option B (a 1x1 conv + BN "identity_conv" where the
+# shape changes); PreResNet-164bn / 1001 are preresnet_cifar.py's pre-activation
+# bottlenecks, stride on the 3x3, bare 1x1 projections from the activated input, as our v2
+# (checked on equal weights, tests/test_cifar_weights.py). Not mapped: resnet164bn /
+# resnet272bn / resnet542bn / resnet1001 (post-activation bottlenecks: our CIFAR v1 has
+# basic units only) and preresnet20 / 56 / 110 / 1202 (pre-activation basic units: our v2
+# has bottlenecks only). imgclsmob's CIFAR-10 and CIFAR-100 loaders both normalise with
+# (0.4914, 0.4822, 0.4465) / (0.2023, 0.1994, 0.2010) (pytorch/datasets/cifar10_cls_dataset.py).
+_OSMR = "https://github.com/osmr/imgclsmob/releases/download/"
+# (our model, osmr name, dataset, error, pytorchcv sha1, tag, tf2cv sha1, tag)
+_OSMR_ROWS = (
+    ("ResNet20", "resnet20", "cifar10", "0597", "9b0024ac4c2f374cde2c5052e0d0344a75871cdb",
+     "v0.0.163", "451230e98c5da3cd24e364b76995cdf5bdd36b73", "v0.0.438"),
+    ("ResNet20", "resnet20", "cifar100", "2964", "a5322afed92fa96cb7b3453106f73cf38e316151",
+     "v0.0.180", "5fa28f78b6b33f507f6b79a41f7fca07f681e4a5", "v0.0.438"),
+    ("ResNet56", "resnet56", "cifar10", "0452", "628c42a26fe347b84060136212e018df2bb35e0f",
+     "v0.0.163", "a39ad94af7aad7adf21f41436cb8d86a948c7e90", "v0.0.438"),
+    ("ResNet56", "resnet56", "cifar100", "2488", "d65f53b10ad5d124698e728432844c65261c3107",
+     "v0.0.181", "8e413ab97ce41f96e02888776bc9ec71df49d909", "v0.0.438"),
+    ("ResNet110", "resnet110", "cifar10", "0369", "4d6ca1fc02eaeed724f4f596011e391528536049",
+     "v0.0.163", "c625643a3c10909cdfc6c955418f0fca174b8d01", "v0.0.438"),
+    ("ResNet110", "resnet110", "cifar100", "2280", "d8d397a767db6d22af040223ec8ae342a088c3e5",
+     "v0.0.190", "c248211b354f7058b3066c5fb4ad87b2d0bdb6a0", "v0.0.438"),
+    ("ResNet1202", "resnet1202", "cifar10", "0353", "1d5a21290117903fb5fd6ba59f3f7e7da7c08836",
+     "v0.0.214", "3559a9431d3ddd3ef1ee24bf2baa1b7184a21108", "v0.0.438"),
+    ("ResNet1202", "resnet1202", "cifar100", "2156", "86ecd091e5ac9677bf4518c644d08eb3e1d1708a",
+     "v0.0.410", "28fcf78635c21d23b018d70a812eeae2ae24ad39", "v0.0.438"),
+    ("ResNet164V2", "preresnet164bn", "cifar10", "0364", "429012d412e82df7961fa071f97c938530e1b005",
+     "v0.0.196", "29a459fad0f60028b48f1908970d3947728d76b0", "v0.0.439"),
+    ("ResNet164V2", "preresnet164bn", "cifar100", "2018", "a8e67ca6e14f88b009d618b0e9b554312d862174",
+     "v0.0.192", "c764970119e627e5c88fe3c7cb6a7d36cd7f29d0", "v0.0.439"),
+    ("ResNet1001V2", "preresnet1001", "cifar10", "0265", "9fedfe5fd643e7355f1062a6db68da310c8962be",
+     "v0.0.209", "978844c1315a0a3f6261393bcc954cecb85c199a", "v0.0.439"),
+    ("ResNet1001V2", "preresnet1001", "cifar100", "1841", "88f14ed9df1573e98b0ec2a07009a15066855fda",
+     "v0.0.283", "7481e79c54d9a32d163c740eb53310c6a5f40b01", "v0.0.439"),
+)
+# the source of each osmr file kind: its set name prefix, suffix and tensor layout
+# (keras_resnet.weights.tf2cv reads tf2cv's files into pytorchcv's names)
+OSMR_KINDS = {"pytorchcv": ("osmr", ".pth", "pytorchcv"), "tf2cv": ("osmr-tf2cv", ".tf2.h5", "pytorchcv")}
+
 
 def _cifar_sets():
     for depth, digest, top1 in _AKAMASTER_ROWS:
         yield WeightSet(
             "akamaster:cifar10", f"ResNet{depth}", f"{_AKAMASTER}resnet{depth}-{digest}.th", digest,
             "BSD-2-Clause", top1, 32, cifar_transform(), classes=10,
-            options=(("shortcut", "A"), ("zero_pad_side", "both")), layout="akamaster",
+            options=(("shortcut", "A"), ("zero_pad_side", "both"), ("bn_epsilon", 1e-5)),
+            layout="akamaster",
             dataset="CIFAR-10")
     for depth, digest10, top10, digest100, top100 in _CHENYAOFO_ROWS:
         for data, digest, top1, classes, mean, std in (
@@ -214,8 +266,20 @@ def _cifar_sets():
             yield WeightSet(
                 f"chenyaofo:{data}", f"ResNet{depth}",
                 f"{_CHENYAOFO}{data}_resnet{depth}-{digest}.pt", digest, "BSD-3-Clause", top1, 32,
-                cifar_transform(mean, std), classes=classes, options=(("shortcut", "B"),),
+                cifar_transform(mean, std), classes=classes,
+                options=(("shortcut", "B"), ("bn_epsilon", 1e-5)),
                 dataset=f"CIFAR-{classes}")
+    for model, osmr, data, error, sha1_pt, tag_pt, sha1_tf, tag_tf in _OSMR_ROWS:
+        classes = 100 if data == "cifar100" else 10
+        for (source, suffix, layout), sha1, tag in ((OSMR_KINDS["pytorchcv"], sha1_pt, tag_pt),
+                                                    (OSMR_KINDS["tf2cv"], sha1_tf, tag_tf)):
+            yield WeightSet(
+                f"{source}:{data}", model,
+                f"{_OSMR}{tag}/{osmr}_{data}-{error}-{sha1[:8]}{suffix}.zip", sha1, "MIT",
+                round(100 - int(error) / 100, 2), 32, cifar_transform(CIFAR10_MEAN, CIFAR10_STD),
+                classes=classes, options=(("bn_epsilon", 1e-5),) + (
+                    () if model.endswith("V2") else (("shortcut", "B"),)),
+                layout=layout, hash_algorithm="sha1", dataset=f"CIFAR-{classes}")
 
 
 SETS = tuple(_tv(*row) for row in _TORCHVISION_ROWS) + tuple(_timm(*row) for row in _TIMM_ROWS) \
@@ -256,15 +320,26 @@ def find_set(model: str, weights: str) -> WeightSet:
 def set_of_file(path: str) -> WeightSet | None:
     """The published set whose file ``path`` is, recognised by its content (the sha256 or,
     for osmr's, SHA-1 prefix in the published file name), whatever the file is called now."""
-    from keras_resnet.weights.download import file_hashes
+    import zipfile
 
-    hexes = file_hashes(path, {s.hash_algorithm for s in SETS})
-    return next((s for s in SETS if hexes[s.hash_algorithm].startswith(s.hash_prefix)), None)
+    from keras_resnet.weights.download import file_hashes, stream_hashes, zip_member
+
+    algorithms = {s.hash_algorithm for s in SETS}
+    hexes = file_hashes(path, algorithms)
+    found = next((s for s in SETS if hexes[s.hash_algorithm].startswith(s.hash_prefix)), None)
+    member = None if found else zip_member(path)
+    if member is not None:  # osmr's download as it comes: a zip of the hashed file
+        with zipfile.ZipFile(path) as z, z.open(member) as f:
+            hexes = stream_hashes(f, algorithms)
+        found = next((s for s in SETS if s.zipped and hexes[s.hash_algorithm].startswith(
+            s.hash_prefix)), None)
+    return found
 
 
 def set_of_file_name(name: str) -> WeightSet | None:
-    """The set published under the file name ``name`` (``"resnet20-12fca82f.th"``), if any."""
-    return next((s for s in SETS if s.file_name == name), None)
+    """The set published under the file name ``name`` (``"resnet20-12fca82f.th"``;
+    osmr's with or without its ``.zip``), if any."""
+    return next((s for s in SETS if name in (s.file_name, s.file_name + ".zip" * s.zipped)), None)
 
 
 def eval_transform(weights: str, model: str) -> EvalTransform:
