@@ -232,8 +232,10 @@ def ResNet(depth: int, *, variant: str = "v1", include_top: bool = True, weights
             ("torchvision", "torchvision:IMAGENET1K_V2", "timm:resnet50.a1_in1k"; see
             ``keras-resnet list --weights``), or the path of a weights file: a
             keras.applications-format legacy ``.h5`` (with or without top), a Keras 3
-            ``.weights.h5``, or a torchvision / timm checkpoint (``.pth``, ``.bin``,
-            ``.safetensors``) of the same architecture (:mod:`keras_resnet.weights`).
+            ``.weights.h5``, or a torchvision / timm checkpoint of the same architecture,
+            recognised by content under any name (``torch.save`` zip or legacy layout:
+            ``.pth``, ``.th``, ``.pth.tar``, ``.bin`` ...; ``.safetensors``; a ``.pth.zip``;
+            see :mod:`keras_resnet.weights.checkpoint`).
         input_tensor: optional Keras tensor to use as the model's input.
         input_shape: (height, width, 3), each side >= 32; default (224, 224, 3) with a top,
             (None, None, 3) without.
@@ -312,7 +314,9 @@ def CifarResNet(depth: int, *, shortcut: str | None = None, variant: str = "v1",
             options its publisher's architecture needs (e.g. akamaster's ``shortcut="A"``
             with ``zero_pad_side="both"``) and its classes, and records itself as
             ``model.weight_set``; a published set's file under any name (recognised by its
-            hash); a torch checkpoint of the same architecture; or a Keras weights file.
+            hash); a checkpoint whose names fit the model (a ``torch.save`` file under any
+            name, safetensors, osmr's tf2cv ``.tf2.h5``; :mod:`keras_resnet.weights`); or a
+            Keras weights file.
         classes: classes of the top; default 10, or the set's with a published set.
         include_top, input_tensor, input_shape, pooling, classifier_activation, name,
         dims: as :func:`ResNet` (with dims 1 or 3 ``input_shape`` defaults to any size,

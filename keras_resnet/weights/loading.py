@@ -3,8 +3,12 @@ and how it is loaded afterwards.
 
 - ``None``; ``"imagenet"`` (keras.applications' files);
 - a Keras file (``.h5`` / ``.weights.h5`` / ``.keras``);
-- a torchvision / timm checkpoint (``.pth`` / ``.pt`` / ``.bin`` / ``.ckpt`` /
-  ``.safetensors``) of the matching architecture;
+- a checkpoint of the matching architecture, recognised by content under any name
+  (:mod:`keras_resnet.weights.checkpoint`): ``torch.save`` in the zip or legacy layout
+  (``.pth``, ``.pt``, ``.th``, ``.pth.tar``, ``.bin``, ``.ckpt``), ``.safetensors``, or a
+  zip of one of them (``.pth.zip``); the state dict may sit in a container
+  (``{"state_dict": ..., "epoch": ...}``) and its names may share a prefix
+  (``module.``), both reported by :func:`load_checkpoint`;
 - a keras-hub ``ResNetBackbone`` preset folder of the matching architecture
   (:mod:`keras_resnet.weights.keras_hub`; backbone only, ``include_top=False``);
 - a named published set: ``"torchvision"`` (the best torchvision set for the model),
@@ -46,7 +50,8 @@ class Plan:
     weight_set: published.WeightSet | None = None
     depth: int | None = None
     variant: str | None = None
-    state: dict | None = None  # a checkpoint read while checking it, loaded once built
+    state: dict | None = None  # a keras-hub preset read while checking it, loaded once built
+    opened: checkpoint.Checkpoint | None = None  # a checkpoint read while checking it
     options: dict = dataclasses.field(default_factory=dict)  # CIFAR: the builder options
     classes: int | None = None  # CIFAR: the classes the model gets
 
@@ -102,11 +107,9 @@ def plan(weights, *, depth: int, variant: str, options: dict, include_top: bool,
                 f"depth={depth}, variant={variant!r} with these options. Received: weights={weights!r}")
     if isinstance(weights, (str, os.PathLike)) and checkpoint.is_checkpoint(weights):
         path = os.fspath(weights)
-        if not os.path.isfile(path):
-            raise ValueError(f"weights must be an existing file. Received: weights={weights!r} (no such file)")
-        state = checkpoint.read_checkpoint(path)
-        _check_classes(convert.classifier_outputs(state), include_top, classes, weights)
-        return Plan("checkpoint", path=path, state=state)
+        opened = checkpoint.open_checkpoint(path)
+        _check_classes(convert.classifier_outputs(opened.state), include_top, classes, weights)
+        return Plan("checkpoint", path=path, opened=opened)
     if isinstance(weights, (str, os.PathLike)) and keras_hub.is_preset(weights):
         return _plan_keras_hub(os.fspath(weights), depth, variant, options, include_top)
     path = applications.check_weights_argument(weights)
@@ -157,18 +160,15 @@ def plan_cifar(weights, *, depth: int, variant: str, options: dict, include_top:
                     f"weights={weights!r} is the file of {ws.name} for {ws.model}; the model is "
                     f"{name or f'depth={depth}, variant={variant!r}'}. Received: weights={weights!r}")
             p = Plan("set", weight_set=ws, path=path)
-    if p is None:
-        is_file = isinstance(weights, (str, os.PathLike))
-        if is_file and (checkpoint.is_checkpoint(weights) or tf2cv.is_tf2cv(weights)):
-            path = os.fspath(weights)
-            if not os.path.isfile(path):
-                raise ValueError(f"weights must be an existing file. Received: weights={weights!r} (no such file)")
-            state = read_state(path)
-            _check_classes(convert.classifier_outputs(state), include_top, classes or 10, weights)
-            p = Plan("checkpoint", path=path, state=state)
+    if p is None:  # no published set: a checkpoint, osmr tf2cv or Keras file, as ResNet's
+        if isinstance(weights, (str, os.PathLike)) and tf2cv.is_tf2cv(weights):
+            opened = open_weights(os.fspath(weights))
+            _check_classes(convert.classifier_outputs(opened.state), include_top, classes or 10,
+                           weights)
+            p = Plan("checkpoint", path=os.fspath(weights), opened=opened)
         else:
-            path = applications.check_weights_argument(weights)
-            p = None if path is None else Plan("keras", path=path)
+            p = plan(weights, depth=depth, variant=variant, options=options,
+                     include_top=include_top, classes=classes or 10)
         return dataclasses.replace(p or Plan("none"), options=dict(options), classes=classes)
     ws = p.weight_set
     merged = dict(options)
@@ -198,11 +198,12 @@ def _plan_keras_hub(path, depth, variant, options, include_top):
     return Plan("keras_hub", path=path, state=state)
 
 
-def read_state(path: str) -> dict:
-    """``{tensor name: array}`` of a torch / safetensors checkpoint
-    (:func:`~keras_resnet.weights.checkpoint.read_checkpoint`) or an osmr tf2cv file
-    (:mod:`~keras_resnet.weights.tf2cv`, pytorchcv's names)."""
-    return tf2cv.read_state(path) if tf2cv.is_tf2cv(path) else checkpoint.read_checkpoint(path)
+def open_weights(path: str) -> checkpoint.Checkpoint:
+    """A torch / safetensors checkpoint (:func:`~keras_resnet.weights.checkpoint.open_checkpoint`)
+    or an osmr tf2cv file (:mod:`~keras_resnet.weights.tf2cv`, read into pytorchcv's names)."""
+    if tf2cv.is_tf2cv(path):
+        return checkpoint.Checkpoint(tf2cv.read_state(path), "tf2cv hdf5")
+    return checkpoint.open_checkpoint(path)
 
 
 def load_checkpoint(model, path: str, *, skip_classifier: bool = False, state=None,
@@ -212,18 +213,27 @@ def load_checkpoint(model, path: str, *, skip_classifier: bool = False, state=No
 
     ``skip_classifier=True`` loads everything but the checkpoint's ``fc`` and leaves the
     model's ``predictions`` layer as initialised: the option for fine-tuning with a head of
-    another size. ``state``: the checkpoint already read (else it is read from ``path``);
-    ``layout``: how it names its tensors (:data:`~keras_resnet.weights.convert.LAYOUTS`;
-    None: detected from the names).
-    Returns ``{"tensors": matched source tensors, "variables": model variables set,
-    "ignored": bookkeeping / classifier tensors left out}``.
+    another size. ``layout``: how it names its tensors
+    (:data:`~keras_resnet.weights.convert.LAYOUTS`; None: detected from the names).
+    ``state``: the checkpoint already read, a
+    :class:`~keras_resnet.weights.checkpoint.Checkpoint` or a state dict (else it is read
+    from ``path``). Returns the load report: ``{"tensors": matched source tensors,
+    "variables": model variables set, "ignored": bookkeeping / classifier tensors left out,
+    "prefix": the prefix stripped from every name ("" for none), "container": the key the
+    state dict sat under (None at the top), "ignored_entries": the entries beside it
+    (epoch, optimizer, ...)}``.
     """
-    state = read_state(path) if state is None else state
-    porter = convert.port_torch_state(model, state, source=f"checkpoint {os.path.basename(path)}",
+    if state is None:
+        state = open_weights(path)
+    if not isinstance(state, checkpoint.Checkpoint):
+        state = checkpoint.Checkpoint(state, "state dict")
+    porter = convert.port_torch_state(model, state.state,
+                                      source=f"checkpoint {os.path.basename(path)}",
                                       skip_classifier=skip_classifier, layout=layout)
     porter.apply()
     return {"tensors": len(porter.assignments), "variables": len(porter.assignments),
-            "ignored": len(state) - len(porter.assignments)}
+            "ignored": len(state.state) - len(porter.assignments), "prefix": porter.prefix or "",
+            "container": state.container, "ignored_entries": list(state.ignored_entries)}
 
 
 def fetch_set(ws: published.WeightSet) -> str:
@@ -248,8 +258,8 @@ def apply(p: Plan | None, model) -> None:
         keras_hub.port_preset(model, p.state, f"keras-hub preset {p.path}").apply()
         p.state = None
     elif p.kind == "checkpoint":
-        load_checkpoint(model, p.path, state=p.state)
-        p.state = None
+        load_checkpoint(model, p.path, state=p.opened)
+        p.opened = None
     else:
         ws = p.weight_set
         path = p.path or fetch_set(ws)
