@@ -196,3 +196,112 @@ def test_list_weights_shows_the_cifar_sets(capsys):
         assert row[3] == "BSD-2-Clause" and row[4] == f"{top1}@32"
     assert ours[("ResNet56", "chenyaofo:cifar100")][4] == "72.63@32"  # chenyaofo's README
     assert "CIFAR-100, mean 0.507/0.4865/0.4409 std 0.2673/0.2564/0.2761" in out
+
+
+# ------------------------------------------------------------------ osmr: pytorchcv and tf2cv
+
+TF2CV = json.load(open(os.path.join(FIXTURES, "tf2cv_reference.json")))
+TF2CV_REF = np.load(os.path.join(FIXTURES, "tf2cv_reference.npz"))
+# fixture key -> our model: pytorchcv's / tf2cv's ResNet-20 (option B) on CIFAR-10, and their
+# PreResNet bottleneck builder at depth 20 (preresnet164bn's / preresnet1001's layout) on CIFAR-100
+OSMR = {"resnet20_cifar10": dict(depth=20, shortcut="B"),
+        "preresnet20bn_cifar100": dict(depth=20, variant="v2", classes=100)}
+
+
+def _zip_one(path, member_name):
+    """osmr's published form: a zip holding the one file (deflated)."""
+    import zipfile
+
+    with zipfile.ZipFile(path + ".zip", "w", zipfile.ZIP_DEFLATED) as z:
+        z.write(path, member_name)
+    return path + ".zip"
+
+
+def _osmr_file(kind, key, folder):
+    """The deterministic weights of fixture ``key`` in osmr's real ``kind`` layout, zipped."""
+    from tests.torch_files import write_tf2cv_h5
+
+    if kind == "pytorchcv":
+        path = str(folder / f"{key}.pth")
+        write_torch_zip(path, state_from_manifest(INFO["models"][f"pytorchcv_{key}"]["manifest"]))
+    else:
+        path = str(folder / f"{key}.tf2.h5")
+        write_tf2cv_h5(path, TF2CV["models"][f"tf2cv_{key}"]["manifest"])
+    return path, _zip_one(path, os.path.basename(path))
+
+
+@pytest.mark.parametrize("kind", ["pytorchcv", "tf2cv"])
+@pytest.mark.parametrize("key", sorted(OSMR))
+def test_osmr_layouts_give_their_logits(kind, key, tmp_path):
+    """pytorchcv's .pth / .pth.zip and tf2cv's .tf2.h5 / .tf2.h5.zip (tf.keras 2 HDF5 names)
+    give the logits of osmr's own models; PreResNet's bottlenecks are our v2 unit for unit."""
+    ref = (REF if kind == "pytorchcv" else TF2CV_REF)[f"{kind}_{key}_logits"]
+    kwargs = {k: v for k, v in OSMR[key].items() if k != "depth"}
+    for path in _osmr_file(kind, key, tmp_path):
+        model = _cifar(OSMR[key]["depth"], weights=path, **kwargs)
+        x = (IMAGES.astype(np.float32) / 255.0 - np.float32(published.CIFAR10_MEAN)) \
+            / np.float32(published.CIFAR10_STD)
+        rel = _rel(np.asarray(model(x, training=False)), ref)
+        assert rel < 1e-4, f"{kind} {key} {os.path.basename(path)}: {rel:.2e}"
+
+
+def _patch_set(monkeypatch, name, model, path, algorithm):
+    ws = published.find_set(model, name)
+    patched = published.dataclasses.replace(ws, hash_prefix=weights.file_hash(path, algorithm))
+    monkeypatch.setattr(published, "SETS", tuple(patched if s is ws else s for s in published.SETS))
+    return patched
+
+
+@pytest.mark.parametrize("kind,name", [("pytorchcv", "osmr:cifar10"), ("tf2cv", "osmr-tf2cv:cifar10")])
+def test_osmr_file_recognised_by_sha1_zipped_or_not(kind, name, tmp_path, monkeypatch):
+    """osmr names files by the SHA-1 of the file inside the zip: the table's SHA-1 (set here
+    to the test file's) recognises it under any name, zipped as published or extracted."""
+    plain, zipped = _osmr_file(kind, "resnet20_cifar10", tmp_path)
+    ws = _patch_set(monkeypatch, name, "ResNet20", plain, "sha1")
+    for path in (plain, zipped):
+        renamed = str(tmp_path / f"renamed{len(path)}.bin")
+        shutil.copy(path, renamed)
+        model = _cifar(weights=renamed)  # shortcut "B" comes from the set
+        assert model.weight_set == ws and model.get_layer("conv3_block1_0_bn") is not None
+        assert weights.transform_of(model).mean == published.CIFAR10_MEAN
+        rel = _rel(_logits(model), (REF if kind == "pytorchcv" else TF2CV_REF)[
+            f"{kind}_resnet20_cifar10_logits"])
+        assert rel < 1e-4
+
+
+def test_osmr_download_is_unzipped_checked_and_cached(tmp_path, monkeypatch, offline):
+    """A named osmr set downloads its .pth.zip, keeps the checked .pth in the cache, and
+    is used from there offline the next time."""
+    import io
+
+    folder = tmp_path / "src"
+    folder.mkdir()
+    plain, zipped = _osmr_file("pytorchcv", "resnet20_cifar10", folder)
+    ws = _patch_set(monkeypatch, "osmr:cifar10", "ResNet20", plain, "sha1")
+    served = []
+
+    def serve(url, timeout):
+        served.append(url)
+        return io.BytesIO(open(zipped, "rb").read())
+
+    monkeypatch.setattr(urllib.request, "urlopen", serve)
+    model = _cifar(weights="osmr")
+    assert served == [ws.url] and ws.url.endswith("-9b0024ac.pth.zip")
+    assert sorted(os.listdir(offline)) == ["resnet20_cifar10-0597-9b0024ac.pth"]
+    assert weights.file_hash(str(offline / ws.file_name), "sha1") == ws.hash_prefix
+    monkeypatch.setattr(urllib.request, "urlopen", lambda *a, **k: pytest.fail("downloaded again"))
+    again = _cifar(weights="osmr:cifar10")
+    np.testing.assert_array_equal(_logits(again), _logits(model))
+    # a corrupt download is refused and leaves nothing in the cache
+    os.remove(offline / ws.file_name)
+    monkeypatch.setattr(urllib.request, "urlopen", lambda url, timeout: io.BytesIO(b"PK not a zip"))
+    with pytest.raises(OSError, match=r"sha1 9b0024ac|not a zip"):
+        _cifar(weights="osmr:cifar10")
+    assert os.listdir(offline) == []
+
+
+def test_osmr_preresnet_sets_need_v2():
+    assert published.find_set("ResNet164V2", "osmr").file_name == \
+        "preresnet164bn_cifar10-0364-429012d4.pth"  # imgclsmob's model_metainfos.csv
+    with pytest.raises(ValueError, match=r"needs one of the named models.*depth=164, variant='v1'"):
+        kr.CifarResNet(164, weights="osmr")  # v1 at depth 164: basic units, not osmr's
