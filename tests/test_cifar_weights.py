@@ -71,9 +71,10 @@ def test_zero_pad_both_sides_is_akamasters_padding():
     x = np.random.default_rng(0).standard_normal((2, 8, 8, 16)).astype(np.float32)
     planes = 32
     expected = np.pad(x[:, ::2, ::2, :], ((0, 0), (0, 0), (0, 0), (planes // 4, planes // 4)))
-    ours = np.asarray(ZeroPadShortcut(planes, 2, pad_side="both")(x))
+    with dtype_policy("fp32"):
+        ours = np.asarray(ZeroPadShortcut(planes, 2, pad_side="both")(x))
+        end = np.asarray(ZeroPadShortcut(planes, 2)(x))  # the default: zeros after
     np.testing.assert_array_equal(ours, expected)
-    end = np.asarray(ZeroPadShortcut(planes, 2)(x))  # the default: zeros after
     np.testing.assert_array_equal(end, np.pad(x[:, ::2, ::2, :], ((0, 0),) * 3 + ((0, 16),)))
 
 
@@ -305,3 +306,18 @@ def test_osmr_preresnet_sets_need_v2():
         "preresnet164bn_cifar10-0364-429012d4.pth"  # imgclsmob's model_metainfos.csv
     with pytest.raises(ValueError, match=r"needs one of the named models.*depth=164, variant='v1'"):
         kr.CifarResNet(164, weights="osmr")  # v1 at depth 164: basic units, not osmr's
+
+
+def test_export_takes_the_sets_normalisation():
+    """akamaster normalises with ImageNet's mean / std on [0, 1]: the export's "torch" mode,
+    not the CIFAR family's default "tf"; CIFAR statistics have no mode and must be named."""
+    from keras_resnet.export.options import resolve_options, weight_set_preprocessing
+
+    model = _cifar(weights=AKAMASTER)
+    options = resolve_options(model, class_names=[f"c{i}" for i in range(10)])
+    assert (options.preprocessing, options.weights) == ("torch", "akamaster:cifar10")
+    assert resolve_options(kr.CifarResNet(20), class_names=[f"c{i}" for i in range(10)]
+                           ).preprocessing == "tf"
+    with pytest.raises(ValueError, match=r"preprocessing must be given .*chenyaofo:cifar100.*"
+                                         r"mean \(0.507, 0.4865, 0.4409\)"):
+        weight_set_preprocessing(published.find_set("ResNet20", "chenyaofo:cifar100"))
