@@ -10,24 +10,16 @@ are parsed (``--help`` stays light).
 
 from __future__ import annotations
 
-import argparse
 import os
 
-# our named model -> (library, constructor) of the module its checkpoints come from
-REFERENCE_MODULES = {
-    **{f"ResNet{d}V1_5": ("torchvision", f"resnet{d}") for d in (18, 34, 50, 101, 152)},
-    "ResNet26V1_5": ("timm", "resnet26"), "ResNet200V1_5": ("timm", "resnet200"),
-    **{f"ResNet{d}D": ("timm", f"resnet{d}d") for d in (18, 26, 34, 50, 101, 152, 200)},
-    "ResNeXt50_32x4d": ("torchvision", "resnext50_32x4d"),
-    "ResNeXt101_32x8d": ("torchvision", "resnext101_32x8d"),
-    "WideResNet50_2": ("torchvision", "wide_resnet50_2"),
-    "SEResNet50": ("timm", "seresnet50"),
-}
+from keras_resnet.cli import ArgumentParser
+from keras_resnet.weights.convert import REFERENCE_MODULES
+
 PROBE_SIZE = 224
 
 
 def _parser(command):
-    p = argparse.ArgumentParser(
+    p = ArgumentParser(
         prog=f"keras-resnet {command}",
         description="Convert a torchvision / timm checkpoint into a Keras .weights.h5 file.")
     p.add_argument("source", metavar="SRC",
