@@ -248,9 +248,7 @@ def ResNet(depth: int, *, variant: str = "v1", include_top: bool = True, weights
             made (see :class:`keras_resnet.blocks.Flags`).
         **options: keyword-only flags; see :mod:`keras_resnet.specs` for the variant flags
             (``preact``, ``stride_on``, ``stride_block``, ``conv_bias``, ``bn_epsilon``,
-            ``stem``, ``shortcut``, ``avg_down``), ``zero_pad_side`` (option A shortcuts:
-            "end", the default, puts the new zero channels after the input's; "both" half
-            before and half after, as akamaster/pytorch_resnet_cifar10), ``zero_init_residual``,
+            ``stem``, ``shortcut``, ``avg_down``, ``zero_pad_side``) and ``zero_init_residual``,
             ``synchronized_bn``, ``bn_momentum``, ``width_multiplier``, ``groups``,
             ``width_per_group`` (ResNeXt), ``se_ratio`` (squeeze-and-excitation),
             ``stochastic_depth_rate``, ``kernel_regularizer``, ``kernel_initializer``.
