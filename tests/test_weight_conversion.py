@@ -264,3 +264,16 @@ def test_keras_hub_preset_features_match_reference(key, tmp_path):
                          "--skip-classifier"]) == 0
         model.load_weights(out)
         assert _rel(_logits(model), HUB_REF[f"{key}_features"]) < 1e-4
+
+
+def test_published_file_recognised_by_hash_under_any_name(tmp_path, monkeypatch):
+    """A torchvision file downloaded by hand and renamed loads as its set: the same tensors,
+    and the set's eval transform on the model (the table's hash set to the test file's)."""
+    path = _write(_state("tv_resnet18"), str(tmp_path / "my_download.bin"))
+    ws = published.find_set("ResNet18V1_5", "torchvision:IMAGENET1K_V1")
+    patched = published.dataclasses.replace(ws, hash_prefix=weights.file_hash(path)[:8])
+    monkeypatch.setattr(published, "SETS", tuple(patched if s is ws else s for s in published.SETS))
+    model = _build("ResNet18V1_5", weights=path)
+    assert weights.weight_set_of(model) == patched and model.weight_set is patched
+    assert weights.transform_of(model).resize == 256
+    assert _rel(_logits(model), REF["tv_resnet18_logits"]) < 1e-4
