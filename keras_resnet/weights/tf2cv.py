@@ -22,42 +22,45 @@ import zipfile
 import numpy as np
 
 H5_SIGNATURE = b"\x89HDF\r\n\x1a\n"
-MAX_MEMBER_BYTES = 1 << 31  # osmr's largest CIFAR file is under 100 MB
 _LEAVES = {"kernel": "weight", "bias": "bias", "gamma": "weight", "beta": "bias",
            "moving_mean": "running_mean", "moving_variance": "running_var"}
 
 
-def _open(path: str):
-    """A readable binary stream of the HDF5 file at ``path`` or inside its one-file zip."""
+def _head(path: str) -> bytes:
+    """The first bytes of the file at ``path``, or of the one file inside its zip."""
     from keras_resnet.weights.download import zip_member
+
+    member = zip_member(path)
+    if member is None:
+        with open(path, "rb") as f:
+            return f.read(len(H5_SIGNATURE))
+    with zipfile.ZipFile(path) as z, z.open(member) as f:
+        return f.read(len(H5_SIGNATURE))
+
+
+def _open(path: str):
+    """A readable binary stream of the HDF5 file at ``path`` or inside its one-file zip (read
+    into memory after the zip's declared sizes are checked, as torch records are)."""
+    from keras_resnet.weights.download import zip_member
+    from keras_resnet.weights.torch_pickle import read_zip_record
 
     member = zip_member(path)
     if member is None:
         return open(path, "rb")
     with zipfile.ZipFile(path) as z:
-        size = z.getinfo(member).file_size
-        if size > MAX_MEMBER_BYTES:
-            raise ValueError(f"{path}: {member} would be {size} bytes, more than a tf2cv file "
-                             f"holds ({MAX_MEMBER_BYTES}); refusing to extract it")
-        with z.open(member) as f:
-            data = f.read(MAX_MEMBER_BYTES + 1)
-    return io.BytesIO(data[:MAX_MEMBER_BYTES])
+        return io.BytesIO(bytes(read_zip_record(z, member, None, path)))
 
 
 def is_tf2cv(path: str | os.PathLike) -> bool:
     """Whether ``path`` is a tf2cv weights file (plain or a one-file zip): Keras 2's HDF5
     layout whose top-level layers are tf2cv's ``features`` and ``output1``."""
     path = os.fspath(path)
-    if not os.path.isfile(path):
+    if not os.path.isfile(path) or _head(path) != H5_SIGNATURE:
         return False
-    with _open(path) as f:
-        if f.read(8) != H5_SIGNATURE:
-            return False
-        f.seek(0)
-        import h5py
+    import h5py
 
-        with h5py.File(f, "r") as h5:
-            names = [n.decode() if isinstance(n, bytes) else n for n in h5.attrs.get("layer_names", [])]
+    with _open(path) as f, h5py.File(f, "r") as h5:
+        names = [n.decode() if isinstance(n, bytes) else n for n in h5.attrs.get("layer_names", [])]
     return "features" in names and "output1" in names
 
 
