@@ -21,6 +21,7 @@ import keras
 
 from keras_resnet import specs
 from keras_resnet.models import get_model
+from keras_resnet.weights.published import sets_for
 
 VIDEO_CLASSES = 400  # Kinetics-400, torchvision's video heads
 
@@ -35,7 +36,7 @@ def _docstring(spec: specs.ModelSpec) -> str:
                     "video checkpoint or state dict (:mod:`keras_resnet.video`)")
     else:
         defaults = "``weights=None`` by default"
-    sets = ", ".join(f"``{ws.name}`` ({ws.top1:.2f}% top-1)" for ws in spec.weight_sets)
+    sets = ", ".join(f"``{ws.name}`` ({ws.top1:.2f}% top-1)" for ws in sets_for(spec.name))
     if sets:  # the published sets (keras_resnet.weights.published), as weights=
         defaults += f"; published ``weights=``: {sets}"
     return (
