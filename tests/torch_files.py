@@ -346,3 +346,35 @@ except Exception as e:
 print(json.dumps({"growth": (status_kib("VmHWM") - before) << 10,
                   "seconds": time.monotonic() - start, "error": error, "bytes": nbytes}))
 """
+
+_TF_ROLES = {"gamma": "weight", "beta": "bias", "moving_mean": "running_mean",
+             "moving_variance": "running_var", "bias": "bias"}
+
+
+def tf2cv_tensor_for(weight_name, shape):
+    """The value of tf2cv weight ``weight_name`` (HWIO kernels, Dense in x out, BN gamma /
+    beta / moving statistics), deterministic like :func:`tensor_for` and with its roles."""
+    shape = tuple(int(d) for d in shape)
+    leaf = weight_name.split(":", 1)[0].rsplit("/", 1)[-1]
+    if leaf == "kernel" and len(shape) == 4:  # He-normal over h * w * in, as OIHW would be
+        return tensor_for(f"{weight_name}.weight", (shape[3], shape[2], shape[0], shape[1])).transpose(2, 3, 1, 0)
+    if leaf == "kernel":
+        return tensor_for(f"{weight_name}.weight", shape[::-1]).T
+    return tensor_for(f"{weight_name}.{_TF_ROLES[leaf]}", shape)
+
+
+def write_tf2cv_h5(path, manifest):
+    """A tf2cv ``.tf2.h5`` as tf.keras 2's ``save_weights`` lays it out: root attributes
+    ``layer_names``; per top-level layer a group listing ``weight_names``, each array stored at
+    its weight name's path. ``manifest``: ``[[layer, [[weight name, shape], ...]], ...]``."""
+    import h5py
+
+    with h5py.File(path, "w") as f:
+        f.attrs["backend"] = "tensorflow"
+        f.attrs["keras_version"] = "2.21.0"
+        f.attrs["layer_names"] = np.array([layer.encode() for layer, _ in manifest])
+        for layer, weights in manifest:
+            group = f.create_group(layer)
+            group.attrs["weight_names"] = np.array([name.encode() for name, _ in weights])
+            for name, shape in weights:
+                group.create_dataset(name, data=tf2cv_tensor_for(name, shape))
