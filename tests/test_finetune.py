@@ -233,3 +233,15 @@ def test_tune_searches_the_fine_tuning_lr_from_the_files_backbone(tmp_path):
                 np.testing.assert_array_equal(w.numpy(), stored[(layer.name, w.name)])
     with pytest.raises(ValueError, match="space must not hold \\['depth'\\] when fine-tuning"):
         search("digits", weights=str(weights), space={"depth": 32}, output=str(tmp_path / "other"))
+
+
+def test_the_input_follows_akamasters_set_by_name_or_by_file():
+    from keras_resnet.training.finetune import weights_input
+
+    fixture = os.path.join(REPO, "tests", "fixtures", "akamaster", "resnet20-12fca82f.th")
+    for weights in ("akamaster", fixture):
+        facts = weights_input("ResNet20", weights)
+        # akamaster's trainer.py: ToTensor + Normalize(ImageNet mean / std), 32x32 CIFAR-10, no crop
+        assert (facts["preprocessing"], facts["image_size"], facts["trained_on"]) == ("torch", 32, "cifar10")
+        assert facts["eval_transform"]["crop_fraction"] == 1.0 and facts["published_classes"] == 10
+        assert facts["options"]["zero_pad_side"] == "both"  # resnet.py's option A pads both sides

@@ -252,7 +252,7 @@ def _check_weights(argument, weights, model):
         fail(argument, weights, f"a named set or a file for {model} (keras.applications publishes no CIFAR ResNets)")
     if published.is_set_name(text):
         published.find_set(model, text)  # ValueError listing the sets the model has
-    elif text != "imagenet" and not os.path.exists(text):
+    elif text != "imagenet" and not os.path.exists(text) and published.set_of_file_name(text) is None:
         fail(argument, weights, "'imagenet', a named set (keras-resnet list --weights) or an existing file")
 
 

@@ -67,12 +67,14 @@ MIN_STEPS, MIN_BATCH = 10, 8
 
 
 def weight_set(model: str, weights) -> object | None:
-    """The published set ``weights`` names for ``model`` (None for "imagenet", a file, ...)."""
-    from keras_resnet.weights import published
+    """The published set ``weights`` names for ``model``, by name, by a published file's name
+    or by a file's content (None for "imagenet", another file, ...)."""
+    from keras_resnet.weights import loading, published
 
-    if not published.is_set_name(weights):
-        return None
-    return published.find_set(model, weights)
+    if published.is_set_name(weights):
+        return published.find_set(model, weights)
+    ws, _ = loading.resolve_file(weights)
+    return ws if ws is not None and ws.model == model else None
 
 
 def _mode_for(mean, std) -> str | None:
