@@ -90,9 +90,10 @@ def run(precision, seed, data, *, epochs=None):
     import keras
 
     from keras_resnet import get_model
-    from keras_resnet.hardware import keras_policy_name, resolve_jit_compile
+    from keras_resnet.hardware import resolve_jit_compile
     from keras_resnet.specs import model_info
     from keras_resnet.training.recipe import bn_momentum_for, compile_model, default_recipe
+    from keras_resnet.utils import keras_policy_name
 
     family = str(data.get("family", "digits"))
     recipe = default_recipe(family, model_info=model_info("ResNet20"), epochs=epochs)

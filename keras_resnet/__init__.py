@@ -29,6 +29,7 @@ if (
 
 from keras_resnet import saving as _saving  # noqa: E402
 from keras_resnet import specs as _specs  # noqa: E402
+from keras_resnet.utils import lazy_attributes as _lazy_attributes  # noqa: E402
 
 __version__ = "0.1.0"
 
@@ -54,14 +55,7 @@ _LAZY = {
 __all__ = list(_LAZY)
 
 
-def __getattr__(name: str):
-    if name in _LAZY:
-        import importlib
-
-        value = getattr(importlib.import_module(_LAZY[name]), name)
-        globals()[name] = value  # later look-ups skip this function
-        return value
-    raise AttributeError(f"module 'keras_resnet' has no attribute {name!r}")
+__getattr__ = _lazy_attributes(__name__, _LAZY)
 
 
 def __dir__():

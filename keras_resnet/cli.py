@@ -9,6 +9,7 @@ parser, checks the arguments and only then imports the library that does the wor
 
 from __future__ import annotations
 
+import argparse
 import contextlib
 import importlib
 import os
@@ -17,6 +18,7 @@ import sys
 import tempfile
 
 from keras_resnet import import_hooks
+from keras_resnet.errors import EXIT_ENVIRONMENT, EXIT_USAGE, CommandError, Stopped  # noqa: F401
 
 # subcommand -> (light module with cli_main, one-line help), from rows of three
 COMMANDS = {name: (module, help_) for name, module, help_ in (
@@ -31,30 +33,12 @@ COMMANDS = {name: (module, help_) for name, module, help_ in (
     ("convert", "keras_resnet.weights.command", "torchvision / timm checkpoint -> Keras .weights.h5"),
 )}
 
-# Exit statuses: 0 done, 1 the environment failed (offline, disk full, a lost worker),
-# 2 the user asked for something invalid, 130/143 stopped by SIGINT/SIGTERM.
-EXIT_ENVIRONMENT, EXIT_USAGE = 1, 2
+class ArgumentParser(argparse.ArgumentParser):
+    """argparse with the one error policy: a bad flag raises ``ValueError`` with argparse's
+    message (it names the flag), which :func:`main` prints as one line, exit status 2."""
 
-
-class CommandError(Exception):
-    """A failure the command explains in one line; ``exit_code`` says which kind.
-
-    Raise it (or a ``ValueError`` for bad input, an ``OSError`` for the environment) from a
-    subcommand; :func:`main` prints ``keras-resnet COMMAND: error: MESSAGE`` and exits.
-    """
-
-    def __init__(self, message, exit_code=EXIT_USAGE):
-        super().__init__(message)
-        self.exit_code = exit_code
-
-
-class Stopped(Exception):
-    """The run was stopped (SIGINT/SIGTERM) after saving its state: print ``message`` as is
-    (where it stopped, the command that resumes) and exit with ``exit_code``."""
-
-    def __init__(self, message, exit_code=130):
-        super().__init__(message)
-        self.exit_code = exit_code
+    def error(self, message):
+        raise ValueError(message)
 
 
 def _usage():
@@ -149,12 +133,31 @@ def main(argv: list[str] | None = None) -> int:
             raise
         print(f"keras-resnet {command}: interrupted", file=sys.stderr)
         return 130
+    except SystemExit as e:  # --help (0); a bad flag raises ValueError (ArgumentParser)
+        return e.code if isinstance(e.code, int) else EXIT_USAGE
+    except ModuleNotFoundError as e:
+        if debug or _ours(e.name):
+            raise  # a module of this package missing is a bug: show the traceback
+        print(f"keras-resnet {command}: error: {_missing_package(command, e)}", file=sys.stderr)
+        return EXIT_ENVIRONMENT
     except (CommandError, ValueError, OSError) as e:
         if debug:
             raise
         code = getattr(e, "exit_code", EXIT_USAGE if isinstance(e, ValueError) else EXIT_ENVIRONMENT)
         print(f"keras-resnet {command}: error: {_one_line(e)}", file=sys.stderr)
         return code
+
+
+def _ours(module_name):
+    return module_name is not None and module_name.split(".")[0] == "keras_resnet"
+
+
+def _missing_package(command, error):
+    """One line for a package a command imports that is not installed (e.g. TensorFlow
+    under a Keras-on-PyTorch install: models load, `train` cannot run)."""
+    package = (error.name or "").split(".")[0] or "a package"
+    return (f"{command} needs {package}, which cannot be imported here ({_one_line(error)}); "
+            f"pip install {package}, or see the package's install notes")
 
 
 # ------------------------------------------------------------------ list and summary
@@ -214,8 +217,6 @@ def _summary(args) -> int:
 
 
 def _positive_int(text: str) -> int:
-    import argparse
-
     if not text.isdigit() or int(text) < 1:
         raise argparse.ArgumentTypeError(f"must be a positive integer, not {text!r}")
     return int(text)
@@ -223,11 +224,9 @@ def _positive_int(text: str) -> int:
 
 def build_parser(command: str):
     """The ``list`` or ``summary`` parser (argparse only: ``--help`` imports nothing heavy)."""
-    import argparse
-
     from keras_resnet import specs
 
-    parser = argparse.ArgumentParser(prog=f"keras-resnet {command}",
+    parser = ArgumentParser(prog=f"keras-resnet {command}",
                                      description=COMMANDS[command][1])
     if command == "list":
         parser.add_argument("--params", action="store_true",

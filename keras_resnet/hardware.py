@@ -2,7 +2,7 @@
 
 import os
 
-PRECISIONS = ("auto", "fp32", "mixed_float16", "mixed_bfloat16")
+from keras_resnet.utils import normalize_precision
 
 
 def cpu_flags():
@@ -71,10 +71,7 @@ def resolve_precision(precision="auto"):
     environment variable ``KERAS_RESNET_PRECISION`` overrides ``"auto"`` (``"auto"`` in it
     changes nothing).
     """
-    if precision not in PRECISIONS:
-        raise ValueError(
-            f"precision must be one of {PRECISIONS}. Received: precision={precision!r}"
-        )
+    precision = normalize_precision(precision)  # one of utils.PRECISIONS, or ValueError
     if precision != "auto":
         return precision
     forced = os.environ.get("KERAS_RESNET_PRECISION")
@@ -104,11 +101,6 @@ def precision_reason(requested, resolved):
     if "avx512_bf16" in flags:
         return "auto: AVX-512-bf16 CPU"
     return "auto: no fast bf16 on this CPU"
-
-
-def keras_policy_name(precision):
-    """Keras dtype policy name for a resolved precision."""
-    return {"fp32": "float32"}.get(precision, precision)
 
 
 def resolve_jit_compile(jit_compile="auto"):

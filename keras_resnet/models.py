@@ -15,14 +15,11 @@ from keras import layers
 
 from keras_resnet import blocks, specs, video as video_weights, weights as weights_lib
 from keras_resnet.specs import list_models, model_info  # noqa: F401  (read from the registry)
+from keras_resnet.utils import fail, is_int, is_number
 
 POOLINGS = (None, "avg", "max")
 MIN_SIZE = specs.MIN_INPUT_SIZE["imagenet"]  # smallest input side (see specs)
 CIFAR_MIN_SIZE = specs.MIN_INPUT_SIZE["cifar"]
-
-
-def _fail(argument, value, expected):
-    raise ValueError(f"{argument} must be {expected}. Received: {argument}={value!r}")
 
 
 def _resolve_flags(preset, options, dims=2):
@@ -49,17 +46,17 @@ def _resolve_flags(preset, options, dims=2):
         "avg_down": (isinstance(f["avg_down"], bool), "a bool"),
         "synchronized_bn": (isinstance(f["synchronized_bn"], bool), "a bool"),
         "zero_init_residual": (isinstance(f["zero_init_residual"], bool), "a bool"),
-        "bn_epsilon": (_is_num(f["bn_epsilon"]) and f["bn_epsilon"] > 0, "a positive number"),
-        "bn_momentum": (_is_num(f["bn_momentum"]) and 0 <= f["bn_momentum"] < 1, "in [0, 1)"),
-        "width_multiplier": (_is_num(f["width_multiplier"]) and f["width_multiplier"] > 0, "a positive number"),
-        "groups": (_is_int(f["groups"]) and f["groups"] >= 1, "a positive integer"),
-        "width_per_group": (_is_int(f["width_per_group"]) and f["width_per_group"] >= 1, "a positive integer"),
-        "se_ratio": (f["se_ratio"] is None or (_is_num(f["se_ratio"]) and 0 < f["se_ratio"] <= 1), "None or in (0, 1]"),
-        "stochastic_depth_rate": (_is_num(f["stochastic_depth_rate"]) and 0 <= f["stochastic_depth_rate"] < 1, "in [0, 1)"),
+        "bn_epsilon": (is_number(f["bn_epsilon"]) and f["bn_epsilon"] > 0, "a positive number"),
+        "bn_momentum": (is_number(f["bn_momentum"]) and 0 <= f["bn_momentum"] < 1, "in [0, 1)"),
+        "width_multiplier": (is_number(f["width_multiplier"]) and f["width_multiplier"] > 0, "a positive number"),
+        "groups": (is_int(f["groups"]) and f["groups"] >= 1, "a positive integer"),
+        "width_per_group": (is_int(f["width_per_group"]) and f["width_per_group"] >= 1, "a positive integer"),
+        "se_ratio": (f["se_ratio"] is None or (is_number(f["se_ratio"]) and 0 < f["se_ratio"] <= 1), "None or in (0, 1]"),
+        "stochastic_depth_rate": (is_number(f["stochastic_depth_rate"]) and 0 <= f["stochastic_depth_rate"] < 1, "in [0, 1)"),
     }
     for argument, (ok, expected) in checks.items():
         if not ok:
-            _fail(argument, f[argument], expected)
+            fail(argument, f[argument], expected)
     try:
         f["kernel_regularizer"] = keras.regularizers.get(f["kernel_regularizer"])
     except (ValueError, TypeError) as e:
@@ -68,15 +65,12 @@ def _resolve_flags(preset, options, dims=2):
             f"Received: kernel_regularizer={options.get('kernel_regularizer')!r}"
         ) from e
     f["conv_kinds"] = None if kinds is None else tuple(kinds)
+    # numpy scalars pass the checks; the model's config (and .keras files) get Python numbers
+    f.update({k: int(f[k]) for k in ("groups", "width_per_group")})
+    f.update({k: float(f[k]) for k in ("bn_epsilon", "bn_momentum", "width_multiplier",
+                                       "stochastic_depth_rate")})
+    f["se_ratio"] = None if f["se_ratio"] is None else float(f["se_ratio"])
     return blocks.Flags(**f, dims=dims)
-
-
-def _is_num(v):
-    return isinstance(v, (int, float)) and not isinstance(v, bool)
-
-
-def _is_int(v):
-    return isinstance(v, int) and not isinstance(v, bool)
 
 
 def _channels_axis():
@@ -98,21 +92,22 @@ def _resolve_input_shape(input_shape, *, include_top, weights, default_size, min
     else:
         shape = tuple(input_shape)
         if len(shape) != dims + 1:
-            _fail("input_shape", input_shape, f"a tuple {_SHAPES.get(dims)}")
-        if any(d is not None and (not _is_int(d) or d < 1) for d in shape):
-            _fail("input_shape", input_shape, "positive integers or None")
+            fail("input_shape", input_shape, f"a tuple {_SHAPES.get(dims)}")
+        if any(d is not None and (not is_int(d) or d < 1) for d in shape):
+            fail("input_shape", input_shape, "positive integers or None")
+        shape = tuple(None if d is None else int(d) for d in shape)  # numpy integers too
     h_w = shape[spatial]
     channels = shape[_channels_axis()]
     if dims != 2:
         return shape
     if include_top and None in h_w:
-        _fail("input_shape", input_shape, "fully defined when include_top=True")
+        fail("input_shape", input_shape, "fully defined when include_top=True")
     if any(d is not None and d < min_size for d in h_w):
-        _fail("input_shape", input_shape, f"at least {min_size}x{min_size}")
+        fail("input_shape", input_shape, f"at least {min_size}x{min_size}")
     if weights == "imagenet" and channels != 3:
-        _fail("input_shape", input_shape, "3-channel with weights='imagenet'")
+        fail("input_shape", input_shape, "3-channel with weights='imagenet'")
     if weights == "imagenet" and include_top and tuple(h_w) != (default_size, default_size):
-        _fail("input_shape", input_shape,
+        fail("input_shape", input_shape,
               f"({default_size}, {default_size}, 3) with weights='imagenet' and include_top=True")
     return shape
 
@@ -122,11 +117,11 @@ def _check_dims(dims, video, variant, weights):
     if dims is None:
         dims = 3 if video else 2
     if dims not in (1, 2, 3) or isinstance(dims, bool):
-        _fail("dims", dims, "1, 2 or 3")
+        fail("dims", dims, "1, 2 or 3")
     if video and dims != 3:
-        _fail("dims", dims, f"3 for the video variant {variant!r}")
+        fail("dims", dims, f"3 for the video variant {variant!r}")
     if weights == "imagenet" and dims != 2:
-        _fail("weights", weights, f"None or a path with dims={dims} (ImageNet weights are 2D)")
+        fail("weights", weights, f"None or a path with dims={dims} (ImageNet weights are 2D)")
     return dims
 
 
@@ -141,13 +136,14 @@ def _plan_weights(video, weights, **kwargs):
 
 def _check_head(include_top, pooling, classes, weights):
     if pooling not in POOLINGS:
-        _fail("pooling", pooling, "one of None, 'avg', 'max'")
-    if not _is_int(classes) or classes < 1:
-        _fail("classes", classes, "a positive integer")
+        fail("pooling", pooling, "one of None, 'avg', 'max'")
+    if not is_int(classes) or classes < 1:
+        fail("classes", classes, "a positive integer")
     if weights == "imagenet" and include_top and classes != 1000:
-        _fail("classes", classes, "1000 with weights='imagenet' and include_top=True")
+        fail("classes", classes, "1000 with weights='imagenet' and include_top=True")
     if not isinstance(include_top, bool):
-        _fail("include_top", include_top, "a bool")
+        fail("include_top", include_top, "a bool")
+    return int(classes)  # numpy integers (e.g. np.unique(labels).size) too
 
 
 _GLOBAL_POOLS = {
@@ -231,8 +227,10 @@ def ResNet(depth: int, *, variant: str = "v1", include_top: bool = True, weights
             ("torchvision", "torchvision:IMAGENET1K_V2", "timm:resnet50.a1_in1k"; see
             ``keras-resnet list --weights``), or the path of a weights file: a
             keras.applications-format legacy ``.h5`` (with or without top), a Keras 3
-            ``.weights.h5``, or a torchvision / timm checkpoint (``.pth``, ``.bin``,
-            ``.safetensors``) of the same architecture (:mod:`keras_resnet.weights`).
+            ``.weights.h5``, or a torchvision / timm checkpoint of the same architecture,
+            recognised by content under any name (``torch.save`` zip or legacy layout:
+            ``.pth``, ``.th``, ``.pth.tar``, ``.bin`` ...; ``.safetensors``; a ``.pth.zip``;
+            see :mod:`keras_resnet.weights.checkpoint`).
         input_tensor: optional Keras tensor to use as the model's input.
         input_shape: (height, width, 3), each side >= 32; default (224, 224, 3) with a top,
             (None, None, 3) without.
@@ -258,15 +256,15 @@ def ResNet(depth: int, *, variant: str = "v1", include_top: bool = True, weights
         A functional ``keras.Model``.
     """
     if depth not in specs.DEPTHS:
-        _fail("depth", depth, f"one of {sorted(specs.DEPTHS)}")
+        fail("depth", depth, f"one of {sorted(specs.DEPTHS)}")
     video = variant in specs.VIDEO_VARIANTS
     if variant not in specs.VARIANTS and not video:
-        _fail("variant", variant, f"one of {sorted(specs.VARIANTS) + sorted(specs.VIDEO_VARIANTS)}")
+        fail("variant", variant, f"one of {sorted(specs.VARIANTS) + sorted(specs.VIDEO_VARIANTS)}")
     dims = _check_dims(dims, video, variant, weights)
     kind, blocks_per_stage = specs.DEPTHS[depth]
     flags = _resolve_flags((specs.VIDEO_VARIANTS if video else specs.VARIANTS)[variant], options, dims)
     if flags.conv_kinds is not None and len(flags.conv_kinds) != len(blocks_per_stage):
-        _fail("conv_kinds", flags.conv_kinds, f"one kind per stage ({len(blocks_per_stage)})")
+        fail("conv_kinds", flags.conv_kinds, f"one kind per stage ({len(blocks_per_stage)})")
     if kind == specs.BASIC and (flags.groups != 1 or flags.width_per_group != 64):
         raise ValueError(
             "Basic blocks (depths 18, 34) support only groups=1 and width_per_group=64, as "
@@ -274,8 +272,8 @@ def ResNet(depth: int, *, variant: str = "v1", include_top: bool = True, weights
             f"width_per_group={flags.width_per_group}"
         )
     if kind == specs.BASIC and options.get("stride_on") == "first_1x1":
-        _fail("stride_on", "first_1x1", "'3x3' for basic blocks (depths 18, 34), which have no 1x1")
-    _check_head(include_top, pooling, classes, weights)
+        fail("stride_on", "first_1x1", "'3x3' for basic blocks (depths 18, 34), which have no 1x1")
+    classes = _check_head(include_top, pooling, classes, weights)
     weights_plan = _plan_weights(video, weights, depth=depth, variant=variant, options=options,
                                  include_top=include_top, classes=classes)
     input_shape = _resolve_input_shape(input_shape, include_top=include_top, weights=weights,
@@ -304,29 +302,32 @@ def CifarResNet(depth: int, *, shortcut: str | None = None, variant: str = "v1",
         shortcut: "A" (zero-padding identity, no parameters; v1 default as in the paper),
             "B" (projection where the width changes; v2 default) or "C" (projection everywhere).
         variant: "v1" or "v2".
-        include_top, weights, input_tensor, input_shape, pooling, classes,
-        classifier_activation, name, dims: as :func:`ResNet` (``weights`` None or a file
-        path; with dims 1 or 3 ``input_shape`` defaults to any size, 3 channels).
+        weights: None or a file: a Keras weights file, or a checkpoint whose names fit the
+            model, e.g. a ``torch.save`` file under any name.
+        include_top: as :func:`ResNet`, and so are ``input_tensor``, ``input_shape`` (with
+            dims 1 or 3 it defaults to any size, 3 channels), ``pooling``, ``classes``,
+            ``classifier_activation``, ``name`` and ``dims``.
         **options: the same options as :func:`ResNet`.
 
     Returns:
         A functional ``keras.Model`` named e.g. "resnet20" or "resnet164v2".
     """
     if variant not in specs.CIFAR_VARIANTS:
-        _fail("variant", variant, f"one of {sorted(specs.CIFAR_VARIANTS)}")
+        fail("variant", variant, f"one of {sorted(specs.CIFAR_VARIANTS)}")
     spec = specs.cifar_blocks(depth, variant)
     if spec is None:
         rule = "6n+2 (e.g. 20, 32, 44, 56, 110, 1202)" if variant == "v1" else "9n+2 (e.g. 164, 1001)"
-        _fail("depth", depth, f"{rule} for CIFAR variant {variant!r}")
+        fail("depth", depth, f"{rule} for CIFAR variant {variant!r}")
     if shortcut is not None:
         options["shortcut"] = shortcut
     if weights == "imagenet":
-        _fail("weights", weights, "None or a path (no published ImageNet weights for CIFAR ResNets)")
+        fail("weights", weights, "None or a path (no published ImageNet weights for CIFAR ResNets)")
     kind, blocks_per_stage = spec
     dims = _check_dims(dims, False, variant, weights)
     flags = _resolve_flags(specs.CIFAR_VARIANTS[variant], options, dims)
-    _check_head(include_top, pooling, classes, weights)
-    weights_file = weights_lib.check_weights_argument(weights)
+    classes = _check_head(include_top, pooling, classes, weights)
+    weights_plan = weights_lib.plan(weights, depth=depth, variant=variant, options=options,
+                                    include_top=include_top, classes=classes)
     if dims != 2 and input_shape == (32, 32, 3):
         input_shape = None  # the image default does not apply to signals and volumes
     input_shape = _resolve_input_shape(input_shape, include_top=include_top, weights=weights,
@@ -338,8 +339,7 @@ def CifarResNet(depth: int, *, shortcut: str | None = None, variant: str = "v1",
         classifier_activation=classifier_activation,
         name=name or default_name("cifar", variant, depth, dims),
     )
-    if weights_file is not None:
-        weights_lib.load_weights(model, weights_file)
+    weights_lib.apply(weights_plan, model)
     return model
 
 

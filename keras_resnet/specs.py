@@ -128,6 +128,10 @@ INPUT_SIZE = {"imagenet": 224, "cifar": 32, "video": 112}
 # images train at their own size (8x8 -> 2x2 at the end).
 MIN_INPUT_SIZE = {"imagenet": 32, "cifar": 8, "video": 1}
 FAMILIES = tuple(INPUT_SIZE)
+# The training augmentation presets each family's recipe picks from, implemented in
+# keras_resnet.data.transforms (described there); here so that the training config and
+# the commands' --help name them without loading TensorFlow.
+AUGMENTATIONS = ("cifar", "imagenet", "none", "crop")
 
 
 @dataclasses.dataclass(frozen=True)
@@ -163,15 +167,6 @@ class ModelSpec:
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "options", types.MappingProxyType(dict(self.options)))
-
-    @property
-    def weight_sets(self) -> list:
-        """The published torchvision / timm weight sets of this model, best top-1 first
-        (:mod:`keras_resnet.weights.published`; ``weights="imagenet"`` is
-        ``keras_applications``)."""
-        from keras_resnet.weights.published import sets_for
-
-        return sets_for(self.name)
 
     def info(self) -> dict[str, Any]:
         """This row as a plain dict of its fields (what :func:`model_info` returns)."""

@@ -102,19 +102,40 @@ def write_json_atomic(path: str | os.PathLike, obj: Any) -> None:
     atomic_write(path, json.dumps(obj, indent=2, sort_keys=True, default=str) + "\n")
 
 
+def read_json(path: str | os.PathLike) -> Any:
+    """A JSON file (UTF-8) as Python objects."""
+    with open(path, encoding="utf-8") as f:
+        return json.load(f)
+
+
+# ------------------------------------------------------------------------ images
+
+# Decoded pixels (width x height) above which an image is refused, read from its header
+# before anything decodes it: a folder image is skipped, a served one answered with an
+# error. 50 megapixels holds real photos (a 48 MP phone camera; an 8,660 x 5,773 photo)
+# and keeps one decoded RGB image under 150 MB.
+MAX_IMAGE_PIXELS = 50_000_000
+
+
 # ------------------------------------------------------------------- lazy packages
 
 
 def lazy_attributes(package: str, names: dict) -> Callable[[str], Any]:
-    """A module ``__getattr__`` for ``package`` that imports ``package.<names[name]>`` on
-    first use of ``name``, so that a package's light parts (its command's parser) load
-    without its heavy ones (TensorFlow)."""
+    """A module ``__getattr__`` (PEP 562) for ``package`` that imports the module of
+    ``names[name]`` on first use of ``name`` and keeps the value in the package, so that
+    its light parts (a command's parser, the registry) load without its heavy ones (Keras,
+    TensorFlow). ``names[name]`` is a submodule ("loop": ``package.loop``) or a full module
+    name ("keras_resnet.inference"). The package's one lazy-import mechanism."""
     import importlib
+    import sys
 
     def __getattr__(name: str) -> Any:
-        if name in names:
-            return getattr(importlib.import_module(f"{package}.{names[name]}"), name)
-        raise AttributeError(f"module {package!r} has no attribute {name!r}")
+        if name not in names:
+            raise AttributeError(f"module {package!r} has no attribute {name!r}")
+        module = names[name] if "." in names[name] else f"{package}.{names[name]}"
+        value = getattr(importlib.import_module(module), name)
+        setattr(sys.modules[package], name, value)  # later look-ups skip __getattr__
+        return value
 
     return __getattr__
 

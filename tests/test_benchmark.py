@@ -8,6 +8,7 @@ import keras
 import pytest
 
 from keras_resnet import benchmark, get_model
+from keras_resnet.benchmark import cli as benchmark_cli
 from keras_resnet.hardware import resolve_precision
 from keras_resnet.utils import with_dtype_policy
 
@@ -30,7 +31,7 @@ def test_tiny_train_run_prints_json_lines_and_table(capsys, monkeypatch):
     # torch is an optional extra: when it is missing the comparison is skipped, not failed.
     real_find_spec = importlib.util.find_spec
     monkeypatch.setattr(importlib.util, "find_spec", lambda name, *a: None if name.startswith("torch") else real_find_spec(name, *a))
-    code = benchmark.cli_main("benchmark", ["--model", "ResNet18", "--mode", "train", "--image-size", "32",
+    code = benchmark_cli.cli_main("benchmark", ["--model", "ResNet18", "--mode", "train", "--image-size", "32",
                                             "--batch-size", "4", "--steps", "2", "--rounds", "1",
                                             "--compare", "torchvision"])
     assert code == 0
@@ -54,7 +55,7 @@ def test_tiny_train_run_prints_json_lines_and_table(capsys, monkeypatch):
 
 @pytest.mark.slow
 def test_infer_run_compares_with_keras_applications(capsys):
-    code = benchmark.cli_main("benchmark", ["--model", "ResNet50", "--mode", "infer", "--image-size", "32",
+    code = benchmark_cli.cli_main("benchmark", ["--model", "ResNet50", "--mode", "infer", "--image-size", "32",
                                             "--batch-size", "2", "--steps", "1", "--rounds", "2",
                                             "--precision", "fp32", "--json-only"])
     assert code == 0
@@ -106,7 +107,7 @@ def test_bad_arguments_raise_value_error_naming_them(argv, needle, monkeypatch):
     # raised before any model is built
     monkeypatch.setattr(benchmark.runner, "build_ours", lambda *a, **k: pytest.fail("built a model"))
     with pytest.raises(ValueError) as info:
-        benchmark.cli_main("benchmark", argv)
+        benchmark_cli.cli_main("benchmark", argv)
     assert needle in str(info.value)
 
 
@@ -123,7 +124,7 @@ def test_format_table_lists_every_implementation():
 
 
 def test_data_mode_times_both_augmentation_presets(capsys):
-    code = benchmark.cli_main("benchmark", ["--model", "ResNet20", "--mode", "data", "--image-size", "32",
+    code = benchmark_cli.cli_main("benchmark", ["--model", "ResNet20", "--mode", "data", "--image-size", "32",
                                             "--batch-size", "8", "--steps", "2", "--rounds", "1", "--json-only"])
     assert code == 0
     rows = json_lines(capsys.readouterr().out)

@@ -18,10 +18,7 @@ NATIVE_LOG_LINE = re.compile(r"^[IWEF]\d{4} \d\d:\d\d:\d", re.MULTILINE)  # absl
 PROBE = """
 import sys
 from keras_resnet import cli
-try:
-    code = cli.main(sys.argv[1:])
-except SystemExit as e:  # argparse's --help
-    code = e.code
+code = cli.main(sys.argv[1:])  # --help included: nothing escapes cli.main
 print("PROBE", code, "tensorflow" in sys.modules, "keras" in sys.modules)
 """
 
@@ -171,9 +168,61 @@ def test_list_and_summary_user_errors(fake_command, capsys, args, fragment):
     assert fragment in err
 
 
-@pytest.mark.parametrize("args", [["list", "--family", "tiny"], ["summary", "ResNet20", "--classes", "0"]])
-def test_bad_flags_are_usage_errors(fake_command, capsys, args):
-    with pytest.raises(SystemExit) as e:  # argparse: usage line and one error line
-        cli.main(args)
-    assert e.value.code == 2
-    assert capsys.readouterr().err.splitlines()[-1].startswith(f"keras-resnet {args[0]}: error: ")
+@pytest.mark.parametrize("args,flag", [
+    (["list", "--family", "tiny"], "--family"),
+    (["summary", "ResNet20", "--classes", "0"], "--classes"),
+    (["train", "--epochs", "two"], "--epochs"),
+    (["export", "--format", "onnxx"], "--format"),
+    (["benchmark", "--mode", "train"], "--model"),
+    (["convert"], "SRC"),
+])
+def test_bad_flags_are_one_line_usage_errors_in_every_command(fake_command, capsys, args, flag):
+    """argparse's errors, handled one way (cli.ArgumentParser): one line naming the flag."""
+    assert cli.main(args) == 2
+    err = capsys.readouterr().err
+    assert err.startswith(f"keras-resnet {args[0]}: error: ") and err.count("\n") == 1, err
+    assert flag in err
+
+
+# --------------------------------------------------------- the environment: exit 1, one line
+
+# A fresh interpreter where TensorFlow cannot be imported (as under a Keras-on-PyTorch or
+# Keras-on-JAX install) but Keras can, on JAX.
+WITHOUT_TENSORFLOW = """
+import sys
+sys.modules["tensorflow"] = None  # `import tensorflow` raises ModuleNotFoundError
+from keras_resnet import cli
+sys.exit(cli.main(sys.argv[1:]))
+"""
+
+
+def test_a_command_needing_a_missing_package_says_so_in_one_line(tmp_path):
+    out = subprocess.run([sys.executable, "-c", WITHOUT_TENSORFLOW, "train", "--epochs", "1",
+                          "--output", str(tmp_path / "r")], cwd=ROOT, capture_output=True,
+                         text=True, timeout=600, env={**os.environ, "KERAS_BACKEND": "jax"})
+    assert out.returncode == 1, out.stderr
+    assert out.stderr.startswith("keras-resnet train: error: train needs tensorflow, ")
+    assert out.stderr.count("\n") == 1 and "Traceback" not in out.stderr, out.stderr
+    assert not (tmp_path / "r").exists()
+
+
+@pytest.mark.timeout(120)
+@pytest.mark.parametrize("args", [["train", "--dataset", "cifar10"],
+                                  ["evaluate", "ResNet50", "--dataset", "cifar10"]])
+def test_an_unprepared_tfds_dataset_offline_is_one_line_and_fast(fake_command, monkeypatch, capsys,
+                                                                  tmp_path, args):
+    """Offline, a tfds dataset that is not prepared fails in one line, exit 1, within seconds
+    (the network probe), instead of tfds retrying for minutes."""
+    import tensorflow_datasets as tfds
+
+    from keras_resnet.data import tfds_source
+
+    monkeypatch.setattr(tfds_source, "_network_available", lambda: False)
+    monkeypatch.setattr(tfds.core.DatasetBuilder, "download_and_prepare",
+                        lambda *a, **k: pytest.fail("tried to download"))
+    monkeypatch.chdir(tmp_path)
+    assert cli.main([*args, "--tfds-data-dir", str(tmp_path / "tfds")]) == 1
+    err = capsys.readouterr().err
+    assert err.startswith(f"keras-resnet {args[0]}: error: Dataset 'cifar10' is not prepared")
+    assert err.count("\n") == 1 and "tfds build cifar10" in err, err
+    assert not (tmp_path / "runs").exists()

@@ -26,6 +26,7 @@ from PIL import Image
 from sklearn.datasets import load_digits
 
 from keras_resnet import cli, export, get_model, hardware
+from keras_resnet.export import cli as export_cli
 from tests.conftest import randomize_batch_norm
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -281,7 +282,7 @@ def test_predict_cli_reports_bad_files_and_predicts_the_rest(loaded, version_dir
     expected = loaded.signatures["serving_default"](image_bytes=tf.constant([good.read_bytes()]))
     expected_labels = [label.decode() for label in expected["labels"].numpy()[0][:2]]
 
-    status = export.cli_main(
+    status = export_cli.cli_main(
         "predict", ["--saved-model", version_dir, str(good), str(missing), str(text), "--top-k", "2"]
     )
     out, err = capsys.readouterr()
@@ -289,7 +290,7 @@ def test_predict_cli_reports_bad_files_and_predicts_the_rest(loaded, version_dir
     assert f"{good}: {expected_labels[0]} (" in out and expected_labels[1] in out
     assert str(missing) in err and str(text) in err and "not a decodable image" in err
 
-    status = export.cli_main(
+    status = export_cli.cli_main(
         "predict", ["--saved-model", version_dir, str(good), str(missing), "--json"]
     )
     out, _ = capsys.readouterr()
@@ -303,7 +304,7 @@ def test_predict_cli_reports_bad_files_and_predicts_the_rest(loaded, version_dir
     np.testing.assert_allclose([p["score"] for p in predictions], expected["scores"].numpy()[0], atol=1e-6)
     assert "error" in results[1] and "predictions" not in results[1]
 
-    assert export.cli_main("predict", ["--saved-model", version_dir, str(good)]) == 0
+    assert export_cli.cli_main("predict", ["--saved-model", version_dir, str(good)]) == 0
     capsys.readouterr()
 
 
@@ -311,7 +312,7 @@ def test_export_cli_refuses_to_overwrite(tmp_path, capsys):
     export_dir = str(tmp_path / "resnet20")
     args = ["--model", "ResNet20", "--weights", "none", "--export-dir", export_dir, "--version", "3",
             "--no-fold-bn"]
-    assert export.cli_main("export", args) == 0
+    assert export_cli.cli_main("export", args) == 0
     assert "folded: 0, kept: 19" in capsys.readouterr().out
     assert export.saved_model_metadata(os.path.join(export_dir, "3"))["batch_norm_folded"] == 0
     before = snapshot(os.path.join(export_dir, "3"))
@@ -332,7 +333,7 @@ def test_export_cli_from_a_run_folder(model, tmp_path, digits, capsys):
     (run / "config.json").write_text(json.dumps(config))
     export_dir = str(tmp_path / "served")
     args = ["--run", str(run), "--export-dir", export_dir, "--top-k", "2", "--precision", "fp32"]
-    assert export.cli_main("export", args) == 0
+    assert export_cli.cli_main("export", args) == 0
     out = capsys.readouterr().out
     assert "served/1" in out.replace(os.sep, "/")
     assert "precision fp32" in out and "folded: 19, kept: 0" in out  # folded by default

@@ -112,8 +112,8 @@ def test_a_recipe_training_step_on_jax_equals_tensorflow(tmp_path):
 
 BENCH = r"""
 import sys
-from keras_resnet import benchmark
-sys.exit(benchmark.cli_main("benchmark", ["--model", "ResNet50", "--mode", "infer", "--image-size", "32",
+from keras_resnet.benchmark.cli import cli_main
+sys.exit(cli_main("benchmark", ["--model", "ResNet50", "--mode", "infer", "--image-size", "32",
          "--batch-size", "2", "--steps", "1", "--rounds", "1", "--precision", "auto", "--json-only"]))
 """
 

@@ -22,6 +22,7 @@ import tensorflow as tf
 from PIL import Image
 
 from keras_resnet import cli, export, get_model
+from keras_resnet.export import cli as export_cli
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 CLASS_NAMES = ["a", "b", "c"]
@@ -171,7 +172,7 @@ def test_predict_reuses_the_check(version, tmp_path, capsys):
     bomb, good = tmp_path / "bomb.png", tmp_path / "good.png"
     bomb.write_bytes(png_bomb(20000, 20000))
     good.write_bytes(encode(Image.new("RGB", (64, 48), (10, 200, 10)), "PNG"))
-    assert export.cli_main("predict", ["--saved-model", version, str(bomb), str(good)]) == 1
+    assert export_cli.cli_main("predict", ["--saved-model", version, str(bomb), str(good)]) == 1
     out, err = capsys.readouterr()
     assert f"{bomb}: error: image is 20000x20000 pixels" in err and f"{good}: " in out
     # predict's own limit (--max-image-pixels) runs the graph's check as a TF function

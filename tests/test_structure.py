@@ -1,12 +1,14 @@
 """The structure issue's measurable end state, kept true: no module of the package over 500
-lines, no function over 80 lines (tables are data, not functions), and no import cycle
-between the package's modules at import time.
+lines, no function over 80 lines (tables are data, not functions), no import cycle between the
+package's modules (imports inside functions included), and no library module importing a
+command module.
 
 Read from the source with ``ast``; nothing is imported, so this runs in milliseconds.
 """
 
 import ast
 import os
+import re
 
 import pytest
 
@@ -45,14 +47,15 @@ def test_module_is_short_and_its_functions_too(relative):
     assert not long, f"{relative}: functions over {MAX_FUNCTION_LINES} lines: {long}"
 
 
-def _import_time_imports(relative, path):
-    """Package modules imported at module level (not inside functions), resolved to names."""
+def _imports(relative, path):
+    """Package modules that ``relative`` imports anywhere: at module level and inside
+    functions (a deferred import still ties the two modules together), resolved to names."""
     with open(path) as f:
         tree = ast.parse(f.read())
     here = _module_name(relative)
     package = here if relative.endswith("__init__.py") else here.rpartition(".")[0]
     found = set()
-    for node in tree.body:
+    for node in ast.walk(tree):
         if isinstance(node, ast.Import):
             found |= {a.name for a in node.names}
         elif isinstance(node, ast.ImportFrom):
@@ -67,22 +70,60 @@ def _import_time_imports(relative, path):
     return {n for n in found if n in names and n != here}
 
 
-def test_no_import_cycle_at_import_time():
-    graph = {_module_name(r): _import_time_imports(r, p) for r, p in MODULES.items()}
-    state = {}
+GRAPH = {_module_name(r): _imports(r, p) for r, p in MODULES.items()}
 
-    def visit(node, stack):
-        state[node] = "open"
-        for nxt in sorted(graph.get(node, ())):
-            if nxt.startswith(node + "."):
-                continue  # a package importing its own submodule is not a cycle
-            if state.get(nxt) == "open":
-                cycle = stack[stack.index(nxt):] + [nxt] if nxt in stack else [node, nxt]
-                pytest.fail(f"import cycle: {' -> '.join(cycle)}")
-            if nxt not in state:
-                visit(nxt, stack + [nxt])
-        state[node] = "done"
 
-    for start in sorted(graph):
-        if start not in state:
-            visit(start, [start])
+def _cycles(graph):
+    """Every strongly connected group of two or more modules (Tarjan), each as a sorted list.
+    A package importing its own submodule is not an edge: that is how packages are built."""
+    edges = {n: sorted(m for m in graph[n] if not m.startswith(n + ".")) for n in graph}
+    index, low, on_stack, stack, groups = {}, {}, set(), [], []
+
+    def visit(node):
+        index[node] = low[node] = len(index)
+        stack.append(node)
+        on_stack.add(node)
+        for nxt in edges.get(node, ()):
+            if nxt not in index:
+                visit(nxt)
+                low[node] = min(low[node], low[nxt])
+            elif nxt in on_stack:
+                low[node] = min(low[node], index[nxt])
+        if low[node] == index[node]:
+            group = []
+            while True:
+                member = stack.pop()
+                on_stack.discard(member)
+                group.append(member)
+                if member == node:
+                    break
+            if len(group) > 1:
+                groups.append(sorted(group))
+
+    for node in sorted(edges):
+        if node not in index:
+            visit(node)
+    return sorted(groups)
+
+
+def test_no_import_cycle_even_through_function_level_imports():
+    cycles = _cycles(GRAPH)
+    assert not cycles, "import cycles: " + "; ".join(" <-> ".join(c) for c in cycles)
+
+
+def _command_modules():
+    """The modules ``keras-resnet`` dispatches to (``cli.COMMANDS``), and ``__main__``."""
+    with open(os.path.join(PACKAGE, "cli.py")) as f:
+        source = f.read()
+    named = set(re.findall(r'\(\s*"[\w-]+",\s*"(keras_resnet[\w.]*)",', source))  # COMMANDS rows
+    return {n for n in named if n in GRAPH} | {"keras_resnet.__main__"}
+
+
+def test_library_modules_never_import_command_modules():
+    """Commands call the library, never the reverse: a library module that imports a
+    command module (its parser, its error classes) ties the library to argparse."""
+    commands = _command_modules()
+    assert {"keras_resnet.cli", "keras_resnet.training.cli"} <= commands
+    wrong = sorted(f"{m} imports {sorted(GRAPH[m] & commands)}"
+                   for m in GRAPH if m not in commands and GRAPH[m] & commands)
+    assert not wrong, "; ".join(wrong)

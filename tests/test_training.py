@@ -168,7 +168,7 @@ def test_config_is_one_record_written_whole_and_compared_to_resume():
     assert config.changes({**written, "verbose": 0}) == {}  # display options do not define a run
     with pytest.raises(ValueError, match=r"--batch-size must be an integer >= 1. Received: --batch-size=0"):
         TrainConfig.from_kwargs(flags=True, batch_size=0)
-    assert AUGMENTATIONS == data.AUGMENTATIONS  # the config's copy of the data pipeline's names
+    assert AUGMENTATIONS is data.AUGMENTATIONS  # one tuple, not a copy
 
 
 def test_every_train_evaluate_and_tune_option_has_help():
@@ -502,7 +502,7 @@ def test_evaluate_val_split_of_a_dataset_without_one_is_an_error(tmp_path):
         training.evaluate(str(tmp_path), split="val")
 
 
-def test_small_training_set_clamps_the_batch_and_exports_into_the_run_folder(tmp_path, monkeypatch, capsys):
+def test_small_training_set_clamps_the_batch_and_exports_to_saved_models(tmp_path, monkeypatch, capsys):
     # 40 images, 20% held out for test, then 10% of each class of the rest for validation:
     # 28 training images against the CIFAR recipe's batch of 128
     data_dir = _noise_folder(tmp_path / "noise", n=40)
@@ -515,9 +515,10 @@ def test_small_training_set_clamps_the_batch_and_exports_into_the_run_folder(tmp
     config = json.loads((output / "config.json").read_text())
     assert config["batch_size"] == 28 and config["steps_per_epoch"] == 1
     metrics = json.loads((output / "metrics.json").read_text())
-    assert metrics["export_path"] == str(output / "saved_model" / "1")
-    assert (output / "saved_model" / "1" / "saved_model.pb").exists()
-    assert not (tmp_path / "saved_models").exists()
+    # the one export location: saved_models/<run name>/<version>, as `keras-resnet export`
+    assert metrics["export_path"] == str(tmp_path / "saved_models" / "r1" / "1")
+    assert (tmp_path / "saved_models" / "r1" / "1" / "saved_model.pb").exists()
+    assert not (output / "saved_model").exists()
 
 
 @pytest.mark.slow
@@ -582,3 +583,27 @@ def test_default_job_reaches_95_percent_on_digits(tmp_path):
     assert result.returncode == 0, result.stderr[-3000:]
     metrics = json.loads((tmp_path / "default" / "metrics.json").read_text())
     assert metrics["test_accuracy"] >= 0.95, metrics
+
+
+@pytest.mark.slow
+def test_evaluate_uses_the_runs_augmentation_and_gives_its_test_metrics(tmp_path):
+    """A run trained with a non-default augmentation ("imagenet": evaluated on the center crop
+    of the image resized to size / 0.875), evaluated again, gives exactly the test top-1 and
+    loss its metrics.json recorded (the same images through the same crop); evaluated on the
+    whole image instead, as evaluate did before, the loss differs."""
+    output = tmp_path / "aug"
+    training.train("ResNet20", model_options=dict(width_multiplier=0.25), epochs=1, image_size=32,
+                   batch_size=64, augmentation="imagenet", precision="fp32", output=str(output),
+                   export=False, verbose=0)
+    metrics = json.loads((output / "metrics.json").read_text())
+    assert json.loads((output / "config.json").read_text())["augmentation"] == "imagenet"
+    again = training.evaluate(str(output), batch_size=64)
+    assert again["top1"] == pytest.approx(metrics["test_accuracy"], abs=1e-7)
+    assert again["loss"] == pytest.approx(metrics["test_loss"], rel=1e-5)
+    from keras_resnet.data import load_data
+
+    whole = load_data("digits").eval_dataset("test", 64, image_size=32, preprocessing="tf",
+                                              augmentation="none")
+    net = keras.saving.load_model(str(output / "model.keras"), compile=False)
+    net.compile(loss=keras.losses.SparseCategoricalCrossentropy())
+    assert abs(float(net.evaluate(whole, verbose=0)) - metrics["test_loss"]) > 1e-3

@@ -16,6 +16,7 @@ import keras
 import keras_tuner
 
 from keras_resnet import cli, tuning
+from keras_resnet.tuning import cli as tuning_cli
 from keras_resnet.data import ImageData
 
 # A tiny search: ResNet-8 (n=1) at half width, two 16-image steps an epoch.
@@ -36,7 +37,7 @@ def _trials_on_disk(output):
 @pytest.fixture(scope="module")
 def searched(tmp_path_factory):
     output = str(tmp_path_factory.mktemp("tune") / "search")
-    rc = tuning.cli_main("tune", ["--max-trials", "2", "--output", output, *TINY])
+    rc = tuning_cli.cli_main("tune", ["--max-trials", "2", "--output", output, *TINY])
     return output, rc
 
 
@@ -89,12 +90,12 @@ def test_rerun_resumes_the_search(searched, capsys):
     output, _ = searched
     files = os.path.join(output, tuning.TUNER_PROJECT, "trial_*", "trial.json")
     before = {p: os.path.getmtime(p) for p in glob.glob(files)}
-    assert tuning.cli_main("tune", ["--max-trials", "2", "--output", output, *TINY]) == 0
+    assert tuning_cli.cli_main("tune", ["--max-trials", "2", "--output", output, *TINY]) == 0
     assert "Reloading Tuner" in capsys.readouterr().out
     after = {p: os.path.getmtime(p) for p in glob.glob(files)}
     assert after == before  # max_trials reached: no trial ran again, none was added
     # a larger budget continues the same search with exactly one more trial
-    assert tuning.cli_main("tune", ["--max-trials", "3", "--output", output, *TINY]) == 0
+    assert tuning_cli.cli_main("tune", ["--max-trials", "3", "--output", output, *TINY]) == 0
     trials = _trials_on_disk(output)
     assert len(trials) == 3 and {t["status"] for t in trials.values()} == {"COMPLETED"}
     # other options in the same folder are refused before anything runs

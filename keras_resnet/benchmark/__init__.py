@@ -37,27 +37,23 @@ run (best of several large matmuls, :mod:`.flops`). FLOPs count 2 per multiply-a
 convolutions and dense layers; a training step counts three forward passes.
 """
 
-from keras_resnet.benchmark.cli import (
-    COMPARES,
-    MODES,
-    build_parser,
-    check_args,
-    cli_main,
-    compares_of,
-    format_table,
-)
 from keras_resnet.benchmark.flops import forward_flops, layer_flops, matmul_peak_gflops
 from keras_resnet.benchmark.quiet import LoadMonitor
 from keras_resnet.benchmark.runner import (
+    COMPARES,
     DATA_PRESETS,
+    MODES,
     TORCHVISION_NAMES,
     build_keras_applications,
     build_ours,
+    check_args,
+    compares_of,
+    format_table,
     run_benchmark,
 )
 
 __all__ = [
     "COMPARES", "MODES", "DATA_PRESETS", "TORCHVISION_NAMES", "LoadMonitor", "build_keras_applications",
-    "build_ours", "build_parser", "check_args", "cli_main", "compares_of", "format_table",
+    "build_ours", "check_args", "compares_of", "format_table",
     "forward_flops", "layer_flops", "matmul_peak_gflops", "run_benchmark",
 ]

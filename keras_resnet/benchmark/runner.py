@@ -14,11 +14,23 @@ from typing import Callable
 
 from keras_resnet.benchmark.flops import forward_flops, matmul_peak_gflops
 from keras_resnet.benchmark.quiet import LoadMonitor, warning
-from keras_resnet.utils import fail, keras_policy_name, with_dtype_policy
+from keras_resnet.utils import check_choice, fail, is_int, keras_policy_name, normalize_precision, with_dtype_policy
+from keras_resnet.weights.convert import REFERENCE_MODULES
+
+MODES = ("train", "infer", "data")
+COMPARES = ("keras.applications", "torchvision", "none")
+REFERENCE_PRECISIONS = ("fp32", "same")
+TORCH_PRECISIONS = ("amp", "fp32")
+
 
 DATA_PRESETS = ("cifar", "imagenet")
-TORCHVISION_NAMES = {"ResNet18": "resnet18", "ResNet34": "resnet34", "ResNet50": "resnet50",
-                     "ResNet50V1_5": "resnet50", "ResNet101": "resnet101", "ResNet152": "resnet152"}
+# our model -> the torchvision constructor timed beside it: the module its checkpoints come
+# from, and for keras.applications' v1 ResNets torchvision's of the same depth (v1.5: the
+# stride on the 3x3, the same layers and parameters)
+TORCHVISION_NAMES = {
+    **{name: ctor for name, (library, ctor) in REFERENCE_MODULES.items() if library == "torchvision"},
+    **{f"ResNet{d}": REFERENCE_MODULES[f"ResNet{d}V1_5"][1] for d in (18, 34, 50, 101, 152)},
+}
 
 
 def _timer():
@@ -297,7 +309,6 @@ def run_benchmark(model: str, *, mode: str, batch_size: int, image_size: int, st
     while it was measured (:mod:`keras_resnet.benchmark.quiet`); ``log`` gets one warning
     line when the machine was not quiet.
     """
-    from keras_resnet.benchmark.cli import check_args, compares_of
     from keras_resnet.hardware import resolve_precision
 
     info, precision = check_args(model=model, mode=mode, batch_size=batch_size, image_size=image_size,
@@ -359,3 +370,43 @@ def run_data(model: str, dataset: str, *, batch_size: int, image_size: int, step
          "images_per_sec_rounds": [round(batch_size / s, 1) for s in t]}
         for preset, t in times.items()
     ]
+
+
+def compares_of(compare) -> tuple:
+    """``"a,b"`` or ``("a", "b")`` -> ``("a", "b")``; ``"none"`` -> ``()``."""
+    names = compare.split(",") if isinstance(compare, str) else list(compare)
+    return tuple(n.strip() for n in names if n.strip() and n.strip() != "none")
+
+
+def check_args(*, model: str, mode: str, batch_size: int, image_size: int, steps: int, rounds: int,
+               precision: str, compare, reference_precision: str = "fp32",
+               torch_precision: str = "amp") -> tuple[dict, str]:
+    """Validate everything before any model is built; returns ``(model_info(model),
+    precision in the vocabulary of keras_resnet.utils)``."""
+    from keras_resnet.models import model_info
+
+    info = model_info(model)  # ValueError naming `model` when unknown
+    check_choice("mode", mode, MODES)
+    for name, value, low in (("batch_size", batch_size, 1), ("image_size", image_size, 32),
+                             ("steps", steps, 1), ("rounds", rounds, 1)):
+        if not is_int(value) or value < low:
+            fail(name, value, f"an integer >= {low}")
+    precision = normalize_precision(precision)
+    if not isinstance(compare, (str, list, tuple)) or any(c not in COMPARES for c in compares_of(compare)):
+        fail("compare", compare, f"one or more (comma-separated) of {COMPARES}")
+    check_choice("torch_precision", torch_precision, TORCH_PRECISIONS)
+    check_choice("reference_precision", reference_precision, REFERENCE_PRECISIONS)
+    return info, precision
+
+
+def format_table(results: list[dict]) -> str:
+    header = ("impl", "mode", "precision", "img/s", "GFLOP/s", "peak", "speedup")
+    rows = [header]
+    for r in results:
+        label = r["impl"] + (f" ({r['augmentation']})" if "augmentation" in r else "")
+        peak = "" if r["peak_fraction"] is None else f"{100 * r['peak_fraction']:.1f}%"
+        gflops = "" if r["gflops_per_sec"] is None else f"{r['gflops_per_sec']:.1f}"
+        speedup = f"ours {r['keras_resnet_speedup']:.2f}x" if "keras_resnet_speedup" in r else ""
+        rows.append((label, r["mode"], r["precision"], f"{r['images_per_sec']:.2f}", gflops, peak, speedup))
+    widths = [max(len(str(row[i])) for row in rows) for i in range(len(header))]
+    return "\n".join("  ".join(str(c).ljust(w) for c, w in zip(row, widths)).rstrip() for row in rows)

@@ -16,15 +16,12 @@ import os
 import numpy as np
 
 from keras_resnet.data.sources import FileSource, Loaded, stratified_split
+from keras_resnet.utils import MAX_IMAGE_PIXELS
 
 IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png", ".bmp", ".gif")
 # formats tf.io.decode_image reads (as Pillow names them)
 DECODABLE_FORMATS = ("JPEG", "PNG", "BMP", "GIF")
 SPLIT_FOLDERS = ("train", "val", "validation", "test")
-# Decoded pixels (width x height) above which a folder image is skipped, read from its
-# header before anything decodes it. 50 megapixels holds real photos (a 48 MP phone
-# camera) and keeps one decoded RGB image under 150 MB.
-MAX_IMAGE_PIXELS = 50_000_000
 OVER_LIMIT = "over max_image_pixels"
 
 

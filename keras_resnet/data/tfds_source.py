@@ -14,11 +14,11 @@ import numpy as np
 from keras_resnet.data import sources
 from keras_resnet.data.sources import ArraySource, Loaded, TfdsStream
 from keras_resnet.data.transforms import to_rgb
+from keras_resnet.errors import Unavailable
 
 # Where the network probe connects (tfds downloads mostly come from Google storage).
 NETWORK_PROBE_ADDRESS = ("storage.googleapis.com", 443)
 NETWORK_PROBE_TIMEOUT_S = 3.0
-
 
 
 def _network_available():
@@ -73,20 +73,20 @@ def _tfds_builder(name, *, tfds_data_dir, manual_dir, download):
         f"and pass it as tfds_data_dir (--tfds-data-dir)."
     )
     if builder.MANUAL_DOWNLOAD_INSTRUCTIONS and manual_dir is None:
-        raise RuntimeError(
+        raise Unavailable(
             f"Dataset {name!r} is not prepared in {where} (looked for {builder.data_dir}) and "
             f"needs manually downloaded files: pass their folder as manual_dir (--manual-dir). "
             f"tfds says: {builder.MANUAL_DOWNLOAD_INSTRUCTIONS.strip()}"
         )
     if not builder.MANUAL_DOWNLOAD_INSTRUCTIONS:
         if download is False:
-            raise RuntimeError(
+            raise Unavailable(
                 f"Dataset {name!r} is not prepared in {where} (looked for {builder.data_dir}) "
                 f"and downloading is off (download=False). {prepare}"
             )
         if download == "auto" and not _network_available():
             host, port = NETWORK_PROBE_ADDRESS
-            raise RuntimeError(
+            raise Unavailable(
                 f"Dataset {name!r} is not prepared in {where} (looked for {builder.data_dir}) "
                 f"and cannot be downloaded: no connection to {host}:{port} within "
                 f"{NETWORK_PROBE_TIMEOUT_S:g} s. {prepare}"

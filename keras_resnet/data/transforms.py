@@ -9,6 +9,7 @@ import tensorflow as tf
 
 from keras_resnet.data import jpeg
 from keras_resnet.preprocessing import preprocess_affine, preprocess_input
+from keras_resnet.specs import AUGMENTATIONS  # noqa: F401  (keras_resnet.data.AUGMENTATIONS)
 
 # Training augmentation presets:
 # "cifar": pad, random crop back, horizontal flip (He et al. 2015, sec. 4.2).
@@ -18,7 +19,7 @@ from keras_resnet.preprocessing import preprocess_affine, preprocess_input
 #     (Szegedy et al. 2015, as torchvision / timm); evaluation resizes the shorter side
 #     to size / 0.875 and takes the center crop.
 # "none": resize only.
-AUGMENTATIONS = ("cifar", "imagenet", "none", "crop")
+# (specs.AUGMENTATIONS names them, for modules that must not load TensorFlow.)
 CENTER_CROP_FRACTION = 0.875
 
 

@@ -32,7 +32,6 @@ warm-up requests), :mod:`.lite` (ONNX, TFLite), :mod:`.quantize` (ONNX int8 QDQ,
 TensorFlow at import time.
 """
 
-from keras_resnet.export.cli import DEFAULT_EXPORT_ROOT, FORMATS, cli_main, load_run
 from keras_resnet.export.headers import DEFAULT_MAX_IMAGE_PIXELS, NOT_AN_IMAGE
 from keras_resnet.export.lite import (
     ONNX_OPSET,
@@ -44,6 +43,7 @@ from keras_resnet.export.lite import (
 )
 from keras_resnet.export.options import (
     CLASS_NAMES_ASSET,
+    FORMATS,
     METADATA_ASSET,
     PIXELS_SIGNATURE,
     SERVING_SIGNATURE,
@@ -54,7 +54,8 @@ from keras_resnet.export.options import (
 )
 from keras_resnet.export.predict import Predictor
 from keras_resnet.export.saved_model import (
-    PRECISIONS,
+    DEFAULT_EXPORT_ROOT,
+    SERVING_PRECISIONS,
     export_saved_model,
     list_versions,
     resolve_saved_model_path,
@@ -64,25 +65,19 @@ from keras_resnet.export.saved_model import (
 from keras_resnet.export.signatures import build_serving_functions, header_checker
 from keras_resnet.export.transform import EvalTransform
 from keras_resnet.export.warmup import WARMUP_FILE, read_warmup_requests
+from keras_resnet.utils import lazy_attributes
 
-
-
-def __getattr__(name):
-    # keras_resnet.inference imports Keras: load it only when asked for
-    if name == "prepare_for_serving":
-        from keras_resnet.inference import prepare_for_serving
-
-        return prepare_for_serving
-    raise AttributeError(f"module 'keras_resnet.export' has no attribute {name!r}")
+# keras_resnet.inference imports Keras: load it only when asked for
+__getattr__ = lazy_attributes(__name__, {"prepare_for_serving": "keras_resnet.inference"})
 
 
 __all__ = [
     "DEFAULT_MAX_IMAGE_PIXELS", "EvalTransform", "WARMUP_FILE", "header_checker",
     "model_preprocessing", "read_warmup_requests", "CLASS_NAMES_ASSET", "DEFAULT_EXPORT_ROOT", "FORMATS", "METADATA_ASSET", "NOT_AN_IMAGE",
-    "ONNX_OPSET", "PIXELS_SIGNATURE", "PRECISIONS", "Predictor", "QUANTIZATIONS",
+    "ONNX_OPSET", "PIXELS_SIGNATURE", "Predictor", "SERVING_PRECISIONS", "QUANTIZATIONS",
     "SERVING_SIGNATURE", "ServingOptions", "build_serving_functions",
-    "cached_imagenet_class_names", "cli_main", "export_onnx", "export_saved_model",
-    "export_tflite", "list_versions", "load_run", "onnx_probabilities", "prepare_for_serving",
+    "cached_imagenet_class_names", "export_onnx", "export_saved_model",
+    "export_tflite", "list_versions", "onnx_probabilities", "prepare_for_serving",
     "resolve_options", "resolve_saved_model_path", "resolve_serving_precision",
     "saved_model_metadata", "tflite_probabilities",
 ]

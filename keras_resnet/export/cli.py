@@ -12,42 +12,23 @@ import json
 import os
 import sys
 
+from keras_resnet.cli import ArgumentParser
+from keras_resnet.errors import MissingDependency
 from keras_resnet.export.headers import DEFAULT_MAX_IMAGE_PIXELS
 from keras_resnet.export.lite import QUANTIZATIONS, refuse_existing
-from keras_resnet.export.options import PIXELS_SIGNATURE, SERVING_SIGNATURE
-from keras_resnet.export.saved_model import PRECISIONS, free_version
+from keras_resnet.export.options import FORMATS, PIXELS_SIGNATURE, SERVING_SIGNATURE
+from keras_resnet.export.saved_model import DEFAULT_EXPORT_ROOT, SERVING_PRECISIONS, free_version
 from keras_resnet.export.transform import INTERPOLATIONS, RESIZE_MODES
 
-FORMATS = ("saved_model", "onnx", "tflite")
-DEFAULT_EXPORT_ROOT = "saved_models"
-_PRECISION_SPELLINGS = (*PRECISIONS, "float32", "mixed_bfloat16")
-
-
-def load_run(run_dir) -> tuple:
-    """``(model, config)`` of a training run folder (``config.json`` and ``model.keras``)."""
-    run_dir = os.fspath(run_dir)
-    config_path = os.path.join(run_dir, "config.json")
-    model_path = os.path.join(run_dir, "model.keras")
-    for needed in (config_path, model_path):
-        if not os.path.isfile(needed):
-            raise ValueError(
-                f"--run must be a training run folder with config.json and model.keras; "
-                f"{os.path.basename(needed)} is missing. Received: --run {run_dir}"
-            )
-    with open(config_path, encoding="utf-8") as f:
-        config = json.load(f)
-    import keras
-
-    import keras_resnet.models  # noqa: F401  registers the package's layers for loading
-
-    model = keras.models.load_model(model_path, compile=False)
-    return model, config
+_PRECISION_SPELLINGS = (*SERVING_PRECISIONS, "float32", "mixed_bfloat16")
 
 
 def _load_for_cli(args):
     """(model, export options dict, run config or None) for --model / --run."""
     if args.run:
-        model, config = load_run(args.run)
+        from keras_resnet.training.run_folder import load_run
+
+        model, config = load_run(args.run, argument="--run")
         if args.model and args.model != config.get("model"):
             raise ValueError(
                 f"--model {args.model} disagrees with the run's model {config.get('model')!r}. "
@@ -133,7 +114,7 @@ def _input_options(args):
 
 
 def export_parser(prog="keras-resnet export") -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(
+    parser = ArgumentParser(
         prog=prog,
         description="Export a model as a TF Serving SavedModel version, ONNX or TFLite file.",
     )
@@ -141,7 +122,8 @@ def export_parser(prog="keras-resnet export") -> argparse.ArgumentParser:
     parser.add_argument("--weights", default="imagenet", help="PATH | imagenet | torchvision[:SET] | timm:TAG | none (with --model); "
                              "a published set brings its eval transform")
     parser.add_argument("--run", help="training run folder (config.json, model.keras)")
-    parser.add_argument("--export-dir", help=f"base folder (default {DEFAULT_EXPORT_ROOT}/<name>/)")
+    parser.add_argument("--export-dir", help=f"base folder of the versions (default {DEFAULT_EXPORT_ROOT}/<model or run name>/, "
+                             "where train exported the run)")
     parser.add_argument("--version", type=int, help="SavedModel version (default: next free)")
     parser.add_argument("--format", default="saved_model", choices=FORMATS, help="what to write")
     parser.add_argument("--quantize", default="none", choices=QUANTIZATIONS, help="TFLite only")
@@ -235,21 +217,23 @@ def _export_lite(args, model, options, config, target):
     reference = predict_pixels(pixels)["probabilities"].numpy()
     try:
         candidate = runner(path, pixels)
-    except ImportError as e:  # onnxruntime is optional
-        print(f"not checked ({e})")
+    except MissingDependency as e:  # the check only adds to the export: skip it, say why
+        print(f"warning: {path} not checked against Keras: {e}", file=sys.stderr)
         return
     _report_agreement(f"{os.path.basename(path)} ({source})", reference, candidate)
 
 
 def _export_dir(args, name):
-    """--export-dir; else, for --run, the base its training wrote its SavedModel into (the
-    next version goes beside it: 2 after a default train); else saved_models/NAME."""
+    """--export-dir; else, for --run, the base its training wrote its SavedModel into
+    (saved_models/RUN by default: the next version goes beside it, 2 after train's 1);
+    else saved_models/NAME."""
     if args.export_dir:
         return args.export_dir
     if args.run:
+        from keras_resnet.training.run_folder import read_config
+
         try:
-            with open(os.path.join(args.run, "config.json"), encoding="utf-8") as f:
-                trained = json.load(f).get("export_path")
+            trained = read_config(args.run).get("export_path")
         except (OSError, ValueError):
             trained = None  # load_run names what is missing
         if trained and os.path.isdir(os.path.dirname(trained)):
@@ -278,7 +262,7 @@ def _export_command(argv):
 
 
 def predict_parser(prog="keras-resnet predict") -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog=prog, description="Top-k labels for image files.")
+    parser = ArgumentParser(prog=prog, description="Top-k labels for image files.")
     parser.add_argument("images", nargs="+", metavar="IMAGE", help="image files")
     parser.add_argument("--saved-model", help="SavedModel version folder (or base path: newest version)")
     parser.add_argument("--model", help="model name, predicted in-process")

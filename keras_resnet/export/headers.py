@@ -16,7 +16,8 @@ one over ``max_image_pixels`` before the decoder allocates anything:
 
 from __future__ import annotations
 
-DEFAULT_MAX_IMAGE_PIXELS = 50_000_000  # 50 megapixels: an 8,660 x 5,773 photo fits
+from keras_resnet.utils import MAX_IMAGE_PIXELS as DEFAULT_MAX_IMAGE_PIXELS  # noqa: F401
+
 FORMAT_NAMES = ("JPEG", "PNG", "GIF", "BMP", "WebP", "JPEG XL", "JPEG XL")
 # Leading bytes of the formats tf.io.decode_image reads, in FORMAT_NAMES order: (offset,
 # magic) pairs that must all match.

@@ -13,6 +13,7 @@ import warnings
 
 import numpy as np
 
+from keras_resnet.errors import require
 from keras_resnet.export.options import PIXELS_SIGNATURE, resolve_options
 
 QUANTIZATIONS = ("none", "dynamic", "int8")
@@ -42,13 +43,7 @@ def export_onnx(model, path, *, class_names=None, preprocessing=None, image_size
     )
     path = os.fspath(path)
     refuse_existing(path)
-    try:
-        import tf2onnx
-    except ImportError as e:
-        raise ImportError(
-            "ONNX export needs tf2onnx (and onnxruntime to check the file): "
-            "pip install tf2onnx onnxruntime, or this package's [dev] extra"
-        ) from e
+    tf2onnx = require("tf2onnx", "ONNX export", install="pip install tf2onnx onnxruntime")
 
     _, predict_pixels, _ = build_serving_functions(model, options)
     spec = predict_pixels.input_signature
@@ -134,7 +129,7 @@ def fold_pool_padding(graph) -> int:
 
 def onnx_probabilities(path, pixels) -> np.ndarray:
     """Run an ONNX export under onnxruntime on float32 pixels [N, H, W, 3]."""
-    import onnxruntime
+    onnxruntime = require("onnxruntime", "running an ONNX file")
 
     session = onnxruntime.InferenceSession(os.fspath(path), providers=["CPUExecutionProvider"])
     return session.run(["probabilities"], {"pixels": np.asarray(pixels, dtype="float32")})[0]

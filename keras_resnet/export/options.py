@@ -15,6 +15,7 @@ SERVING_SIGNATURE = "serving_default"
 PIXELS_SIGNATURE = "predict_pixels"
 CLASS_NAMES_ASSET = "class_names.txt"
 METADATA_ASSET = "keras_resnet_export.json"
+FORMATS = ("saved_model", "onnx", "tflite")  # what `keras-resnet export --format` writes
 
 
 @dataclasses.dataclass(frozen=True)

@@ -22,7 +22,6 @@ Names are loaded on first use, so ``keras-resnet train --help`` and importing
 :mod:`.recipe` (on JAX or PyTorch) import no TensorFlow.
 """
 
-from keras_resnet.training.cli import cli_main  # noqa: F401  (light: argparse only)
 from keras_resnet.utils import lazy_attributes
 
 # name -> submodule that defines it
@@ -44,4 +43,4 @@ _NAMES = {
 
 __getattr__ = lazy_attributes(__name__, _NAMES)
 
-__all__ = ["cli_main", *_NAMES]
+__all__ = list(_NAMES)

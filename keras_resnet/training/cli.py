@@ -9,6 +9,7 @@ import argparse
 import json
 import shlex
 
+from keras_resnet.cli import ArgumentParser
 from keras_resnet.training.config import AUGMENTATIONS, PAPER_WARMUP, RECIPE_NAMES, SCHEDULES, STRATEGIES
 from keras_resnet.utils import PRECISIONS
 
@@ -38,7 +39,7 @@ def _verbosity(text):
 
 
 def train_parser(prog="keras-resnet train"):
-    p = argparse.ArgumentParser(prog=prog, description=(
+    p = ArgumentParser(prog=prog, description=(
         "Train a ResNet with model.fit and write a run folder. Rerunning the same command "
         "continues the newest unfinished run with the same options (--new-run starts afresh)."))
     a = p.add_argument
@@ -85,7 +86,7 @@ def train_parser(prog="keras-resnet train"):
     a("--overwrite", action="store_true", help="train anew even if output holds a run")
     a("--no-export", dest="export", action="store_false", help="skip the SavedModel export")
     a("--export-dir", help="export the SavedModel to EXPORT_DIR/<run name>/<version> "
-      "(default: <run folder>/saved_model/<version>)")
+      "(default: saved_models/<run name>/<version>)")
     a("--verbose", default="auto", type=_verbosity, choices=("auto", 0, 1, 2), help="0 silent, 1 progress "
       "bar, 2 one line per epoch; auto: a progress bar on a terminal, else one line per epoch")
     return p
@@ -94,7 +95,7 @@ def train_parser(prog="keras-resnet train"):
 def evaluate_parser(prog="keras-resnet evaluate"):
     from keras_resnet.training.evaluation import SPLITS
 
-    p = argparse.ArgumentParser(prog=prog, description="Top-1/top-5 accuracy of a run, a .keras file or a model.")
+    p = ArgumentParser(prog=prog, description="Top-1/top-5 accuracy of a run, a .keras file or a model.")
     p.add_argument("run_or_model", help="run folder, .keras file, or model name (ImageNet weights)")
     p.add_argument("--dataset", help="dataset (default: the run's)")
     p.add_argument("--data-dir", help="folder of class subfolders (default: the run's)")
@@ -124,10 +125,7 @@ def cli_main(command, argv):
     """``keras-resnet train ...`` / ``keras-resnet evaluate ...``; returns the exit status."""
     prog = f"keras-resnet {command}"
     parser = {"train": train_parser, "evaluate": evaluate_parser}[command](prog)
-    try:
-        args = vars(parser.parse_args(argv))
-    except SystemExit as e:  # --help, or argparse's own usage error (status 2)
-        return int(e.code or 0)
+    args = vars(parser.parse_args(argv))
     if command == "train":
         from keras_resnet.training.config import TrainConfig
         from keras_resnet.training.loop import run

@@ -23,6 +23,7 @@ import os
 from typing import Any, Optional, Union
 
 from keras_resnet import specs
+from keras_resnet.specs import AUGMENTATIONS
 from keras_resnet.utils import PRECISIONS, fail, is_int, is_number
 
 STRATEGIES = ("auto", "one-device", "mirrored", "multi-worker", "tpu")
@@ -30,7 +31,6 @@ JIT_COMPILE = ("auto", "on", "off", True, False)
 VERBOSITY = ("auto", 0, 1, 2)
 SCHEDULES = ("step", "cosine")
 PAPER_WARMUP = "paper"  # warmup_epochs value: lr / 10 until training error < 80%
-AUGMENTATIONS = ("cifar", "imagenet", "none", "crop")  # keras_resnet.data.AUGMENTATIONS
 RECIPE_NAMES = ("auto", "paper")  # train(recipe=...): the family defaults fitted to the run, or the paper as is
 
 

@@ -1,6 +1,5 @@
 """``evaluate()``: top-1 / top-5 of a run folder, a ``.keras`` file or a named model."""
 
-import json
 import os
 
 from keras_resnet.utils import check_choice, check_positive_int, fail, is_int
@@ -8,26 +7,19 @@ from keras_resnet.utils import check_choice, check_positive_int, fail, is_int
 SPLITS = ("test", "val")
 
 
-def _read_json(path):
-    with open(path) as f:
-        return json.load(f)
-
-
 def _locate(run_or_model, dataset):
     """``(what, path, config)``: "name" | "file", the model file or name, and the run's
     config.json (or what a named model implies)."""
     from keras_resnet.specs import list_models, model_info
+    from keras_resnet.training import run_folder
 
     path = str(run_or_model)
     if os.path.isdir(path):
-        if not os.path.exists(os.path.join(path, "config.json")):
-            fail("run_or_model", path, "a run folder (this folder has no config.json)")
-        if not os.path.exists(os.path.join(path, "model.keras")):
-            fail("run_or_model", path, "a finished run (it has no model.keras yet)")
-        return "file", os.path.join(path, "model.keras"), _read_json(os.path.join(path, "config.json"))
+        return ("file", *run_folder.run_files(path, argument="run_or_model"))
     if path.endswith(".keras") and os.path.isfile(path):
-        sibling = os.path.join(os.path.dirname(path), "config.json")
-        return "file", path, _read_json(sibling) if os.path.exists(sibling) else {}
+        folder = os.path.dirname(path)
+        inside = os.path.isfile(os.path.join(folder, run_folder.CONFIG))
+        return "file", path, run_folder.read_config(folder) if inside else {}
     if path in {m["name"] for m in list_models()}:
         info = model_info(path)
         return "name", path, dict(preprocessing=info["preprocessing"], image_size=info["input_size"],
@@ -96,7 +88,9 @@ def evaluate(
     if classes > 5:
         metrics.append(keras.metrics.SparseTopKCategoricalAccuracy(k=5, name="top5"))
     net.compile(loss=keras.losses.SparseCategoricalCrossentropy(), metrics=metrics)
-    eval_data = data.eval_dataset(split, batch_size, image_size=image_size, preprocessing=preprocessing)
+    # the run's augmentation decides the eval crop ("imagenet": the center crop), as in its test
+    eval_data = data.eval_dataset(split, batch_size, image_size=image_size, preprocessing=preprocessing,
+                                  augmentation=config.get("augmentation"))
     result = {k: float(v) for k, v in net.evaluate(eval_data, return_dict=True, verbose=0).items()}
     result.update(split=split, dataset=data.name, num_images=data.num_test if split == "test" else data.num_val)
     return result

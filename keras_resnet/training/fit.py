@@ -11,7 +11,7 @@ import tensorflow as tf
 
 import keras
 
-from keras_resnet.cli import EXIT_ENVIRONMENT, CommandError, Stopped
+from keras_resnet.errors import EXIT_ENVIRONMENT, CommandError, Stopped
 from keras_resnet.training import callbacks as cb
 from keras_resnet.training import run_folder as rf
 from keras_resnet.training.strategy import _multi_worker_fit_workaround, is_multi_worker, lost_worker
@@ -213,16 +213,17 @@ class FitJob:
 
     def _write_finished(self, net, history, metrics):
         c, output = self.config, self.output
-        rf.save_model_atomic(net, os.path.join(output, "model.keras"))
-        metrics["model_path"] = os.path.join(output, "model.keras")
+        rf.save_model_atomic(net, os.path.join(output, rf.MODEL))
+        metrics["model_path"] = os.path.join(output, rf.MODEL)
         metrics["export_path"] = None
         if c.export:
-            folder = (os.path.join(c.export_dir, os.path.basename(os.path.normpath(output)))
-                      if c.export_dir else os.path.join(output, "saved_model"))
-            metrics["export_path"] = rf.export_saved_model(
+            from keras_resnet.export.saved_model import DEFAULT_EXPORT_ROOT, export_saved_model
+
+            folder = os.path.abspath(os.path.join(c.export_dir or DEFAULT_EXPORT_ROOT,
+                                                  os.path.basename(os.path.normpath(output))))
+            metrics["export_path"] = export_saved_model(
                 net, folder, class_names=self.facts["class_names"], preprocessing=c.preprocessing)
-            if metrics["export_path"]:
-                print(f"Exported a SavedModel to {metrics['export_path']}")
+            print(f"Exported a SavedModel to {metrics['export_path']}")
         write_json_atomic(os.path.join(output, rf.CONFIG),
                           {**c.to_json(), **self.facts, "export_path": metrics["export_path"]})
         if history:

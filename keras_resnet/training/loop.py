@@ -192,9 +192,9 @@ def train(
     unfinished run of the same options, which continues (``new_run=True`` starts afresh).
     Rerunning with the same ``output`` resumes a stopped run from its last backup, and
     returns a finished run without training unless ``overwrite=True``. The SavedModel goes
-    to ``<run folder>/saved_model/<version>``, or ``export_dir/<run name>/<version>``.
+    to ``saved_models/<run name>/<version>`` (``export_dir`` replaces ``saved_models``).
     SIGINT / SIGTERM save the backup at the current step and raise
-    :class:`keras_resnet.cli.Stopped` (a :class:`RunStopped`) saying how to resume.
+    :class:`keras_resnet.errors.Stopped` (a :class:`RunStopped`) saying how to resume.
 
     Returns:
         ``(history, model)``: ``history`` maps ``epoch``, ``loss``, ``accuracy``,

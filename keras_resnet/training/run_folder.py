@@ -6,12 +6,12 @@
         metrics.json   test top-1/top-5, epochs, time, images/s, export path: marks it finished
         history.png    loss and accuracy curves, train and validation
         model.keras    the final model;  best.keras  the best by validation accuracy
-        saved_model/   the TF Serving SavedModel, saved_model/<version>/ (unless --no-export)
         logs/          TensorBoard
         backup/        state.npz: weights, optimizer, RNG states, epoch and step
 
 Every file is written atomically (:mod:`keras_resnet.utils`): a killed run leaves each
-file whole or absent.
+file whole or absent. The SavedModel goes beside the run, to
+``saved_models/<run name>/<version>/`` (:data:`keras_resnet.export.DEFAULT_EXPORT_ROOT`).
 """
 
 import csv
@@ -21,10 +21,11 @@ import os
 
 import numpy as np
 
-from keras_resnet.utils import atomic_path, atomic_write
+from keras_resnet.utils import atomic_path, atomic_write, fail, read_json
 
 RUNS = "runs"  # the default parent of run folders
 CONFIG, METRICS, HISTORY, BACKUP = "config.json", "metrics.json", "history.csv", os.path.join("backup", "state.npz")
+MODEL = "model.keras"  # the final model; best.keras the best by validation accuracy
 
 
 def save_model_atomic(model, path):
@@ -138,8 +139,8 @@ def folder_state(output, overwrite):
 
 
 def read_config(output):
-    with open(os.path.join(output, CONFIG)) as f:
-        return json.load(f)
+    """A run folder's config.json, as a dict."""
+    return read_json(os.path.join(output, CONFIG))
 
 
 def newest_unfinished(parent, prefix, config):
@@ -159,20 +160,27 @@ def newest_unfinished(parent, prefix, config):
     return max(found)[1] if found else None
 
 
-def export_saved_model(model, folder, *, class_names, preprocessing):
-    """A TF Serving SavedModel in ``folder/<version>`` via :mod:`keras_resnet.export` (a
-    staging folder renamed into place: a killed export leaves no version); None when
-    keras_resnet.export is not installed."""
-    import importlib
+def run_files(run_dir, *, argument="run_dir"):
+    """``(model path, config)`` of a finished run folder; ``ValueError`` naming ``argument``
+    when ``run_dir`` has no config.json (not a run) or no model.keras (not finished)."""
+    run_dir = os.fspath(run_dir)
+    if not os.path.isfile(os.path.join(run_dir, CONFIG)):
+        fail(argument, run_dir, f"a run folder (this folder has no {CONFIG})")
+    if not os.path.isfile(os.path.join(run_dir, MODEL)):
+        fail(argument, run_dir, f"a finished run (it has no {MODEL} yet)")
+    return os.path.join(run_dir, MODEL), read_config(run_dir)
 
-    try:
-        export_module = importlib.import_module("keras_resnet.export")
-    except ModuleNotFoundError as e:
-        if e.name != "keras_resnet.export":
-            raise
-        print("keras_resnet.export is not available: skipping the SavedModel export (model.keras is written).")
-        return None
-    return export_module.export_saved_model(model, folder, class_names=class_names, preprocessing=preprocessing)
+
+def load_run(run_dir, *, argument="run_dir"):
+    """``(model, config)`` of a finished run folder: its model.keras (not compiled) and
+    config.json."""
+    path, config = run_files(run_dir, argument=argument)
+    import keras
+
+    from keras_resnet.saving import register_serializables
+
+    register_serializables()  # keras_resnet's layers and recipe, whoever imported Keras first
+    return keras.saving.load_model(path, compile=False), config
 
 
 def versions():

@@ -10,7 +10,6 @@
 Names are loaded on first use, so ``keras-resnet tune --help`` imports no TensorFlow.
 """
 
-from keras_resnet.tuning.cli import cli_main  # noqa: F401  (light: argparse only)
 from keras_resnet.utils import lazy_attributes
 
 # name -> submodule that defines it
@@ -26,4 +25,4 @@ _NAMES = {
 
 __getattr__ = lazy_attributes(__name__, _NAMES)
 
-__all__ = ["cli_main", *_NAMES]
+__all__ = list(_NAMES)

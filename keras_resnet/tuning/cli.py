@@ -1,9 +1,9 @@
 """``keras-resnet tune``: parse flags, run :func:`keras_resnet.tuning.tuner.search`, print
 the ranked trials. Importing this module imports neither TensorFlow nor keras-tuner."""
 
-import argparse
 import os
 
+from keras_resnet.cli import ArgumentParser
 from keras_resnet.training.cli import resume_command
 from keras_resnet.training.config import STRATEGIES
 from keras_resnet.tuning.space import SEARCH_SPACE, TUNERS, parse_space
@@ -11,7 +11,7 @@ from keras_resnet.utils import PRECISIONS
 
 
 def _parser(prog):
-    p = argparse.ArgumentParser(
+    p = ArgumentParser(
         prog=prog, description="Hyperparameter search over keras_resnet models and the training recipe "
         "(keras-tuner). Rerunning the same command continues the search (--new-run starts afresh).")
     a = p.add_argument
@@ -48,10 +48,7 @@ def _parser(prog):
 def cli_main(command, argv):
     """``keras-resnet tune``: exit 0 when at least one trial completed, 1 when none did,
     2 on bad arguments, 130 / 143 when stopped by SIGINT / SIGTERM."""
-    try:
-        args = _parser(f"keras-resnet {command}").parse_args(argv)
-    except SystemExit as e:  # --help, or argparse's own usage error (status 2)
-        return int(e.code or 0)
+    args = _parser(f"keras-resnet {command}").parse_args(argv)
     space = parse_space(args.space)
     if args.final_epochs is not None and args.final_epochs < 1:
         raise ValueError(f"--final-epochs must be >= 1. Received: --final-epochs={args.final_epochs}")

@@ -11,6 +11,7 @@ import math
 
 from keras_resnet import specs
 from keras_resnet.training.config import AUGMENTATIONS, SCHEDULES
+from keras_resnet.utils import is_number
 
 FAMILIES = ("cifar", "imagenet")
 TUNERS = ("random", "hyperband", "bayesian")
@@ -57,7 +58,7 @@ SEARCH_SPACE = {
 
 
 def _is_number(value):
-    return isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
+    return is_number(value) and math.isfinite(value)
 
 
 # key -> (test of one value, what it must be); "variant" and "depth" depend on the family

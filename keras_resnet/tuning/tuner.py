@@ -20,7 +20,6 @@ import dataclasses
 import datetime
 import glob
 import io
-import json
 import math
 import os
 from typing import Optional
@@ -28,7 +27,7 @@ from typing import Optional
 import keras
 import keras_tuner
 
-from keras_resnet.cli import EXIT_ENVIRONMENT, CommandError
+from keras_resnet.errors import EXIT_ENVIRONMENT, CommandError
 from keras_resnet.training.callbacks import Signals
 from keras_resnet.training.config import (
     DataConfig,
@@ -44,7 +43,7 @@ from keras_resnet.training.run_folder import RUNS, save_model_atomic
 from keras_resnet.tuning.hypermodel import HyperResNet, TrialInterrupted, fit_with_training
 from keras_resnet.tuning.space import TUNERS, Range
 from keras_resnet.utils import atomic_write, check_choice, check_non_negative_int, check_positive_int, fail
-from keras_resnet.utils import write_json_atomic
+from keras_resnet.utils import read_json, write_json_atomic
 
 TUNER_PROJECT = "search"  # keras-tuner's project folder inside the output folder
 CONFIG = "search_config.json"
@@ -186,11 +185,6 @@ def search_config(hypermodel, *, tuner, objective, max_trials, epochs, seed, dat
                               verbose=verbose))
 
 
-def _read_json(path):
-    with open(path) as f:
-        return json.load(f)
-
-
 def choose_output(config, output, *, overwrite, new_run, prefix):
     """``(output, continuing)``: ``output`` if given (refused if it holds a search with other
     options, unless ``overwrite``); else the newest ``prefix*`` folder holding a search with
@@ -201,7 +195,7 @@ def choose_output(config, output, *, overwrite, new_run, prefix):
         path = os.path.join(output, CONFIG)
         if not os.path.exists(path) or overwrite:
             return output, False
-        changes = config.changes(_read_json(path))
+        changes = config.changes(read_json(path))
         if changes:
             raise ValueError(f"output holds a search started with other options ({describe_changes(changes)}); "
                              "rerun with the same options, overwrite=True (--overwrite) or another output. "
@@ -211,7 +205,7 @@ def choose_output(config, output, *, overwrite, new_run, prefix):
         found = []
         for path in glob.glob(glob.escape(prefix) + "*/" + CONFIG):
             try:
-                if not config.changes(_read_json(path)):
+                if not config.changes(read_json(path)):
                     found.append((os.path.getmtime(path), os.path.dirname(path)))
             except (OSError, ValueError):
                 continue
@@ -231,7 +225,7 @@ def search(data="digits", *, data_dir=None, tuner="random", max_trials=10, epoch
     with the same options continues (``new_run=True`` starts a new folder). Rerunning with
     the same ``output`` continues the search (keras-tuner reloads its trials): no new trials
     once ``max_trials`` are done. ``overwrite=True`` starts over. SIGINT / SIGTERM stop the
-    running trial and raise :class:`keras_resnet.cli.Stopped`; a rerun runs that trial again.
+    running trial and raise :class:`keras_resnet.errors.Stopped`; a rerun runs that trial again.
 
     Returns:
         ``{"best": best.json's content, "trials": trial_table rows, "tuner": tuner, ...}``.

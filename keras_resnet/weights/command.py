@@ -10,24 +10,16 @@ are parsed (``--help`` stays light).
 
 from __future__ import annotations
 
-import argparse
 import os
 
-# our named model -> (library, constructor) of the module its checkpoints come from
-REFERENCE_MODULES = {
-    **{f"ResNet{d}V1_5": ("torchvision", f"resnet{d}") for d in (18, 34, 50, 101, 152)},
-    "ResNet26V1_5": ("timm", "resnet26"), "ResNet200V1_5": ("timm", "resnet200"),
-    **{f"ResNet{d}D": ("timm", f"resnet{d}d") for d in (18, 26, 34, 50, 101, 152, 200)},
-    "ResNeXt50_32x4d": ("torchvision", "resnext50_32x4d"),
-    "ResNeXt101_32x8d": ("torchvision", "resnext101_32x8d"),
-    "WideResNet50_2": ("torchvision", "wide_resnet50_2"),
-    "SEResNet50": ("timm", "seresnet50"),
-}
+from keras_resnet.cli import ArgumentParser
+from keras_resnet.weights.convert import REFERENCE_MODULES
+
 PROBE_SIZE = 224
 
 
 def _parser(command):
-    p = argparse.ArgumentParser(
+    p = ArgumentParser(
         prog=f"keras-resnet {command}",
         description="Convert a torchvision / timm checkpoint into a Keras .weights.h5 file.")
     p.add_argument("source", metavar="SRC",
@@ -62,8 +54,9 @@ def _check_args(args):
                              f"--skip-classifier. Received: {args.source}")
         return None
     if not (os.path.isfile(args.source) and checkpoint.is_checkpoint(args.source)):
-        raise ValueError("SRC must be an existing .pth / .pt / .bin / .ckpt / .safetensors file, "
-                         f"a keras-hub preset folder or a published set. Received: {args.source}")
+        raise ValueError("SRC must be an existing checkpoint (a torch.save file in the zip or "
+                         "legacy layout under any name, .safetensors, or a zip of one), a "
+                         f"keras-hub preset folder or a published set. Received: {args.source}")
     return None
 
 
@@ -131,10 +124,11 @@ def convert(source: str, model_name: str, output: str, *, skip_classifier: bool 
                   "ignored": 0}
         probe = False
     else:
-        state = checkpoint.read_checkpoint(source)
+        opened = checkpoint.open_checkpoint(source)
         model = get_model(model_name, include_top=not skip_classifier,
                           classifier_activation=None, weights=None)
-        report = load_checkpoint(model, source, skip_classifier=skip_classifier, state=state)
+        report = load_checkpoint(model, source, skip_classifier=skip_classifier, state=opened)
+        state = {k[len(report["prefix"]):]: v for k, v in opened.state.items()}
     with atomic_path(output, suffix=".weights.h5") as tmp:
         model.save_weights(tmp)
     if probe and not skip_classifier:
@@ -160,6 +154,11 @@ def cli_main(command: str, argv: list) -> int:
                      probe=not args.no_probe, probe_python=args.probe_python)
     print(f"matched {report['tensors']} tensors to {report['variables']} variables of "
           f"{args.model} ({report['ignored']} bookkeeping / left-out tensors ignored)")
+    if report.get("container"):
+        print(f"state dict under {report['container']!r}; ignored beside it: "
+              + (", ".join(report["ignored_entries"]) or "nothing"))
+    if report.get("prefix"):
+        print(f"stripped the prefix {report['prefix']!r} shared by every name")
     if "probe_max_abs_diff" in report:
         print(f"probe: max |logit difference| vs {report['probe_reference']} = "
               f"{report['probe_max_abs_diff']:.3g} (logits up to {report['probe_logit_abs_max']:.3g}) "

@@ -24,12 +24,13 @@ import re
 
 import numpy as np
 
+from keras_resnet import specs
+
 CONFIG = "config.json"
 WEIGHTS = "model.weights.h5"
-_DEPTHS = {("basic", (2, 2, 2, 2)): 18, ("basic", (3, 4, 6, 3)): 34,
-           ("bottleneck", (2, 2, 2, 2)): 26, ("bottleneck", (3, 4, 6, 3)): 50,
-           ("bottleneck", (3, 4, 23, 3)): 101, ("bottleneck", (3, 8, 36, 3)): 152,
-           ("bottleneck", (3, 24, 36, 3)): 200}
+# (block kind, blocks per stage) -> depth: the spec table read backwards (keras-hub's
+# block_type "basic_block" / "bottleneck_block" less "_block" is the kind's name there)
+_DEPTHS = {spec: depth for depth, spec in specs.DEPTHS.items()}
 
 
 def is_preset(path) -> bool:
@@ -51,7 +52,7 @@ def model_for(config: dict) -> str:
     plain = stem == ([64], [7]) and not block.endswith("_vd")
     deep = stem == ([32, 32, 64], [3, 3, 3]) and block.endswith("_vd")
     if (depth is None or c.get("use_pre_activation") or not (plain or deep)
-            or list(c.get("stackwise_num_filters", [])) != [64, 128, 256, 512]
+            or list(c.get("stackwise_num_filters", [])) != list(specs.STAGE_FILTERS)
             or list(c.get("stackwise_num_strides", [])) != [1, 2, 2, 2]):
         raise ValueError(
             "the keras-hub preset's ResNetBackbone has no counterpart here (supported: "
