@@ -4,6 +4,7 @@
         [--batches 12] [--warmup 3] [--batch-size 64] [--image-size 224]
         [--impls ours_full,ours_scaled,torchvision,dali]
         [--torch-python PY] [--dali-python PY]
+    python benchmarks/input_pipeline.py --agreement    # evaluation: reduced-scale decode
 
 **The folder.** Without ``--folder``, one is written to a temporary folder from real photos
 that registry packages ship: scikit-image's colour samples (astronaut, chelsea, coffee,
@@ -179,6 +180,106 @@ def worker_main(kind: str, cfg: dict) -> int:
     return 0
 
 
+# ------------------------------------------------------- evaluation: reduced-scale decode
+
+
+def _load_script(name: str):
+    import importlib.util
+
+    path = os.path.join(os.path.dirname(HERE), f"{name}.py")
+    spec = importlib.util.spec_from_file_location(name, path)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def _eval_pair(encoded: bytes, size: int) -> tuple:
+    """(full decode, reduced-scale decode, Pillow's Resize + CenterCrop), float32 0..255,
+    of one JPEG through the "center" evaluation transform at ``size``."""
+    import io
+
+    import numpy as np
+    import tensorflow as tf
+    from PIL import Image
+
+    from keras_resnet.data.transforms import CENTER_CROP_FRACTION, eval_transform_encoded
+
+    full, scaled = (eval_transform_encoded(tf.constant(encoded), "center", size, mode).numpy()
+                    for mode in ("full", "scaled"))
+    image = Image.open(io.BytesIO(encoded)).convert("RGB")
+    scale = round(size / CENTER_CROP_FRACTION) / min(image.size)
+    new = (round(image.size[0] * scale), round(image.size[1] * scale))
+    left, top = (new[0] - size) // 2, (new[1] - size) // 2
+    pillow = np.asarray(image.resize(new, Image.BILINEAR), np.float32)[top:top + size, left:left + size]
+    return full, scaled, pillow
+
+
+def agreement(args) -> int:
+    """Evaluation with ``jpeg_decode="scaled"`` against the full decode on real photos.
+
+    1. Pixels at 224: every source photo whose shorter side is at least 2 x 256 (these
+       are the ones the reduced decode touches), JPEG quality 90: mean / max absolute
+       difference of the two center crops, and each one's mean distance to Pillow's
+       ``Resize(256)`` + ``CenterCrop(224)`` (torchvision's evaluation transform).
+    2. Predictions: no published ImageNet classifier can be downloaded here, so a
+       ResNet20 is trained here (``benchmarks/int8_serving.py``'s recipe: 32x32 crops of
+       scikit-image's photos, one class per photo, crops from the left 60% of each photo)
+       and evaluated on held-out crops from the right 35%, written as JPEG files at their
+       full size (75-350 pixels a side, all decoded at 1/2 to 1/8 scale for 32x32):
+       top-1 agreement of the two decodes, and each one's accuracy.
+    """
+    import io
+
+    import numpy as np
+    from PIL import Image
+
+    rows = []
+    for name, photo in source_photos().items():
+        if min(photo.shape[:2]) < 2 * 256:
+            continue
+        buffer = io.BytesIO()
+        Image.fromarray(photo).save(buffer, "JPEG", quality=90)
+        full, scaled, pillow = _eval_pair(buffer.getvalue(), 224)
+        diff = np.abs(scaled - full)
+        rows.append({"photo": name, "size": list(photo.shape[:2]),
+                     "mean_abs_diff": round(float(diff.mean()), 3), "max_abs_diff": round(float(diff.max()), 1),
+                     "full_vs_pillow": round(float(np.abs(full - pillow).mean()), 3),
+                     "scaled_vs_pillow": round(float(np.abs(scaled - pillow).mean()), 3)})
+        print(json.dumps(rows[-1]), flush=True)
+    int8 = _load_script("int8_serving")
+    images, labels = int8.photo_crops(32, args.agreement_train, held_out=False)
+    model = int8.train_resnet20(images, labels, len(int8.PHOTOS), args.agreement_epochs)
+    rng = np.random.default_rng(1)
+    batches = {"full": [], "scaled": []}
+    truth = []
+    for label, photo in enumerate(int8.photos()):
+        h, w = photo.shape[:2]
+        side = min(h, w) // 4
+        for _ in range(args.agreement_test):
+            y, x = rng.integers(0, h - side), rng.integers(int(0.65 * w), w - side)
+            buffer = io.BytesIO()
+            Image.fromarray(photo[y:y + side, x:x + side]).save(buffer, "JPEG", quality=90)
+            full, scaled, _ = _eval_pair(buffer.getvalue(), 32)
+            batches["full"].append(full)
+            batches["scaled"].append(scaled)
+            truth.append(label)
+    top1 = {mode: np.argmax(model.predict(np.stack(x) / 127.5 - 1.0, verbose=0), axis=-1)
+            for mode, x in batches.items()}
+    truth = np.array(truth)
+    result = {"held_out_images": len(truth),
+              "top1_agreement": round(float(np.mean(top1["full"] == top1["scaled"])), 4),
+              "accuracy_full": round(float(np.mean(top1["full"] == truth)), 4),
+              "accuracy_scaled": round(float(np.mean(top1["scaled"] == truth)), 4),
+              "mean_abs_diff_32": round(float(np.mean(np.abs(np.stack(batches["full"]) - np.stack(batches["scaled"])))), 3)}
+    print(json.dumps(result), flush=True)
+    print("| photo | size | scaled vs full: mean / max abs diff (0..255) | full vs Pillow | scaled vs Pillow |")
+    print("| --- | --- | --- | --- | --- |")
+    for r in rows:
+        print(f"| {r['photo']} | {r['size'][0]}x{r['size'][1]} | {r['mean_abs_diff']} / {r['max_abs_diff']} | "
+              f"{r['full_vs_pillow']} | {r['scaled_vs_pillow']} |")
+    return 0
+
+
 # -------------------------------------------------------------------------- the runs
 
 
@@ -273,7 +374,14 @@ def main(argv: list | None = None) -> int:
     parser.add_argument("--impls", default=",".join(IMPLS))
     parser.add_argument("--torch-python", default=sys.executable)
     parser.add_argument("--dali-python", default=sys.executable)
+    parser.add_argument("--agreement", action="store_true",
+                        help="instead of timing: evaluation with the reduced-scale decode vs the full decode")
+    parser.add_argument("--agreement-train", type=int, default=150, help="training crops per photo")
+    parser.add_argument("--agreement-test", type=int, default=40, help="held-out crops per photo")
+    parser.add_argument("--agreement-epochs", type=int, default=8)
     args = parser.parse_args(argv)
+    if args.agreement:
+        return agreement(args)
     if args.worker:
         return worker_main(args.worker[0], json.loads(args.worker[1]))
     from keras_resnet.benchmark.quiet import LoadMonitor, warning

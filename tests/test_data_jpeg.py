@@ -124,6 +124,11 @@ def test_dct_level_needs_twice_the_output_on_both_axes():
     assert level([448, 448], [224, 224]) == 1
     assert level([900, 1800], [224, 224]) == 2
     assert level([4000, 3000], [224, 224]) == 3
+    # evaluation keeps the reduced image twice the resized one
+    eval_level = jpeg.dct_level(tf.constant([1023, 1500]), tf.constant([256, 256]), "scaled", 2)
+    assert int(eval_level) == 0
+    eval_level = jpeg.dct_level(tf.constant([1024, 1500]), tf.constant([256, 256]), "scaled", 2)
+    assert int(eval_level) == 1
     assert int(jpeg.dct_level(tf.constant([4000, 3000]), tf.constant([224, 224]), "window")) == 0
 
 
@@ -212,13 +217,13 @@ def test_scaled_evaluation_stays_close_to_the_full_decode(large_photos):
         "test", 4, image_size=32, augmentation="imagenet", jpeg_decode="full", ram_budget=1))])
     scaled = np.concatenate([x for x, _ in _batches(large_photos.eval_dataset(
         "test", 4, image_size=32, augmentation="imagenet", ram_budget=1))])
-    # 150-pixel shorter sides are 4x round(32 / 0.875) = 37: every photo decodes at 1/2 or 1/4
+    # 150-pixel shorter sides are 4x round(32 / 0.875) = 37: every photo decodes at 1/2
     per_image = np.abs(scaled - full).reshape(len(full), -1).mean(axis=1) * 127.5
     assert per_image.min() > 0.1
     assert per_image.max() < 4.0
 
 
-def test_scaled_evaluation_matches_pillow_resize_and_center_crop(tmp_path):
+def test_scaled_evaluation_matches_pillow_resize_and_center_crop():
     """torchvision's eval transform, Resize(37) + CenterCrop(32), in Pillow: the scaled
     decode is within a level of the full decode's distance to it."""
     size, resized = 32, round(32 / transforms.CENTER_CROP_FRACTION)

@@ -295,10 +295,10 @@ class ImageData:
                 crop of the image resized to ``image_size / 0.875``, the others on the
                 whole image resized to ``image_size``.
             jpeg_decode: ``"scaled"`` (default) decodes a JPEG at 1/2, 1/4 or 1/8
-                scale where the reduced image still holds the resized one (shorter side
-                at least twice ``image_size / 0.875``), and resamples that onto the same
-                grid (:mod:`keras_resnet.data.jpeg`); ``"full"`` and ``"window"``
-                decode whole files.
+                scale where the reduced image is still twice the resized one (at 224
+                and 1/2: a shorter side of 1,024 pixels or more), and resamples that
+                onto the same grid (:mod:`keras_resnet.data.jpeg`); smaller files, and
+                all under ``"full"`` and ``"window"``, are decoded whole.
             ram_budget, threads: as for :meth:`train_dataset`.
         """
         image_size = self.image_size if image_size is None else image_size

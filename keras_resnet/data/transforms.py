@@ -144,9 +144,10 @@ def train_transform_encoded(encoded, augmentation, size, seed, jpeg_decode):
 
 def eval_transform_encoded(encoded, kind, size, jpeg_decode):
     """:func:`eval_transform` of an encoded image; a JPEG under ``jpeg_decode="scaled"``
-    is decoded at 1/2, 1/4 or 1/8 scale where that still holds the resized image (the
-    shorter side at least ``r`` times ``round(size / 0.875)`` for "center", both sides
-    ``r`` times ``size`` for "resize"), then resampled onto the same grid."""
+    is decoded at 1/2, 1/4 or 1/8 scale where the reduced image is still twice the
+    resized one (``jpeg.EVAL_HEADROOM``: the shorter side at least ``2 r`` times
+    ``round(size / 0.875)`` for "center", both sides ``2 r`` times ``size`` for
+    "resize"), then resampled onto the same grid."""
     if jpeg_decode != "scaled":
         return eval_transform(decode(encoded), kind, size)
 
@@ -167,7 +168,8 @@ def eval_transform_encoded(encoded, kind, size, jpeg_decode):
             return jpeg.resample(pixels, offset_in_pixels, size / scale / ratio,
                                  tf.constant([size, size], tf.int32))
 
-        return jpeg.by_level(jpeg.dct_level(height_width, new_shape, "scaled"), decode_at)
+        level = jpeg.dct_level(height_width, new_shape, "scaled", headroom=jpeg.EVAL_HEADROOM)
+        return jpeg.by_level(level, decode_at)
 
     image = tf.cond(tf.io.is_jpeg(encoded), from_scaled,
                     lambda: eval_transform(decode(encoded), kind, size))
