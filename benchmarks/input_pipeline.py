@@ -217,37 +217,46 @@ def _eval_pair(encoded: bytes, size: int) -> tuple:
 def agreement(args) -> int:
     """Evaluation with ``jpeg_decode="scaled"`` against the full decode on real photos.
 
-    1. Pixels at 224: every source photo whose shorter side is at least 2 x 256 (these
-       are the ones the reduced decode touches), JPEG quality 90: mean / max absolute
-       difference of the two center crops, and each one's mean distance to Pillow's
-       ``Resize(256)`` + ``CenterCrop(224)`` (torchvision's evaluation transform).
+    1. Pixels at 224: every source photo, JPEG quality 90, with the DCT level the
+       evaluation rule picks (``keras_resnet.data.jpeg.EVAL_HEADROOM``), the level a rule
+       without headroom would pick, and for each: the mean / max absolute difference of
+       the two center crops, and each one's mean distance to Pillow's ``Resize(256)`` +
+       ``CenterCrop(224)`` (torchvision's evaluation transform).
     2. Predictions: no published ImageNet classifier can be downloaded here, so a
-       ResNet20 is trained here (``benchmarks/int8_serving.py``'s recipe: 32x32 crops of
-       scikit-image's photos, one class per photo, crops from the left 60% of each photo)
-       and evaluated on held-out crops from the right 35%, written as JPEG files at their
-       full size (75-350 pixels a side, all decoded at 1/2 to 1/8 scale for 32x32):
-       top-1 agreement of the two decodes, and each one's accuracy.
+       ResNet20 is trained here (``benchmarks/int8_serving.py``'s recipe, at
+       ``--agreement-size``: crops of scikit-image's photos, one class per photo, from
+       the left 60% of each photo) and evaluated on held-out crops from the right 35%,
+       written as JPEG files at their full size (75-352 pixels a side): top-1 agreement
+       of the two decodes, and each one's accuracy. At 16 pixels every file is 4-20x
+       the resized side, as a 1,000-4,000 pixel photo is at 224, so every one of them
+       takes the reduced decode.
     """
     import io
 
     import numpy as np
+    import tensorflow as tf
     from PIL import Image
+
+    from keras_resnet.data import jpeg
 
     rows = []
     for name, photo in source_photos().items():
-        if min(photo.shape[:2]) < 2 * 256:
-            continue
         buffer = io.BytesIO()
         Image.fromarray(photo).save(buffer, "JPEG", quality=90)
+        shape = tf.constant(photo.shape[:2], tf.int32)
+        resized = tf.constant([256, 256], tf.int32)
+        levels = [int(jpeg.dct_level(shape, resized, "scaled", h)) for h in (jpeg.EVAL_HEADROOM, 1)]
         full, scaled, pillow = _eval_pair(buffer.getvalue(), 224)
         diff = np.abs(scaled - full)
-        rows.append({"photo": name, "size": list(photo.shape[:2]),
+        rows.append({"photo": name, "size": list(photo.shape[:2]), "level": levels[0],
+                     "level_without_headroom": levels[1],
                      "mean_abs_diff": round(float(diff.mean()), 3), "max_abs_diff": round(float(diff.max()), 1),
                      "full_vs_pillow": round(float(np.abs(full - pillow).mean()), 3),
                      "scaled_vs_pillow": round(float(np.abs(scaled - pillow).mean()), 3)})
         print(json.dumps(rows[-1]), flush=True)
     int8 = _load_script("int8_serving")
-    images, labels = int8.photo_crops(32, args.agreement_train, held_out=False)
+    size = args.agreement_size
+    images, labels = int8.photo_crops(size, args.agreement_train, held_out=False)
     model = int8.train_resnet20(images, labels, len(int8.PHOTOS), args.agreement_epochs)
     rng = np.random.default_rng(1)
     batches = {"full": [], "scaled": []}
@@ -259,7 +268,7 @@ def agreement(args) -> int:
             y, x = rng.integers(0, h - side), rng.integers(int(0.65 * w), w - side)
             buffer = io.BytesIO()
             Image.fromarray(photo[y:y + side, x:x + side]).save(buffer, "JPEG", quality=90)
-            full, scaled, _ = _eval_pair(buffer.getvalue(), 32)
+            full, scaled, _ = _eval_pair(buffer.getvalue(), size)
             batches["full"].append(full)
             batches["scaled"].append(scaled)
             truth.append(label)
@@ -270,12 +279,12 @@ def agreement(args) -> int:
               "top1_agreement": round(float(np.mean(top1["full"] == top1["scaled"])), 4),
               "accuracy_full": round(float(np.mean(top1["full"] == truth)), 4),
               "accuracy_scaled": round(float(np.mean(top1["scaled"] == truth)), 4),
-              "mean_abs_diff_32": round(float(np.mean(np.abs(np.stack(batches["full"]) - np.stack(batches["scaled"])))), 3)}
+              "image_size": size, "mean_abs_diff": round(float(np.mean(np.abs(np.stack(batches["full"]) - np.stack(batches["scaled"])))), 3)}
     print(json.dumps(result), flush=True)
-    print("| photo | size | scaled vs full: mean / max abs diff (0..255) | full vs Pillow | scaled vs Pillow |")
-    print("| --- | --- | --- | --- | --- |")
+    print("| photo | size | 1/2**level | scaled vs full: mean / max abs diff (0..255) | full vs Pillow | scaled vs Pillow |")
+    print("| --- | --- | --- | --- | --- | --- |")
     for r in rows:
-        print(f"| {r['photo']} | {r['size'][0]}x{r['size'][1]} | {r['mean_abs_diff']} / {r['max_abs_diff']} | "
+        print(f"| {r['photo']} | {r['size'][0]}x{r['size'][1]} | {r['level']} | {r['mean_abs_diff']} / {r['max_abs_diff']} | "
               f"{r['full_vs_pillow']} | {r['scaled_vs_pillow']} |")
     return 0
 
@@ -379,6 +388,7 @@ def main(argv: list | None = None) -> int:
     parser.add_argument("--agreement-train", type=int, default=150, help="training crops per photo")
     parser.add_argument("--agreement-test", type=int, default=40, help="held-out crops per photo")
     parser.add_argument("--agreement-epochs", type=int, default=8)
+    parser.add_argument("--agreement-size", type=int, default=16, help="evaluation size of the trained model")
     args = parser.parse_args(argv)
     if args.agreement:
         return agreement(args)

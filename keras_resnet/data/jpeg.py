@@ -21,7 +21,13 @@ resize. For a JPEG (found by its magic bytes: ``tf.io.is_jpeg``) the pipelines n
    what ``tf.image.resize(..., antialias=True)`` runs). The scaled decode averages each
    ``ratio x ratio`` block in the DCT domain before the filter sees it, so its pixels
    differ from the full decode's by a few levels (see BENCHMARKS.md for the figures on
-   real photos); the geometry is the same.
+   real photos); the geometry is the same. A window no larger than the output on both
+   axes is enlarged by ``ResizeBilinear`` (the triangle filter without antialiasing is
+   bilinear interpolation: within 0.005 of 255, several times cheaper).
+
+Evaluation (resize the shorter side to ``size / 0.875``, center crop) decodes whole
+files, at 1/2, 1/4 or 1/8 scale under ``"scaled"`` only where the reduced image is still
+:data:`EVAL_HEADROOM` times the resized one, and resamples the crop's exact window.
 
 PNG, BMP and GIF files keep the old path (decode all, crop, resize).
 
