@@ -207,6 +207,18 @@ def deep_recursion(limit=40_000):
         sys.setrecursionlimit(old)
 
 
+def _check_basic(depth: int, flags, options: dict) -> None:
+    """Basic blocks (depths 18, 34) have no groups and no 1x1 to stride on, as torchvision."""
+    if flags.groups != 1 or flags.width_per_group != 64:
+        raise ValueError(
+            "Basic blocks (depths 18, 34) support only groups=1 and width_per_group=64, as "
+            f"torchvision. Received: depth={depth}, groups={flags.groups}, "
+            f"width_per_group={flags.width_per_group}"
+        )
+    if options.get("stride_on") == "first_1x1":
+        fail("stride_on", "first_1x1", "'3x3' for basic blocks (depths 18, 34), which have no 1x1")
+
+
 def ResNet(depth: int, *, variant: str = "v1", include_top: bool = True, weights: str | None = None,
            input_tensor: Any = None, input_shape: tuple | None = None, pooling: str | None = None,
            classes: int = 1000, classifier_activation: str | None = "softmax", name: str | None = None,
@@ -265,14 +277,8 @@ def ResNet(depth: int, *, variant: str = "v1", include_top: bool = True, weights
     flags = _resolve_flags((specs.VIDEO_VARIANTS if video else specs.VARIANTS)[variant], options, dims)
     if flags.conv_kinds is not None and len(flags.conv_kinds) != len(blocks_per_stage):
         fail("conv_kinds", flags.conv_kinds, f"one kind per stage ({len(blocks_per_stage)})")
-    if kind == specs.BASIC and (flags.groups != 1 or flags.width_per_group != 64):
-        raise ValueError(
-            "Basic blocks (depths 18, 34) support only groups=1 and width_per_group=64, as "
-            f"torchvision. Received: depth={depth}, groups={flags.groups}, "
-            f"width_per_group={flags.width_per_group}"
-        )
-    if kind == specs.BASIC and options.get("stride_on") == "first_1x1":
-        fail("stride_on", "first_1x1", "'3x3' for basic blocks (depths 18, 34), which have no 1x1")
+    if kind == specs.BASIC:
+        _check_basic(depth, flags, options)
     classes = _check_head(include_top, pooling, classes, weights)
     weights_plan = _plan_weights(video, weights, depth=depth, variant=variant, options=options,
                                  include_top=include_top, classes=classes)
