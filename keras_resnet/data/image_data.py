@@ -14,7 +14,13 @@ import numpy as np
 import tensorflow as tf
 
 from keras_resnet.data.jpeg import JPEG_DECODES
-from keras_resnet.data.sources import MEMORY_CACHE_BYTES, FileSource, TfdsStream, stratified_split
+from keras_resnet.data.sources import (
+    FileSource,
+    TfdsStream,
+    buffer_budget,
+    cached_images,
+    stratified_split,
+)
 from keras_resnet.data.transforms import (
     AUGMENTATIONS,
     batch_and_preprocess,
@@ -231,9 +237,8 @@ class ImageData:
                 are cached when they fit (default: up to 1 GiB), and tf.data's
                 autotuner keeps its buffers within what is left (default: tf.data's
                 own budget, half the RAM).
-            threads: threads of a private tf.data thread pool for this pipeline and
-                the autotuner's CPU budget (default: TensorFlow's shared pool, all
-                cores).
+            threads: threads of a private tf.data thread pool and the autotuner's
+                CPU budget (default: TensorFlow's shared pool, all cores).
 
         Returns:
             ``tf.data.Dataset`` of ``(float32 [B, S, S, 3], int32 [B])``.
@@ -265,10 +270,8 @@ class ImageData:
         ds = tf.data.Dataset.range(start_epoch, epochs).flat_map(epoch_elements)
         for stage in stages:  # reading files apart from decoding: reads overlap
             ds = ds.map(stage, num_parallel_calls=tf.data.AUTOTUNE)
-        return batch_and_preprocess(
-            ds, global_batch_size, preprocessing, drop_remainder=True,
-            threads=threads, ram_budget=_buffer_budget(ram_budget, cache_bytes),
-        )
+        return batch_and_preprocess(ds, global_batch_size, preprocessing, drop_remainder=True,
+                                    threads=threads, ram_budget=buffer_budget(ram_budget, cache_bytes))
 
     # -------------------------------------------------------------------- evaluation
 
@@ -313,7 +316,7 @@ class ImageData:
         )
         return batch_and_preprocess(
             ds, global_batch_size, preprocessing, drop_remainder=False,
-            threads=threads, ram_budget=_buffer_budget(ram_budget, cache_bytes),
+            threads=threads, ram_budget=buffer_budget(ram_budget, cache_bytes),
         )
 
     def _eval_images(self, split, size, kind, jpeg_decode="scaled", ram_budget=None):
@@ -327,7 +330,7 @@ class ImageData:
             ), 0
         labels = tf.constant(source.labels, tf.int32)
         ds = tf.data.Dataset.range(source.n)
-        cached = _cached(source, kind, size, ram_budget, jpeg_decode)
+        cached = cached_images(source, kind, size, ram_budget, jpeg_decode)
         if cached is not None:
             return ds.map(
                 lambda i: (eval_transform(cached(i), "resize", size), tf.gather(labels, i)),
@@ -387,22 +390,6 @@ def _check_resume_point(start_epoch, start_step, epochs, steps):
         )
 
 
-def _cached(source, kind, size, ram_budget, jpeg_decode):
-    """fn(index) -> image of a file source's in-memory copies, or None (streamed)."""
-    if not isinstance(source, FileSource):
-        return None
-    budget = MEMORY_CACHE_BYTES if ram_budget is None else ram_budget
-    return source.cached(kind, size, budget, jpeg_decode)
-
-
-def _buffer_budget(ram_budget, cache_bytes):
-    """tf.data's autotune RAM budget: what ``ram_budget`` leaves beside the cached images
-    (a quarter of it at least); None: tf.data's default."""
-    if ram_budget is None:
-        return None
-    return max(ram_budget - cache_bytes, ram_budget // 4)
-
-
 @dataclasses.dataclass(frozen=True)
 class _EpochPlan:
     """What every epoch of a training pipeline derives from."""
@@ -457,7 +444,7 @@ def _indexed_epochs(source, plan, ram_budget):
             (tf.fill(tf.shape(positions), epoch), positions, order[start : plan.per_epoch])
         )
 
-    cached = _cached(source, kind, plan.image_size, ram_budget, plan.jpeg_decode)
+    cached = cached_images(source, kind, plan.image_size, ram_budget, plan.jpeg_decode)
     if cached is not None:
         load, cache_bytes = cached, source.cache_bytes(plan.image_size)
     elif isinstance(source, FileSource):

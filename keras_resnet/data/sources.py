@@ -110,6 +110,22 @@ class FileSource:
         return FileSource(self.paths[indices], self.labels[indices])
 
 
+def cached_images(source, kind, size, ram_budget, jpeg_decode):
+    """fn(index) -> image of a file source's in-memory copies, or None (streamed)."""
+    if not isinstance(source, FileSource):
+        return None
+    budget = MEMORY_CACHE_BYTES if ram_budget is None else ram_budget
+    return source.cached(kind, size, budget, jpeg_decode)
+
+
+def buffer_budget(ram_budget, cache_bytes):
+    """tf.data's autotune RAM budget: what ``ram_budget`` leaves beside the cached images
+    (a quarter of it at least); None: tf.data's default."""
+    if ram_budget is None:
+        return None
+    return max(ram_budget - cache_bytes, ram_budget // 4)
+
+
 class TfdsStream:
     """A tfds split read in its stored order (too large for memory); images decoded
     after shuffling and skipping, so a resume reads but does not decode skipped records.
