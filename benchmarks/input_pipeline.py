@@ -143,7 +143,9 @@ def time_dali(cfg: dict) -> dict:
     from nvidia.dali import fn, types
 
     sys.path.insert(0, os.path.join(os.path.dirname(os.path.dirname(HERE)), "keras_resnet", "benchmark"))
-    from torch_worker import process_tree_cpu_seconds  # stdlib only: no keras_resnet import here
+    from torch_worker import (
+        process_tree_cpu_seconds,  # stdlib only: no keras_resnet import here
+    )
 
     mean = [0.485 * 255, 0.456 * 255, 0.406 * 255]
     std = [0.229 * 255, 0.224 * 255, 0.225 * 255]
@@ -202,7 +204,10 @@ def _eval_pair(encoded: bytes, size: int) -> tuple:
     import tensorflow as tf
     from PIL import Image
 
-    from keras_resnet.data.transforms import CENTER_CROP_FRACTION, eval_transform_encoded
+    from keras_resnet.data.transforms import (
+        CENTER_CROP_FRACTION,
+        eval_transform_encoded,
+    )
 
     full, scaled = (eval_transform_encoded(tf.constant(encoded), "center", size, mode).numpy()
                     for mode in ("full", "scaled"))

@@ -15,7 +15,12 @@ import dataclasses
 import numpy as np
 import tensorflow as tf
 
-from keras_resnet.data.transforms import decode, eval_transform_encoded, to_rgb, to_uint8
+from keras_resnet.data.transforms import (
+    decode,
+    eval_transform_encoded,
+    to_rgb,
+    to_uint8,
+)
 
 # Datasets (decoded, at training size) up to this many bytes are held in memory.
 MEMORY_CACHE_BYTES = 1 << 30
