@@ -302,7 +302,8 @@ class ImageData:
                 and 1/2: a shorter side of 1,024 pixels or more), and resamples that
                 onto the same grid (:mod:`keras_resnet.data.jpeg`); smaller files, and
                 all under ``"full"`` and ``"window"``, are decoded whole.
-            ram_budget, threads: as for :meth:`train_dataset`.
+            ram_budget: as for :meth:`train_dataset`.
+            threads: as for :meth:`train_dataset`.
         """
         image_size = self.image_size if image_size is None else image_size
         augmentation = self.default_augmentation if augmentation is None else augmentation
