@@ -43,6 +43,8 @@ class Flags:
     stochastic_depth_rate: float
     kernel_regularizer: object
     kernel_initializer: object
+    # Option A: where the zero channels go, "end" or "both" (akamaster/pytorch_resnet_cifar10)
+    zero_pad_side: str = "end"
     dims: int = 2  # spatial axes: 1 (signals), 2 (images), 3 (video, volumes)
     # 3D only, per stage (Tran et al. 2018, "A Closer Look at Spatiotemporal Convolutions";
     # torchvision.models.video): "full" 3x3x3 convs (R3D), "spatial" 1x3x3 convs that leave
@@ -199,9 +201,10 @@ def stem(x, flags, filters):
 def shortcut(x, projection_input, out_channels, stride, name, flags):
     """The identity or projection path (He et al. 2015, sec. 3.3).
 
-    A: parameter-free, subsample and zero-pad channels. B: 1x1 projection where the channel
-    count changes, subsampling identity where only the resolution does (keras ResNetV2's
-    last-block stride). C: projection in every unit. ``avg_down`` (ResNet-D) average-pools
+    A: parameter-free, subsample and zero-pad channels (after the input's; on both sides with
+    ``zero_pad_side="both"``, as akamaster/pytorch_resnet_cifar10). B: 1x1 projection where
+    the channel count changes, subsampling identity where only the resolution does (keras
+    ResNetV2's last-block stride). C: projection in every unit. ``avg_down`` (ResNet-D) average-pools
     before a stride-1 projection instead of striding the 1x1. Pre-activation units project
     from the activated input and add no BN (He et al. 2016).
     """
@@ -218,7 +221,8 @@ def shortcut(x, projection_input, out_channels, stride, name, flags):
                     normalized=not flags.preact)
         return s if flags.preact else op.bn(s, name + "_0_bn")
     if changes:
-        return ZeroPadShortcut(out_channels, stride, name=name + "_0_pad")(x)
+        return ZeroPadShortcut(out_channels, stride, pad_side=flags.zero_pad_side,
+                               name=name + "_0_pad")(x)
     if stride != 1:
         return op.MaxPool(1, strides=stride, name=name + "_0_pool")(x)
     return x

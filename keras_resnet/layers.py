@@ -3,15 +3,26 @@
 import keras
 from keras import ops
 
+from keras_resnet.specs import PAD_SIDES
+
 
 @keras.saving.register_keras_serializable(package="keras_resnet")
 class ZeroPadShortcut(keras.layers.Layer):
     """Option A identity shortcut (He et al. 2015, sec. 3.3): subsample the spatial axes by
     ``strides`` (an int for every axis, or one per axis) and zero-pad the channels up to
-    ``filters``. No parameters; inputs of any rank (1D, 2D or 3D maps)."""
+    ``filters``. No parameters; inputs of any rank (1D, 2D or 3D maps).
 
-    def __init__(self, filters, strides=1, data_format=None, **kwargs):
+    ``pad_side``: where the new zero channels go. "end" (the default): after the input's
+    channels. "both": half before and half after (the extra rounded down before), as
+    akamaster/pytorch_resnet_cifar10's option A, ``F.pad(x[:, :, ::2, ::2], (0, 0, 0, 0,
+    planes // 4, planes // 4))``; its pretrained weights need it (:data:`PAD_SIDES`).
+    """
+
+    def __init__(self, filters, strides=1, data_format=None, pad_side="end", **kwargs):
         super().__init__(**kwargs)
+        if pad_side not in PAD_SIDES:
+            raise ValueError(f"pad_side must be one of {PAD_SIDES}. Received: pad_side={pad_side!r}")
+        self.pad_side = pad_side
         self.filters = int(filters)
         self.strides = int(strides) if isinstance(strides, int) else tuple(int(s) for s in strides)
         self.data_format = data_format or keras.config.image_data_format()
@@ -33,7 +44,8 @@ class ZeroPadShortcut(keras.layers.Layer):
         extra = self.filters - x.shape[channel_axis]
         if extra > 0:
             pad = [[0, 0] for _ in x.shape]
-            pad[channel_axis] = [0, extra]
+            before = extra // 2 if self.pad_side == "both" else 0
+            pad[channel_axis] = [before, extra - before]
             x = ops.pad(x, pad)
         return x
 
@@ -52,6 +64,7 @@ class ZeroPadShortcut(keras.layers.Layer):
             "filters": self.filters,
             "strides": self.strides,
             "data_format": self.data_format,
+            "pad_side": self.pad_side,
         }
 
 

@@ -42,6 +42,7 @@ def _resolve_flags(preset, options, dims=2):
         "conv_kinds": (kinds is None or (isinstance(kinds, (tuple, list)) and all(
             k in specs.CONV_KINDS for k in kinds)), f"None or a tuple of {specs.CONV_KINDS} per stage"),
         "shortcut": (f["shortcut"] in ("A", "B", "C"), "'A', 'B' or 'C'"),
+        "zero_pad_side": (f["zero_pad_side"] in specs.PAD_SIDES, f"one of {specs.PAD_SIDES}"),
         "preact": (isinstance(f["preact"], bool), "a bool"),
         "avg_down": (isinstance(f["avg_down"], bool), "a bool"),
         "synchronized_bn": (isinstance(f["synchronized_bn"], bool), "a bool"),
@@ -239,10 +240,9 @@ def ResNet(depth: int, *, variant: str = "v1", include_top: bool = True, weights
             ("torchvision", "torchvision:IMAGENET1K_V2", "timm:resnet50.a1_in1k"; see
             ``keras-resnet list --weights``), or the path of a weights file: a
             keras.applications-format legacy ``.h5`` (with or without top), a Keras 3
-            ``.weights.h5``, or a torchvision / timm checkpoint of the same architecture,
-            recognised by content under any name (``torch.save`` zip or legacy layout:
-            ``.pth``, ``.th``, ``.pth.tar``, ``.bin`` ...; ``.safetensors``; a ``.pth.zip``;
-            see :mod:`keras_resnet.weights.checkpoint`).
+            ``.weights.h5``, or a checkpoint of the same architecture, recognised by
+            content under any name (``torch.save``, ``.safetensors``, a ``.pth.zip``; see
+            :mod:`keras_resnet.weights.checkpoint`).
         input_tensor: optional Keras tensor to use as the model's input.
         input_shape: (height, width, 3), each side >= 32; default (224, 224, 3) with a top,
             (None, None, 3) without.
@@ -259,7 +259,7 @@ def ResNet(depth: int, *, variant: str = "v1", include_top: bool = True, weights
             made (see :class:`keras_resnet.blocks.Flags`).
         **options: keyword-only flags; see :mod:`keras_resnet.specs` for the variant flags
             (``preact``, ``stride_on``, ``stride_block``, ``conv_bias``, ``bn_epsilon``,
-            ``stem``, ``shortcut``, ``avg_down``) and ``zero_init_residual``,
+            ``stem``, ``shortcut``, ``avg_down``, ``zero_pad_side``) and ``zero_init_residual``,
             ``synchronized_bn``, ``bn_momentum``, ``width_multiplier``, ``groups``,
             ``width_per_group`` (ResNeXt), ``se_ratio`` (squeeze-and-excitation),
             ``stochastic_depth_rate``, ``kernel_regularizer``, ``kernel_initializer``.
@@ -298,7 +298,7 @@ def ResNet(depth: int, *, variant: str = "v1", include_top: bool = True, weights
 
 def CifarResNet(depth: int, *, shortcut: str | None = None, variant: str = "v1", include_top: bool = True,
                 weights: str | None = None, input_tensor: Any = None, input_shape: tuple | None = (32, 32, 3),
-                pooling: str | None = None, classes: int = 10, classifier_activation: str | None = "softmax",
+                pooling: str | None = None, classes: int | None = None, classifier_activation: str | None = "softmax",
                 name: str | None = None, dims: int = 2, **options: Any) -> keras.Model:
     """Build a CIFAR ResNet (He et al. 2015, sec. 4.2; He et al. 2016 for ``variant="v2"``).
 
@@ -308,10 +308,17 @@ def CifarResNet(depth: int, *, shortcut: str | None = None, variant: str = "v1",
         shortcut: "A" (zero-padding identity, no parameters; v1 default as in the paper),
             "B" (projection where the width changes; v2 default) or "C" (projection everywhere).
         variant: "v1" or "v2".
-        weights: None or a file: a Keras weights file, or a checkpoint whose names fit the
-            model, e.g. a ``torch.save`` file under any name.
+        weights: None; a published CIFAR set ("akamaster", "chenyaofo:cifar10",
+            "chenyaofo:cifar100" ...; ``keras-resnet list --weights``), which also sets the
+            options its publisher's architecture needs (e.g. akamaster's ``shortcut="A"``
+            with ``zero_pad_side="both"``) and its classes, and records itself as
+            ``model.weight_set``; a published set's file under any name (recognised by its
+            hash); a checkpoint whose names fit the model (a ``torch.save`` file under any
+            name, safetensors, osmr's tf2cv ``.tf2.h5``; :mod:`keras_resnet.weights`); or a
+            Keras weights file.
+        classes: classes of the top; default 10, or the set's with a published set.
         include_top: as :func:`ResNet`, and so are ``input_tensor``, ``input_shape`` (with
-            dims 1 or 3 it defaults to any size, 3 channels), ``pooling``, ``classes``,
+            dims 1 or 3 it defaults to any size, 3 channels), ``pooling``,
             ``classifier_activation``, ``name`` and ``dims``.
         **options: the same options as :func:`ResNet`.
 
@@ -331,9 +338,13 @@ def CifarResNet(depth: int, *, shortcut: str | None = None, variant: str = "v1",
     kind, blocks_per_stage = spec
     dims = _check_dims(dims, False, variant, weights)
     flags = _resolve_flags(specs.CIFAR_VARIANTS[variant], options, dims)
-    classes = _check_head(include_top, pooling, classes, weights)
-    weights_plan = weights_lib.plan(weights, depth=depth, variant=variant, options=options,
-                                    include_top=include_top, classes=classes)
+    checked = _check_head(include_top, pooling, 10 if classes is None else classes, weights)
+    weights_plan = weights_lib.plan_cifar(weights, depth=depth, variant=variant, options=options,
+                                          include_top=include_top,
+                                          classes=None if classes is None else checked)
+    if weights_plan.options != options:  # a published set's conventions
+        flags = _resolve_flags(specs.CIFAR_VARIANTS[variant], weights_plan.options, dims)
+    classes = weights_plan.classes or 10
     if dims != 2 and input_shape == (32, 32, 3):
         input_shape = None  # the image default does not apply to signals and volumes
     input_shape = _resolve_input_shape(input_shape, include_top=include_top, weights=weights,

@@ -101,8 +101,14 @@ VIDEO_VARIANTS = {
 CONV_KINDS = ("full", "spatial", "2plus1d")
 VIDEO_STEMS = ("r3d", "r2plus1d")
 
+# Where option A's new zero channels go (keras_resnet.layers.ZeroPadShortcut): "end", after
+# the input's channels (our default), or "both", half before and half after, as
+# akamaster/pytorch_resnet_cifar10, whose pretrained CIFAR weights need it.
+PAD_SIDES = ("end", "both")
+
 # Option defaults shared by every variant.
 OPTION_DEFAULTS = dict(
+    zero_pad_side="end",  # option A shortcuts only: PAD_SIDES
     bn_momentum=0.99,  # Keras' default (torchvision's momentum=0.1 is 0.9 here)
     synchronized_bn=False,
     zero_init_residual=False,

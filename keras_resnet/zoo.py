@@ -21,6 +21,7 @@ import keras
 
 from keras_resnet import specs
 from keras_resnet.models import get_model
+from keras_resnet.weights.published import sets_for
 
 VIDEO_CLASSES = 400  # Kinetics-400, torchvision's video heads
 
@@ -35,12 +36,17 @@ def _docstring(spec: specs.ModelSpec) -> str:
                     "video checkpoint or state dict (:mod:`keras_resnet.video`)")
     else:
         defaults = "``weights=None`` by default"
+    sets = ", ".join(f"``{ws.name}`` ({ws.top1:.2f}% top-1)" for ws in sets_for(spec.name))
+    if sets:  # the published sets (keras_resnet.weights.published), as weights=
+        defaults += f"; published ``weights=``: {sets}"
     return (
         f"{spec.description}.\n\n"
         f"    ``{builder}({spec.depth}, variant={spec.variant!r}{options})``; {defaults}.\n"
         f"    Further arguments as :func:`keras_resnet.{builder}`; default input side "
         f"{spec.input_size}.\n"
-        f"    Inputs ``preprocess_input(x, mode=\"{spec.preprocessing}\")``.\n"
+        f"    Inputs ``preprocess_input(x, mode=\"{spec.preprocessing}\")``"
+        + ("; with a published set, its mean / std (``keras_resnet.weights.transform_of(model)``)"
+           if sets else "") + ".\n"
     )
 
 

@@ -162,7 +162,7 @@ def _cache_set(monkeypatch, tmp_path, set_name, model, state):
     monkeypatch.setenv("KERAS_HOME", str(tmp_path))
     ws = published.find_set(model, set_name)
     path = _write(state, str(tmp_path / "models" / ws.file_name))
-    patched = published.dataclasses.replace(ws, sha256_prefix=weights.file_hash(path)[:8])
+    patched = published.dataclasses.replace(ws, hash_prefix=weights.file_hash(path)[:8])
     monkeypatch.setattr(published, "SETS", tuple(patched if s is ws else s for s in published.SETS))
     return patched
 
@@ -191,8 +191,9 @@ def test_published_transforms_as_the_publishers_state():
     a1 = weights.eval_transform("timm:resnet50.a1_in1k", "ResNet50V1_5")
     assert (a1.resize, a1.crop, a1.interpolation) == (235, 224, "bicubic")  # crop_pct 0.95
     assert weights.find_set("ResNet50V1_5", "torchvision").name == "torchvision:IMAGENET1K_V2"
-    for s in published.SETS:
-        assert s.file_name.endswith(f"-{s.sha256_prefix}.pth")
+    for s in published.SETS:  # the first hex digits of the hash end the published file name
+        stem = s.file_name.removesuffix(".tf2.h5").rsplit(".", 1)[0]
+        assert len(s.hash_prefix) >= 8 and stem.endswith(f"-{s.hash_prefix[:8]}"), s.file_name
     with pytest.raises(ValueError, match="sets for ResNet18V1_5.*torchvision:IMAGENET1K_V1"):
         kr.get_model("ResNet18V1_5", weights="timm:resnet50.a1_in1k")
 
@@ -201,10 +202,10 @@ def test_offline_download_names_url_hash_and_place(tmp_path, monkeypatch):
     monkeypatch.setenv("KERAS_HOME", str(tmp_path))
     ws = published.find_set("ResNet50V1_5", "timm:resnet50.a1_in1k")
     with pytest.raises(OSError) as e:
-        weights.fetch(ws.file_name, "http://127.0.0.1:9/" + ws.file_name, ws.sha256_prefix)
+        weights.fetch(ws.file_name, "http://127.0.0.1:9/" + ws.file_name, ws.hash_prefix)
     message = str(e.value)
     assert "http://127.0.0.1:9/" + ws.file_name in message
-    assert f"sha256 prefix {ws.sha256_prefix}" in message
+    assert f"sha256 prefix {ws.hash_prefix}" in message
     assert str(tmp_path / "models" / ws.file_name) in message
     assert os.listdir(tmp_path / "models") == []  # nothing half-written
 
@@ -263,3 +264,16 @@ def test_keras_hub_preset_features_match_reference(key, tmp_path):
                          "--skip-classifier"]) == 0
         model.load_weights(out)
         assert _rel(_logits(model), HUB_REF[f"{key}_features"]) < 1e-4
+
+
+def test_published_file_recognised_by_hash_under_any_name(tmp_path, monkeypatch):
+    """A torchvision file downloaded by hand and renamed loads as its set: the same tensors,
+    and the set's eval transform on the model (the table's hash set to the test file's)."""
+    path = _write(_state("tv_resnet18"), str(tmp_path / "my_download.bin"))
+    ws = published.find_set("ResNet18V1_5", "torchvision:IMAGENET1K_V1")
+    patched = published.dataclasses.replace(ws, hash_prefix=weights.file_hash(path)[:8])
+    monkeypatch.setattr(published, "SETS", tuple(patched if s is ws else s for s in published.SETS))
+    model = _build("ResNet18V1_5", weights=path)
+    assert weights.weight_set_of(model) == patched and model.weight_set is patched
+    assert weights.transform_of(model).resize == 256
+    assert _rel(_logits(model), REF["tv_resnet18_logits"]) < 1e-4

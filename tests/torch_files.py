@@ -7,9 +7,9 @@ are committed; the tests then write them in the real file formats.
 
 import io
 import struct
-from collections import OrderedDict
 import zipfile
 import zlib
+from collections import OrderedDict
 
 import numpy as np
 
@@ -73,17 +73,19 @@ def _contiguous_strides(shape):
     return tuple(reversed(strides))
 
 
-def state_dict_pickle(state):
+def state_dict_pickle(state, shapes=None):
     """Protocol-2 pickle bytes of an ``OrderedDict`` of tensors as ``torch.save`` writes it
-    (``_rebuild_tensor_v2`` over persistent storage ids "0", "1", ...), and the storages."""
+    (``_rebuild_tensor_v2`` over persistent storage ids "0", "1", ...), and the storages.
+    ``shapes``: a shape to declare instead of the array's, by name (for files that lie)."""
     out = [b"\x80\x02", _ordered_dict(), b"("]
     storages = []
     for key, (name, array) in enumerate(state.items()):
         array = np.array(array, order="C")  # (ascontiguousarray would make 0-d arrays 1-d)
+        shape = (shapes or {}).get(name, array.shape)
         pid = (b"(" + _str("storage") + _global("torch", _STORAGE[str(array.dtype)])
-               + _str(str(key)) + _str("cpu") + _int(array.size) + b"t" + b"Q")
+               + _str(str(key)) + _str("cpu") + _int(int(np.prod(shape))) + b"t" + b"Q")
         out += [_str(name), _global("torch._utils", "_rebuild_tensor_v2"), b"(", pid, _int(0),
-                _tuple(array.shape), _tuple(_contiguous_strides(array.shape)), b"\x89",
+                _tuple(shape), _tuple(_contiguous_strides(shape)), b"\x89",
                 _ordered_dict(), b"tR"]
         storages.append(array.astype(array.dtype.newbyteorder("<")).tobytes())
     out += [b"u", b"."]
@@ -252,3 +254,127 @@ def write_keras_hub_weights(path, manifest):
             group.attrs["name"] = name
             for index in range(count):
                 group.create_dataset(str(index), data=keras_tensor_for(name, index, shapes[index]))
+
+
+# ------------------------------------------------------------------------- zip bombs
+
+def _deflated_zeros(mib):
+    """A raw deflate stream of ``mib`` MiB of zeros, ~1 KB per MiB: one independently
+    decodable block (a full flush resets the window) repeated, then a final empty block."""
+    block = zlib.compressobj(9, zlib.DEFLATED, -15)
+    chunk = block.compress(bytes(1 << 20)) + block.flush(zlib.Z_FULL_FLUSH)
+    end = zlib.compressobj(9, zlib.DEFLATED, -15).flush()
+    return [chunk] * mib + [end]
+
+
+# zlib.crc32(bytes(n << 20)) for the bomb sizes the tests use (computing it takes seconds)
+ZEROS_CRC32 = {3 << 10: 0x480BBE37}
+
+
+def write_zip(path, members):
+    """A zip file (no zip64) of ``members``: ``(name, data)`` stored, or ``(name, chunks,
+    crc, size)`` of raw deflate ``chunks`` inflating to ``size`` bytes with that CRC."""
+    central, offset = [], 0
+    with open(path, "wb") as f:
+        for member in members:
+            if len(member) == 2:
+                name, data = member
+                chunks, crc, size, method = [data], zlib.crc32(data), len(data), 0
+            else:
+                name, chunks, crc, size = member
+                method = 8
+            stored = sum(len(c) for c in chunks)
+            fields = struct.pack("<HHHHHIIIH", 20, 0, method, 0, 0x21, crc, stored, size, len(name))
+            f.write(b"PK\x03\x04" + fields + b"\x00\x00" + name.encode())
+            for c in chunks:
+                f.write(c)
+            central.append(b"PK\x01\x02" + struct.pack("<H", 20) + fields
+                           + struct.pack("<HHHHII", 0, 0, 0, 0, 0, offset) + name.encode())
+            offset = f.tell()
+        directory = b"".join(central)
+        f.write(directory)
+        f.write(b"PK\x05\x06" + struct.pack("<HHHHIIH", 0, 0, len(central), len(central),
+                                            len(directory), offset, 0))
+
+
+def write_torch_bomb(path, state, *, bomb_mib=3 << 10, declared=False):
+    """``state`` in torch.save's zip layout, except that storage record 0 is ``bomb_mib``
+    MiB of deflated zeros (a ~1 KB-per-MiB zip bomb). ``declared``: the pickle declares
+    that size for storage 0 too (else it declares the genuine tensor's)."""
+    first = next(iter(state))
+    shapes = {first: (bomb_mib << 18,)} if declared else None
+    data_pkl, storages = state_dict_pickle(state, shapes=shapes)
+    members = [("archive/data.pkl", data_pkl), ("archive/byteorder", b"little"),
+               ("archive/data/0", _deflated_zeros(bomb_mib), ZEROS_CRC32[bomb_mib], bomb_mib << 20)]
+    members += [(f"archive/data/{key}", raw) for key, raw in enumerate(storages) if key]
+    members.append(("archive/version", b"3\n"))
+    write_zip(path, members)
+
+
+_LEGACY_HEAD = b"\x80\x02" + _long(_LEGACY_MAGIC) + b"."
+# zlib.crc32(bytes(3 << 30), zlib.crc32(_LEGACY_HEAD))
+_LEGACY_HEAD_ZEROS_CRC32 = 0x23164F42
+
+
+def write_wrapped_bomb(path):
+    """A ``.pth.zip`` whose one member starts like a legacy torch.save file (the magic
+    number) and then inflates to 3 GiB of zeros, from ~3 MB (valid stream, right CRC)."""
+    start = zlib.compressobj(9, zlib.DEFLATED, -15)
+    chunks = [start.compress(_LEGACY_HEAD) + start.flush(zlib.Z_FULL_FLUSH)] + _deflated_zeros(3 << 10)
+    write_zip(path, [("bomb.pth", chunks, _LEGACY_HEAD_ZEROS_CRC32, len(_LEGACY_HEAD) + (3 << 30))])
+
+
+# Read a checkpoint in a fresh interpreter (``python -c MEASURE_READ PATH``) and print, as
+# JSON, the growth of the peak RSS in bytes (``VmHWM`` minus ``VmRSS`` before the read: an
+# upper bound; getrusage's ru_maxrss would also hold the peak of the process that forked
+# it, Linux keeps it across exec), the seconds, the error raised if any, and the tensor bytes.
+MEASURE_READ = """
+import json, sys, time
+from keras_resnet.weights import checkpoint
+
+def status_kib(field):
+    with open("/proc/self/status") as f:
+        return next(int(line.split()[1]) for line in f if line.startswith(field + ":"))
+
+before = status_kib("VmRSS")
+start = time.monotonic()
+try:
+    state = checkpoint.read_checkpoint(sys.argv[1])
+    error, nbytes = None, sum(v.nbytes for v in state.values())
+except Exception as e:
+    error, nbytes = f"{type(e).__name__}: {e}", 0
+print(json.dumps({"growth": (status_kib("VmHWM") - before) << 10,
+                  "seconds": time.monotonic() - start, "error": error, "bytes": nbytes}))
+"""
+
+_TF_ROLES = {"gamma": "weight", "beta": "bias", "moving_mean": "running_mean",
+             "moving_variance": "running_var", "bias": "bias"}
+
+
+def tf2cv_tensor_for(weight_name, shape):
+    """The value of tf2cv weight ``weight_name`` (HWIO kernels, Dense in x out, BN gamma /
+    beta / moving statistics), deterministic like :func:`tensor_for` and with its roles."""
+    shape = tuple(int(d) for d in shape)
+    leaf = weight_name.split(":", 1)[0].rsplit("/", 1)[-1]
+    if leaf == "kernel" and len(shape) == 4:  # He-normal over h * w * in, as OIHW would be
+        return tensor_for(f"{weight_name}.weight", (shape[3], shape[2], shape[0], shape[1])).transpose(2, 3, 1, 0)
+    if leaf == "kernel":
+        return tensor_for(f"{weight_name}.weight", shape[::-1]).T
+    return tensor_for(f"{weight_name}.{_TF_ROLES[leaf]}", shape)
+
+
+def write_tf2cv_h5(path, manifest):
+    """A tf2cv ``.tf2.h5`` as tf.keras 2's ``save_weights`` lays it out: root attributes
+    ``layer_names``; per top-level layer a group listing ``weight_names``, each array stored at
+    its weight name's path. ``manifest``: ``[[layer, [[weight name, shape], ...]], ...]``."""
+    import h5py
+
+    with h5py.File(path, "w") as f:
+        f.attrs["backend"] = "tensorflow"
+        f.attrs["keras_version"] = "2.21.0"
+        f.attrs["layer_names"] = np.array([layer.encode() for layer, _ in manifest])
+        for layer, weights in manifest:
+            group = f.create_group(layer)
+            group.attrs["weight_names"] = np.array([name.encode() for name, _ in weights])
+            for name, shape in weights:
+                group.create_dataset(name, data=tf2cv_tensor_for(name, shape))

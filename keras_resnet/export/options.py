@@ -128,9 +128,28 @@ def model_preprocessing(model) -> str | None:
     return None
 
 
+def weight_set_preprocessing(weight_set) -> str:
+    """The preprocessing mode that normalises as a published set's publisher did: "torch"
+    for ImageNet's mean / std on [0, 1] (torchvision, timm, akamaster's CIFAR sets);
+    ``ValueError`` for other mean / std (CIFAR statistics), which no mode has."""
+    from keras_resnet.preprocessing import MODES
+    from keras_resnet.weights.published import IMAGENET_MEAN, IMAGENET_STD
+
+    t = weight_set.transform
+    if (tuple(t.mean), tuple(t.std)) == (IMAGENET_MEAN, IMAGENET_STD):
+        return "torch"
+    raise ValueError(
+        f"preprocessing must be given for a model loaded from {weight_set.name}: its publisher "
+        f"normalises with mean {t.mean} / std {t.std}, which none of {MODES} does. "
+        "Received: preprocessing=None")
+
+
 def _resolve_preprocessing(model, preprocessing):
     from keras_resnet.preprocessing import MODES
+    from keras_resnet.weights import weight_set_of
 
+    if preprocessing is None and weight_set_of(model) is not None:
+        preprocessing = weight_set_preprocessing(weight_set_of(model))
     if preprocessing is None:
         preprocessing = model_preprocessing(model)
         if preprocessing is None:

@@ -67,34 +67,76 @@ def check_weights_argument(weights) -> str | None:
             f"weights must be None, 'imagenet' or the path of an existing weights file. "
             f"Received: weights={weights!r} (no such file)"
         )
-    if not (path.endswith(".h5") or path.endswith(".hdf5") or path.endswith(".keras")):
-        from keras_resnet.weights.checkpoint import ACCEPTED_FORMATS, file_format
+    from keras_resnet.weights.checkpoint import ACCEPTED_FORMATS, file_format
 
-        fmt = file_format(path)
+    fmt = file_format(path)
+    if fmt == "wrapped hdf5":  # osmr's .tf2.h5.zip: read from memory when loaded
+        with _open_h5(path) as f:
+            check_h5_sizes(f, path)
+        return path
+    if not (path.endswith(".h5") or path.endswith(".hdf5") or path.endswith(".keras")):
         raise ValueError(
             f"weights must be {ACCEPTED_FORMATS}. Received: weights={weights!r}"
             + (f" (a {fmt} file without a Keras name)" if fmt else " (none of these)")
         )
+    if not path.endswith(".keras"):
+        try:
+            with _open_h5(path) as f:
+                check_h5_sizes(f, path)
+        except OSError as e:
+            raise ValueError(f"weights is not a readable HDF5 file ({e}). Received: weights={weights!r}") from e
     return path
 
 
-def _legacy_layers(path):
-    """{layer name: [arrays]} of a legacy (tf.keras / keras.applications) HDF5 weights file,
-    or None if the file is not in that format."""
+def _open_h5(path):
+    """An HDF5 file, or the one ``.h5`` inside a zip wrapper (read into memory within the
+    size bounds of :func:`keras_resnet.weights.checkpoint.read_wrapped`)."""
+    import io
+    import zipfile
+
     import h5py
 
-    with h5py.File(path, "r") as f:
-        g = f["model_weights"] if "model_weights" in f else f
-        if "layer_names" not in g.attrs:
-            return None
-        out = {}
-        for lname in g.attrs["layer_names"]:
-            lname = lname.decode() if isinstance(lname, bytes) else lname
-            lg = g[lname]
-            names = [n.decode() if isinstance(n, bytes) else n for n in lg.attrs["weight_names"]]
-            if names:
-                out[lname] = [lg[n][()] for n in names]
-        return out
+    if zipfile.is_zipfile(path):
+        from keras_resnet.weights.checkpoint import read_wrapped
+
+        return h5py.File(io.BytesIO(read_wrapped(path)[1]), "r")
+    return h5py.File(path, "r")
+
+
+def check_h5_sizes(f, path: str) -> None:
+    """Refuse an open HDF5 file any of whose datasets declares more bytes than
+    :data:`~keras_resnet.weights.torch_pickle.MAX_COMPRESSION_RATIO` times the file's size
+    (a compressed or never-written dataset: reading it would allocate that much)."""
+    import h5py
+
+    from keras_resnet.weights.torch_pickle import MAX_COMPRESSION_RATIO
+
+    limit = max(1 << 20, MAX_COMPRESSION_RATIO * os.path.getsize(path))
+
+    def visit(name, obj):
+        if isinstance(obj, h5py.Dataset) and obj.size * obj.dtype.itemsize > limit:
+            raise ValueError(
+                f"weights file dataset {name!r} declares {obj.size * obj.dtype.itemsize} bytes "
+                f"(shape {obj.shape}) in a {os.path.getsize(path)}-byte file; refusing to read "
+                f"it. Received: weights={path!r}")
+
+    f.visititems(visit)
+
+
+def _legacy_layers(f):
+    """{layer name: [datasets]} of an open legacy (tf.keras / keras.applications) HDF5
+    weights file, or None if the file is not in that format. Nothing is read yet."""
+    g = f["model_weights"] if "model_weights" in f else f
+    if "layer_names" not in g.attrs:
+        return None
+    out = {}
+    for lname in g.attrs["layer_names"]:
+        lname = lname.decode() if isinstance(lname, bytes) else lname
+        lg = g[lname]
+        names = [n.decode() if isinstance(n, bytes) else n for n in lg.attrs["weight_names"]]
+        if names:
+            out[lname] = [lg[n] for n in names]
+    return out
 
 
 def load_weights(model, path: str) -> None:
@@ -103,18 +145,27 @@ def load_weights(model, path: str) -> None:
     Legacy ``.h5`` (keras.applications' published files, ``tf_keras`` ``save_weights``) is
     matched by layer name, so files with or without top load into models with or without
     top; every layer of the model that holds weights must be in the file with the same
-    shapes, else a ``ValueError`` names the layer. Keras 3 ``.weights.h5`` / ``.keras`` files
-    go through ``model.load_weights``.
+    shapes (compared before any dataset is read), else a ``ValueError`` names the layer.
+    Keras 3 ``.weights.h5`` / ``.keras`` files go through ``model.load_weights``. An HDF5
+    file whose datasets declare far more bytes than the file holds is refused first
+    (:func:`check_h5_sizes`).
     """
-    stored = _legacy_layers(path) if not path.endswith(".keras") else None
-    if stored is None:
-        try:
-            model.load_weights(path)
-        except ValueError as e:
-            raise ValueError(
-                f"weights file does not match the model ({e}). Received: weights={path!r}"
-            ) from e
-        return
+    if not path.endswith(".keras"):
+        with _open_h5(path) as f:
+            check_h5_sizes(f, path)
+            stored = _legacy_layers(f)
+            if stored is not None:
+                _load_legacy(model, stored, path)
+                return
+    try:
+        model.load_weights(path)
+    except ValueError as e:
+        raise ValueError(
+            f"weights file does not match the model ({e}). Received: weights={path!r}"
+        ) from e
+
+
+def _load_legacy(model, stored, path):
     assignments = []
     for layer in model.layers:
         if not layer.weights:
@@ -124,20 +175,22 @@ def load_weights(model, path: str) -> None:
                 f"weights file has no weights for layer {layer.name!r} of model "
                 f"{model.name!r}. Received: weights={path!r}"
             )
-        values = stored[layer.name]
+        datasets = stored[layer.name]
         expected = [tuple(w.shape) for w in layer.weights]
-        got = [tuple(v.shape) for v in values]
+        got = [tuple(d.shape) for d in datasets]
         if expected != got:
             raise ValueError(
                 f"weights file does not match layer {layer.name!r}: file shapes {got}, "
                 f"model shapes {expected}. Received: weights={path!r}"
             )
-        assignments.append((layer, values))
+        assignments.append((layer, datasets))
     model_names = {layer.name for layer in model.layers}
     extra = sorted(set(stored) - model_names - {"predictions"})
     if extra:
         raise ValueError(
             f"weights file has layers the model lacks, e.g. {extra[:3]}. Received: weights={path!r}"
         )
-    for layer, values in assignments:  # nothing is assigned until every layer has matched
-        layer.set_weights(values)
+    # shapes matched: now read (bounded by check_h5_sizes), then assign all at once
+    values = [(layer, [d[()] for d in datasets]) for layer, datasets in assignments]
+    for layer, arrays in values:
+        layer.set_weights(arrays)

@@ -70,7 +70,7 @@ def _is_safetensors(head: bytes, size: int) -> bool:
 
 def _sniff_file(f, size: int, *, nested: bool = False) -> str | None:
     """The format of an open binary file: "torch zip", "torch legacy", "safetensors",
-    "hdf5", "keras", "wrapped" (a zip of one checkpoint) or None."""
+    "hdf5", "keras", "wrapped" (a zip of one checkpoint), "wrapped hdf5" or None."""
     from keras_resnet.weights import torch_pickle
 
     head = _head(f)
@@ -94,6 +94,8 @@ def _sniff_file(f, size: int, *, nested: bool = False) -> str | None:
             return None
         with z.open(infos[0]) as member:
             inner = _sniff_member(member, infos[0])
+        if inner == "hdf5":
+            return "wrapped hdf5"
         return "wrapped" if inner in _TENSOR_FORMATS else None
 
 
@@ -117,7 +119,8 @@ _TENSOR_FORMATS = ("torch zip", "torch legacy", "safetensors")
 
 def file_format(path) -> str | None:
     """What ``path`` holds, judged by content: "torch zip", "torch legacy", "safetensors",
-    "wrapped" (a zip of one checkpoint), "hdf5", "keras" (a ``.keras`` archive), or None
+    "wrapped" (a zip of one checkpoint), "hdf5", "wrapped hdf5" (a zip of one ``.h5``:
+    osmr's ``.tf2.h5.zip``), "keras" (a ``.keras`` archive), or None
     (not a file, or none of these)."""
     path = os.fspath(path)
     if not os.path.isfile(path):
@@ -186,15 +189,24 @@ def _read_safetensors(data_or_path, source) -> Checkpoint:
     return Checkpoint(dict(state), "safetensors")
 
 
-def _read_wrapped(path) -> Checkpoint:
-    """The one checkpoint inside a zip (osmr's ``.pth.zip``), read into memory after
-    checking its declared sizes (no extraction to disk)."""
+def read_wrapped(path) -> tuple[str, bytearray]:
+    """``(member name, bytes)`` of the one file inside a zip wrapper (osmr's ``.pth.zip``
+    / ``.tf2.h5.zip``), read into memory after checking its declared sizes against the
+    bounds of :func:`keras_resnet.weights.torch_pickle.check_zip_record` (no extraction
+    to disk)."""
     from keras_resnet.weights import torch_pickle
 
     with zipfile.ZipFile(path) as z:
-        (info,) = [i for i in z.infolist() if not i.is_dir()]
-        data = torch_pickle.read_zip_record(z, info.filename, None, path)
-    source = f"{path}:{info.filename}"
+        files = [i for i in z.infolist() if not i.is_dir()]
+        if len(files) != 1:
+            raise ValueError(f"{path} is a zip of {len(files)} files, not a wrapper of one "
+                             f"checkpoint; weights must be {ACCEPTED_FORMATS}")
+        return files[0].filename, torch_pickle.read_zip_record(z, files[0].filename, None, path)
+
+
+def _read_wrapped(path) -> Checkpoint:
+    name, data = read_wrapped(path)
+    source = f"{path}:{name}"
     f = io.BytesIO(data)
     fmt = _sniff_file(f, len(data), nested=True)
     if fmt == "safetensors":

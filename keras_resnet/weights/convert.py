@@ -10,7 +10,9 @@ takes (:func:`torch_prefix`), and one small ``port_*`` function per layer kind c
 - classifier: ``fc.weight`` (out, in) -> ``predictions`` kernel (in, out);
 - squeeze-and-excitation (timm ``se.fc1`` / ``se.fc2``, 1x1 convs with bias);
 - the v1d shortcut (timm ``downsample.0`` is the average pool, so its conv and BN are
-  ``downsample.1`` / ``downsample.2``).
+  ``downsample.1`` / ``downsample.2``);
+- other publishers' module paths (:data:`LAYOUTS`): akamaster's CIFAR ResNets (classifier
+  ``linear``), osmr's pytorchcv CIFAR ResNets and PreResNets.
 
 Every source tensor is used exactly once and every model variable is set; otherwise a
 ``ValueError`` names the first unmatched tensor or variable and both shapes. Nothing is
@@ -46,7 +48,7 @@ CLASSIFIER = "fc"
 _DEEP_STEM = {"1": ("conv1.0", "conv1.1"), "2": ("conv1.3", "conv1.4"), "3": ("conv1.6", "bn1")}
 
 
-def torch_prefix(layer_name: str, *, avg_down: bool) -> str:
+def torch_prefix(layer_name: str, *, avg_down: bool, preact: bool = False) -> str:
     """The torchvision / timm module path of one of our layers (``conv3_block2_1_conv`` ->
     ``layer2.1.conv1``); ``ValueError`` for a layer torch ResNets do not have."""
     if layer_name == "predictions":
@@ -219,19 +221,77 @@ def _porter_for(layer):
     raise ValueError(f"layer {layer.name!r} ({type(layer).__name__}) has no converter")
 
 
-def classifier_outputs(state: dict[str, np.ndarray]) -> int | None:
+def akamaster_prefix(layer_name: str, *, avg_down: bool = False, preact: bool = False) -> str:
+    """akamaster/pytorch_resnet_cifar10's module path (``resnet.py``): torchvision's, with
+    the classifier named ``linear`` (option A shortcuts hold no tensors)."""
+    return "linear" if layer_name == "predictions" else torch_prefix(layer_name, avg_down=avg_down)
+
+
+def pytorchcv_prefix(layer_name: str, *, avg_down: bool = False, preact: bool = False) -> str:
+    """osmr's pytorchcv module path (``resnet_cifar.py`` / ``preresnet_cifar.py``) of one of
+    our CIFAR layers: ``features.init_block`` (a ConvBlock ``.conv`` / ``.bn``; a bare conv in
+    PreResNet), ``features.stage{s}.unit{u}.body.conv{k}`` (ConvBlock: conv, then bn; the
+    PreResNet PreConvBlock: bn before its conv, so our BN after conv k is its conv k+1's),
+    ``identity_conv`` (the projection), ``features.post_activ.bn`` and ``output``.
+    PreResNet's stem conv and projections are bare convs (``features.init_block``,
+    ``identity_conv``), ResNet's ConvBlocks (``.conv`` / ``.bn``)."""
+    if layer_name == "predictions":
+        return "output"
+    if layer_name == "post_bn":
+        return "features.post_activ.bn"
+    m = re.fullmatch(r"conv1_(conv|bn)", layer_name)
+    if m:
+        return "features.init_block" if preact else f"features.init_block.{m.group(1)}"
+    m = re.fullmatch(r"conv(\d+)_block(\d+)_(.+)", layer_name)
+    if m:
+        unit = f"features.stage{int(m.group(1)) - 1}.unit{m.group(2)}"
+        part = m.group(3)
+        if part == "preact_bn":
+            return f"{unit}.body.conv1.bn"
+        k = re.fullmatch(r"([0123])_(conv|bn)", part)
+        if k and k.group(1) == "0":
+            return f"{unit}.identity_conv" if preact else f"{unit}.identity_conv.{k.group(2)}"
+        if k:
+            index = int(k.group(1)) + (preact and k.group(2) == "bn")
+            return f"{unit}.body.conv{index}.{k.group(2)}"
+    raise ValueError(f"layer {layer_name!r} has no counterpart in a pytorchcv CIFAR ResNet")
+
+
+# How a publisher's state dict names the module of each of our layers, and its classifier
+# (WeightSet.layout names one of these).
+LAYOUTS = {
+    "torchvision": (torch_prefix, CLASSIFIER),  # torchvision, timm, chenyaofo
+    "akamaster": (akamaster_prefix, "linear"),
+    "pytorchcv": (pytorchcv_prefix, "output"),
+}
+
+
+def detect_layout(state: dict) -> str:
+    """The layout (a key of :data:`LAYOUTS`) whose classifier / stem names ``state`` has,
+    under any prefix shared by every name."""
+    for prefix in shared_prefixes(state):
+        names = {k[len(prefix):] for k in state}
+        if "linear.weight" in names and f"{CLASSIFIER}.weight" not in names:
+            return "akamaster"
+        if any(n.startswith("features.init_block") for n in names):
+            return "pytorchcv"
+    return "torchvision"
+
+
+def classifier_outputs(state: dict[str, np.ndarray], layout: str | None = None) -> int | None:
     """How many classes the checkpoint's classifier has (None without one), under any
     prefix shared by every name."""
-    w = next((state[p + f"{CLASSIFIER}.weight"] for p in shared_prefixes(state)
-              if p + f"{CLASSIFIER}.weight" in state), None)
+    weight = f"{LAYOUTS[layout or detect_layout(state)][1]}.weight"
+    w = next((state[p + weight] for p in shared_prefixes(state) if p + weight in state), None)
     return None if w is None else int(w.shape[0])
 
 
 def port_torch_state(model, state: dict[str, np.ndarray], *, source: str = "checkpoint",
-                     skip_classifier: bool = False) -> Porter:
+                     skip_classifier: bool = False, layout: str | None = None) -> Porter:
     """Match a torchvision / timm ``state`` to ``model`` and return the checked
     :class:`Porter` (call ``.apply()`` to assign). A model without top, or
-    ``skip_classifier=True``, leaves the checkpoint's ``fc`` out (fine-tuning a new head)."""
+    ``skip_classifier=True``, leaves the checkpoint's ``fc`` out (fine-tuning a new head).
+    ``layout``: how the state names its tensors (:data:`LAYOUTS`; None: detected)."""
     import keras
 
     from keras_resnet.utils import all_layers
@@ -241,13 +301,15 @@ def port_torch_state(model, state: dict[str, np.ndarray], *, source: str = "chec
     avg_down = any(isinstance(layer, keras.layers.AveragePooling2D)
                    and re.fullmatch(r"conv\d+_block\d+_0_pool", layer.name)
                    for layer in all_layers(model))
+    preact = any(layer.name == "post_bn" for layer in layers)  # pre-activation (He et al. 2016)
+    prefix_of, classifier = LAYOUTS[layout or detect_layout(state)]
     p = Porter(state, source)
     has_top = any(layer.name == "predictions" for layer in layers)
     if not has_top or skip_classifier:
-        p.skip(CLASSIFIER)
+        p.skip(classifier)
     for layer in layers:
         if layer.name == "predictions" and skip_classifier:
             continue
-        _porter_for(layer)(p, layer, torch_prefix(layer.name, avg_down=avg_down))
+        _porter_for(layer)(p, layer, prefix_of(layer.name, avg_down=avg_down, preact=preact))
     p.check_all_used()
     return p

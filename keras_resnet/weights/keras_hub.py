@@ -68,8 +68,11 @@ def read_preset(path) -> tuple[dict, dict[str, np.ndarray]]:
     path = os.fspath(path)
     with open(os.path.join(path, CONFIG)) as f:
         config = json.load(f)
+    from keras_resnet.weights.applications import check_h5_sizes
+
     state = {}
     with h5py.File(os.path.join(path, WEIGHTS), "r") as f:
+        check_h5_sizes(f, os.path.join(path, WEIGHTS))
         for group in f.get("layers", {}).values():
             variables = group.get("vars")
             if variables is None or not len(variables):

@@ -15,8 +15,20 @@ and how it is loaded afterwards.
   ``"torchvision:IMAGENET1K_V1"`` / ``"...V2"``, ``"timm:<tag>"``
   (:mod:`keras_resnet.weights.published`), downloaded once into Keras' cache folder.
 
-A model loaded from a named set carries the set and its eval transform
-(:func:`weight_set_of`, :func:`transform_of`).
+A published file is recognised by its content wherever it lies and whatever it is called
+now (the sha256 or, for osmr's, SHA-1 prefix of its published name,
+:func:`keras_resnet.weights.published.set_of_file`): it loads as its set. A published file
+name (``"resnet20-12fca82f.th"``) is looked up in Keras' cache folder first.
+
+CIFAR models (:func:`plan_cifar`) take the CIFAR sets (``"akamaster"``,
+``"chenyaofo:cifar10"`` ...): the set decides the builder options the publisher's
+architecture needs (option A or B, the side the zero channels go, BN epsilon) and the
+classes; options passed that contradict it are a ``ValueError``.
+
+A model loaded from a published set carries it as the public attribute
+``model.weight_set`` (a :class:`~keras_resnet.weights.published.WeightSet`: name, URL,
+license, published top-1, eval transform; timm's ``model.pretrained_cfg``), read by
+:func:`weight_set_of` and :func:`transform_of`; it is not saved with the model.
 """
 
 from __future__ import annotations
@@ -24,7 +36,7 @@ from __future__ import annotations
 import dataclasses
 import os
 
-from keras_resnet.weights import applications, checkpoint, convert, download, keras_hub, published
+from keras_resnet.weights import applications, checkpoint, convert, download, keras_hub, published, tf2cv
 
 _STRUCTURAL = applications._STRUCTURAL
 
@@ -40,6 +52,8 @@ class Plan:
     variant: str | None = None
     state: dict | None = None  # a keras-hub preset read while checking it, loaded once built
     opened: checkpoint.Checkpoint | None = None  # a checkpoint read while checking it
+    options: dict = dataclasses.field(default_factory=dict)  # CIFAR: the builder options
+    classes: int | None = None  # CIFAR: the classes the model gets
 
 
 def named_model_for(depth: int, variant: str, options: dict) -> str | None:
@@ -82,6 +96,15 @@ def plan(weights, *, depth: int, variant: str, options: dict, include_top: bool,
         ws = published.find_set(name, weights)
         _check_classes(1000, include_top, classes, weights)
         return Plan("set", weight_set=ws)
+    ws, path = resolve_file(weights)
+    if ws is not None:
+        if ws.model == named_model_for(depth, variant, options):
+            _check_classes(ws.classes, include_top, classes, weights)
+            return Plan("set", weight_set=ws, path=path)
+        if path is None:  # a published file name that is no local file
+            raise ValueError(
+                f"weights={weights!r} is the file of {ws.name} for {ws.model}, not of "
+                f"depth={depth}, variant={variant!r} with these options. Received: weights={weights!r}")
     if isinstance(weights, (str, os.PathLike)) and checkpoint.is_checkpoint(weights):
         path = os.fspath(weights)
         opened = checkpoint.open_checkpoint(path)
@@ -91,6 +114,74 @@ def plan(weights, *, depth: int, variant: str, options: dict, include_top: bool,
         return _plan_keras_hub(os.fspath(weights), depth, variant, options, include_top)
     path = applications.check_weights_argument(weights)
     return Plan("keras", path=path)
+
+
+def resolve_file(weights) -> tuple[published.WeightSet | None, str | None]:
+    """``(set, local path)`` for a ``weights`` that is a published set's file: an existing
+    file whose hash is a set's (any name), or a set's published file name that is no local
+    file (then the cache, see :func:`fetch_set`, path None). ``(None, None)`` otherwise."""
+    if not isinstance(weights, (str, os.PathLike)):
+        return None, None
+    path = os.fspath(weights)
+    if os.path.isfile(path):
+        return published.set_of_file(path), path
+    return published.set_of_file_name(path), None
+
+
+def cifar_model_name(depth: int, variant: str) -> str | None:
+    """Our named CIFAR model of this depth and variant ("ResNet20", "ResNet164V2"), if any."""
+    from keras_resnet import specs
+
+    return next((spec.name for spec in specs.MODELS.values() if (spec.family, spec.variant,
+                 spec.depth) == ("cifar", variant, depth)), None)
+
+
+def plan_cifar(weights, *, depth: int, variant: str, options: dict, include_top: bool,
+               classes: int | None) -> Plan:
+    """Validate ``weights`` for ``CifarResNet(depth, variant=..., **options)`` before
+    building. A published set (by name, file name or content) fills in the builder options
+    its publisher's architecture needs and its classes; an option or ``classes`` that
+    contradicts the set is a ``ValueError``. The returned plan's ``options`` and
+    ``classes`` are what to build with (``classes`` None: 10)."""
+    p = None
+    if weights is not None and published.is_set_name(weights):
+        name = cifar_model_name(depth, variant)
+        if name is None:
+            raise ValueError(
+                f"weights={weights!r} needs one of the named models of 'keras-resnet list "
+                f"--weights'; depth={depth}, variant={variant!r} is none. Received: weights={weights!r}")
+        p = Plan("set", weight_set=published.find_set(name, weights))
+    else:
+        ws, path = resolve_file(weights)
+        if ws is not None:
+            name = cifar_model_name(depth, variant)
+            if ws.model != name:
+                raise ValueError(
+                    f"weights={weights!r} is the file of {ws.name} for {ws.model}; the model is "
+                    f"{name or f'depth={depth}, variant={variant!r}'}. Received: weights={weights!r}")
+            p = Plan("set", weight_set=ws, path=path)
+    if p is None:  # no published set: a checkpoint, osmr tf2cv or Keras file, as ResNet's
+        if isinstance(weights, (str, os.PathLike)) and tf2cv.is_tf2cv(weights):
+            opened = open_weights(os.fspath(weights))
+            _check_classes(convert.classifier_outputs(opened.state), include_top, classes or 10,
+                           weights)
+            p = Plan("checkpoint", path=os.fspath(weights), opened=opened)
+        else:
+            p = plan(weights, depth=depth, variant=variant, options=options,
+                     include_top=include_top, classes=classes or 10)
+        return dataclasses.replace(p or Plan("none"), options=dict(options), classes=classes)
+    ws = p.weight_set
+    merged = dict(options)
+    for key, value in ws.options:
+        if key in options and options[key] != value:
+            raise ValueError(
+                f"{key}={options[key]!r} contradicts weights={weights!r}: {ws.name} ({ws.model}) "
+                f"needs {key}={value!r}; leave {key} out. Received: {key}={options[key]!r}")
+        merged[key] = value
+    if classes is not None:
+        _check_classes(ws.classes, include_top, classes, weights)
+    p.options, p.classes = merged, ws.classes
+    return p
 
 
 def _plan_keras_hub(path, depth, variant, options, include_top):
@@ -107,12 +198,24 @@ def _plan_keras_hub(path, depth, variant, options, include_top):
     return Plan("keras_hub", path=path, state=state)
 
 
-def load_checkpoint(model, path: str, *, skip_classifier: bool = False, state=None) -> dict:
-    """Load a torchvision / timm checkpoint into ``model`` (built with the same architecture).
+def open_weights(path: str) -> checkpoint.Checkpoint:
+    """A torch / safetensors checkpoint (:func:`~keras_resnet.weights.checkpoint.open_checkpoint`)
+    or an osmr tf2cv file (:mod:`~keras_resnet.weights.tf2cv`, read into pytorchcv's names)."""
+    if tf2cv.is_tf2cv(path):
+        return checkpoint.Checkpoint(tf2cv.read_state(path), "tf2cv hdf5")
+    return checkpoint.open_checkpoint(path)
+
+
+def load_checkpoint(model, path: str, *, skip_classifier: bool = False, state=None,
+                    layout: str | None = None) -> dict:
+    """Load a torchvision / timm / CIFAR publisher's checkpoint into ``model`` (built with the
+    same architecture).
 
     ``skip_classifier=True`` loads everything but the checkpoint's ``fc`` and leaves the
     model's ``predictions`` layer as initialised: the option for fine-tuning with a head of
-    another size. ``state``: the checkpoint already read, a
+    another size. ``layout``: how it names its tensors
+    (:data:`~keras_resnet.weights.convert.LAYOUTS`; None: detected from the names).
+    ``state``: the checkpoint already read, a
     :class:`~keras_resnet.weights.checkpoint.Checkpoint` or a state dict (else it is read
     from ``path``). Returns the load report: ``{"tensors": matched source tensors,
     "variables": model variables set, "ignored": bookkeeping / classifier tensors left out,
@@ -121,12 +224,12 @@ def load_checkpoint(model, path: str, *, skip_classifier: bool = False, state=No
     (epoch, optimizer, ...)}``.
     """
     if state is None:
-        state = checkpoint.open_checkpoint(path)
+        state = open_weights(path)
     if not isinstance(state, checkpoint.Checkpoint):
         state = checkpoint.Checkpoint(state, "state dict")
     porter = convert.port_torch_state(model, state.state,
                                       source=f"checkpoint {os.path.basename(path)}",
-                                      skip_classifier=skip_classifier)
+                                      skip_classifier=skip_classifier, layout=layout)
     porter.apply()
     return {"tensors": len(porter.assignments), "variables": len(porter.assignments),
             "ignored": len(state.state) - len(porter.assignments), "prefix": porter.prefix or "",
@@ -134,13 +237,17 @@ def load_checkpoint(model, path: str, *, skip_classifier: bool = False, state=No
 
 
 def fetch_set(ws: published.WeightSet) -> str:
-    """The cached file of a published set, downloaded (hash-checked) when missing."""
-    return download.fetch(ws.file_name, ws.url, ws.sha256_prefix)
+    """The cached file of a published set (``$KERAS_HOME/models/<published file name>``,
+    used offline when its hash checks), downloaded (hash-checked) when missing."""
+    return download.fetch(ws.file_name, ws.url, ws.hash_prefix, algorithm=ws.hash_algorithm,
+                          unzip=ws.zipped)
+
+
 
 
 def apply(p: Plan | None, model) -> None:
-    """Load what :func:`plan` checked into the built ``model``."""
-    if p is None:
+    """Load what :func:`plan` / :func:`plan_cifar` checked into the built ``model``."""
+    if p is None or p.kind == "none":
         return
     if p.kind == "imagenet":
         include_top = any(layer.name == "predictions" for layer in model.layers)
@@ -154,13 +261,17 @@ def apply(p: Plan | None, model) -> None:
         load_checkpoint(model, p.path, state=p.opened)
         p.opened = None
     else:
-        load_checkpoint(model, fetch_set(p.weight_set))
-        model._keras_resnet_weight_set = p.weight_set
+        ws = p.weight_set
+        path = p.path or fetch_set(ws)
+        load_checkpoint(model, path, layout=ws.layout)
+        model.weight_set = ws
 
 
 def weight_set_of(model) -> published.WeightSet | None:
-    """The published set ``model`` was loaded from (None for any other weights)."""
-    return getattr(model, "_keras_resnet_weight_set", None)
+    """The published set ``model`` was loaded from: its public ``model.weight_set``
+    (None for any other weights)."""
+    ws = getattr(model, "weight_set", None)
+    return ws if isinstance(ws, published.WeightSet) else None
 
 
 def transform_of(model) -> published.EvalTransform | None:

@@ -12,7 +12,7 @@ unpickler resolves only the few names a checkpoint uses to its own stand-ins:
 (PyTorch 0.3 / 0.4, the same without the ``requires_grad`` / hooks arguments) and
 ``_rebuild_parameter``, which build numpy arrays; the ``torch.*Storage`` types; and a few
 plain-data types that training scripts put beside the weights (``argparse.Namespace``,
-numpy scalars and arrays, ``torch.device``), which become inert placeholders whose
+numpy scalars and arrays, ``torch.device``, dtypes), which become inert placeholders whose
 arguments are never used. Any other name raises ``ValueError`` before it is looked up, so
 nothing the file names is imported or executed. A whole pickled ``nn.Module``
 (``torch.save(model)``) names its class (``torchvision.models.resnet.ResNet``,
@@ -23,13 +23,16 @@ uncompressed, in the zip layout) or element count (legacy layout) must equal the
 count the pickle declares for it; a compressed record is read only within
 :data:`MAX_COMPRESSION_RATIO` of its compressed size; tensors may not read past their
 storage, and all tensors together at most :data:`MAX_VIEW_AMPLIFICATION` times the bytes of
-their storages. Loading a file then peaks at about twice its tensors (the storages and the
-arrays cut from them).
+their storages. Each storage is read once into its own buffer; a tensor that covers its
+whole storage in order (every tensor of a state dict) is a view of that buffer, other
+tensors are copies. Loading a state dict thus peaks at about its tensors' size, and never
+above about twice the storages it reads.
 """
 
 from __future__ import annotations
 
 import collections
+import contextlib
 import io
 import os
 import pickle
@@ -125,11 +128,22 @@ class _TensorRef:
         flat = self.storage.array
         if not self.numel:
             return _to_float32(np.zeros(self.size, flat.dtype), self.storage.dtype)
+        if (self.numel == self.storage.numel and self.stride == _contiguous_strides(self.size)
+                and flat.flags.writeable):  # the whole storage in order: no copy
+            return _to_float32(flat.reshape(self.size), self.storage.dtype)
         itemsize = flat.dtype.itemsize
         view = np.lib.stride_tricks.as_strided(
             flat[self.offset:], shape=self.size,
             strides=tuple(s * itemsize for s in self.stride), writeable=False)
         return _to_float32(np.array(view), self.storage.dtype)
+
+
+def _contiguous_strides(size):
+    strides, step = [], 1
+    for n in reversed(size):
+        strides.append(step)
+        step *= max(n, 1)
+    return tuple(reversed(strides))
 
 
 def _rebuild_tensor(storage, storage_offset, size, stride, *_ignored):
@@ -167,6 +181,8 @@ class Opaque:
 
 _OPAQUE_NAMES = {
     ("argparse", "Namespace"), ("torch", "device"), ("torch", "Size"), ("_codecs", "encode"),
+    ("torch", "float32"), ("torch", "float16"), ("torch", "bfloat16"), ("torch", "float64"),
+    ("torch", "int64"), ("torch", "int32"), ("torch", "uint8"), ("torch", "bool"),
     ("numpy", "dtype"), ("numpy", "ndarray"), ("numpy.core.multiarray", "scalar"),
     ("numpy._core.multiarray", "scalar"), ("numpy.core.multiarray", "_reconstruct"),
     ("numpy._core.multiarray", "_reconstruct"),
@@ -238,11 +254,10 @@ def _read_exactly(f, size: int, what: str) -> bytearray:
     view = memoryview(buf)
     pos = 0
     while pos < size:
-        chunk = f.read(min(_CHUNK, size - pos))
-        if not chunk:
+        n = f.readinto(view[pos:pos + min(_CHUNK, size - pos)])
+        if not n:
             raise ValueError(f"{what} is truncated ({pos} of {size} bytes)")
-        view[pos:pos + len(chunk)] = chunk
-        pos += len(chunk)
+        pos += n
     return buf
 
 
@@ -306,16 +321,18 @@ def _load_zip(z: zipfile.ZipFile, source: str) -> object:
     return _unpickle(io.BytesIO(data_pkl), load_storage, source)
 
 
-def _load_legacy(data: memoryview, source: str) -> object:
+def _load_legacy(f, source: str) -> object:
     """The pre-1.6 layout: magic, protocol and system-info pickles, the object pickle, the
     list of storage keys, then each storage as an int64 element count and its raw bytes.
-    Each count must equal the one the pickle declared for that storage."""
-    stream = io.BytesIO(data)
+    Each count must equal the one the pickle declared for that storage, and fit in what is
+    left of the file, before its buffer is allocated."""
+    file_size = f.seek(0, io.SEEK_END)
+    f.seek(0)
     try:
-        if _RestrictedUnpickler(stream, _no_storage, source).load() != LEGACY_MAGIC:
+        if _RestrictedUnpickler(f, _no_storage, source).load() != LEGACY_MAGIC:
             raise ValueError(f"{source} is neither a zip nor a legacy torch.save file")
-        _RestrictedUnpickler(stream, _no_storage, source).load()  # protocol version
-        _RestrictedUnpickler(stream, _no_storage, source).load()  # system info
+        _RestrictedUnpickler(f, _no_storage, source).load()  # protocol version
+        _RestrictedUnpickler(f, _no_storage, source).load()  # system info
     except ValueError:
         raise
     except Exception as e:
@@ -340,28 +357,26 @@ def _load_legacy(data: memoryview, source: str) -> object:
         views.append((sliced, pending[key], view[1]))
         return sliced
 
-    obj = _unpickle(stream, load_storage, source)
-    keys = _unpickle(stream, _no_storage, source)
+    obj = _unpickle(f, load_storage, source)
+    keys = _unpickle(f, _no_storage, source)
     if not isinstance(keys, list):
         raise ValueError(f"{source}: the legacy storage list is not a list")
-    pos = stream.tell()
     for key in keys:
         if key not in pending:
             raise ValueError(f"{source} lists an unknown storage {key!r:.80}")
         storage = pending[key]
-        if pos + 8 > len(data):
+        header = f.read(8)
+        if len(header) != 8:
             raise ValueError(f"{source}: storage {key!r} is truncated")
-        (count,) = struct.unpack("<q", data[pos:pos + 8])
+        (count,) = struct.unpack("<q", header)
         if count != storage.numel:
             raise ValueError(
                 f"{source}: storage {key!r} holds {count} items but the checkpoint declares "
                 f"{storage.numel}; refusing to read it")
-        pos += 8
-        end = pos + storage.nbytes
-        if end > len(data):
+        if storage.nbytes > file_size - f.tell():
             raise ValueError(f"{source}: storage {key!r} is truncated")
-        storage.array = np.frombuffer(data[pos:end], _numpy_dtype(storage.dtype).newbyteorder("<"))
-        pos = end
+        raw = _read_exactly(f, storage.nbytes, f"{source}: storage {key!r}")
+        storage.array = np.frombuffer(raw, _numpy_dtype(storage.dtype).newbyteorder("<"))
     for sliced, root, offset in views:
         if root.array is None:
             raise ValueError(f"{source}: a storage view points at a storage that is not stored")
@@ -428,6 +443,11 @@ def is_legacy(head: bytes) -> bool:
     return head[:1] == b"\x80" and LEGACY_MAGIC_BYTES in head[:32]
 
 
+@contextlib.contextmanager
+def _kept_open(f):
+    yield f
+
+
 def load_torch_file(file, *, source: str | None = None) -> object:
     """The object ``torch.save`` wrote to ``file`` (a path or a seekable binary file; zip or
     legacy layout), tensors as numpy arrays, read without torch. ``ValueError`` naming
@@ -439,15 +459,11 @@ def load_torch_file(file, *, source: str | None = None) -> object:
         if zipfile.is_zipfile(file):
             with zipfile.ZipFile(file) as z:
                 return _materialize(_load_zip(z, source), source)
-        if isinstance(file, (str, os.PathLike)):
-            with open(file, "rb") as f:
-                data = f.read()
-        else:
-            file.seek(0)
-            data = file.read()
-        if not is_legacy(bytes(data[:32])):
-            raise ValueError(f"{source} is neither a zip nor a legacy torch.save file")
-        return _materialize(_load_legacy(memoryview(data), source), source)
+        with open(file, "rb") if isinstance(file, (str, os.PathLike)) else _kept_open(file) as f:
+            f.seek(0)
+            if not is_legacy(f.read(32)):
+                raise ValueError(f"{source} is neither a zip nor a legacy torch.save file")
+            return _materialize(_load_legacy(f, source), source)
     except ValueError:
         raise
     except Exception as e:
