@@ -18,8 +18,8 @@ from keras_resnet.data.transforms import (
     AUGMENTATIONS,
     batch_and_preprocess,
     decode,
+    eval_image,
     eval_kind,
-    eval_transform,
     fold,
     to_uint8,
     train_transform,
@@ -268,14 +268,14 @@ class ImageData:
         source = self._split(split)
         if isinstance(source, TfdsStream):
             return source.records().map(
-                lambda x, y: (eval_transform(decode(x), kind, size), y),
+                lambda x, y: (eval_image(decode(x), kind, size), y),
                 num_parallel_calls=tf.data.AUTOTUNE,
             )
         load, transformed = source.loader(kind, size)
         labels = tf.constant(source.labels, tf.int32)
         return tf.data.Dataset.range(source.n).map(
             lambda i: (
-                eval_transform(load(i), "resize" if transformed else kind, size),
+                eval_image(load(i), "resize" if transformed else kind, size),
                 tf.gather(labels, i),
             ),
             num_parallel_calls=tf.data.AUTOTUNE,

@@ -15,7 +15,7 @@ import dataclasses
 import numpy as np
 import tensorflow as tf
 
-from keras_resnet.data.transforms import decode, eval_transform, to_rgb, to_uint8
+from keras_resnet.data.transforms import decode, eval_image, to_rgb, to_uint8
 
 # Datasets (decoded, at training size) up to this many bytes are held in memory.
 MEMORY_CACHE_BYTES = 1 << 30
@@ -74,7 +74,7 @@ class FileSource:
         key = (kind, size)
         if key not in self._cache:
             ds = tf.data.Dataset.from_tensor_slices(self.paths).map(
-                lambda p: to_uint8(eval_transform(decode(tf.io.read_file(p)), kind, size)),
+                lambda p: to_uint8(eval_image(decode(tf.io.read_file(p)), kind, size)),
                 num_parallel_calls=tf.data.AUTOTUNE,
             )
             batches = [b.numpy() for b in ds.batch(256)]

@@ -82,8 +82,10 @@ def train_transform(image, augmentation, size, seed):
     return image
 
 
-def eval_transform(image, kind, size):
-    """``kind`` "center" (ImageNet-style evaluation) or "resize" (small images)."""
+def eval_image(image, kind, size):
+    """One evaluation image, ``size`` x ``size``: ``kind`` "center" (ImageNet-style: the
+    center crop) or "resize" (small images: the whole image). Not to be confused with a
+    weight set's stated transform (:func:`keras_resnet.weights.eval_transform`)."""
     image = tf.cast(image, tf.float32)
     image = center_crop(image, size) if kind == "center" else resize(image, size)
     image.set_shape([size, size, 3])

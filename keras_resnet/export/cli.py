@@ -171,7 +171,7 @@ def _check_export_args(args):
         )
 
 
-def _export_saved_model(args, model, options, export_dir):
+def _write_saved_model(args, model, options, export_dir):
     from keras_resnet.export.saved_model import export_saved_model, saved_model_metadata
 
     path = export_saved_model(
@@ -255,7 +255,7 @@ def _export_command(argv):
         refuse_existing(target)
     model, options, config = _load_for_cli(args)
     if args.format == "saved_model":
-        _export_saved_model(args, model, options, export_dir)
+        _write_saved_model(args, model, options, export_dir)
     else:
         _export_lite(args, model, options, config, target)
     return 0

@@ -151,7 +151,7 @@ def weight_set_of(model) -> published.WeightSet | None:
     return getattr(model, "_keras_resnet_weight_set", None)
 
 
-def transform_of(model) -> published.EvalTransform | None:
+def transform_of(model) -> published.PublishedTransform | None:
     """The eval transform of the set ``model`` was loaded from (None if none)."""
     ws = weight_set_of(model)
     return None if ws is None else ws.transform

@@ -35,8 +35,10 @@ _RSB, _RSB_RW, _RW = _GH.format("huggingface", "rsb-"), _GH.format("rwightman", 
 
 
 @dataclasses.dataclass(frozen=True)
-class EvalTransform:
-    """How the publisher evaluated: resize the shorter side to ``resize``, center-crop
+class PublishedTransform:
+    """How the publisher evaluated (``resize`` and ``crop`` in pixels; the export's
+    :class:`keras_resnet.export.EvalTransform` is what serving applies, derived from this by
+    :func:`keras_resnet.weights.serving_transform`): resize the shorter side to ``resize``, center-crop
     ``crop`` x ``crop``, scale to [0, 1], subtract ``mean`` and divide by ``std`` (RGB)."""
 
     resize: int
@@ -54,9 +56,9 @@ class EvalTransform:
                 "interpolation": self.interpolation, "mean": list(self.mean), "std": list(self.std)}
 
 
-def timm_transform(crop_pct: float, interpolation: str, size: int = 224) -> EvalTransform:
+def timm_transform(crop_pct: float, interpolation: str, size: int = 224) -> PublishedTransform:
     """timm's eval transform: resize to ``floor(size / crop_pct)``, center-crop ``size``."""
-    return EvalTransform(resize=math.floor(size / crop_pct), crop=size, interpolation=interpolation)
+    return PublishedTransform(resize=math.floor(size / crop_pct), crop=size, interpolation=interpolation)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -70,7 +72,7 @@ class WeightSet:
     license: str
     top1: float
     top1_at: int  # image size the published top-1 was measured at
-    transform: EvalTransform
+    transform: PublishedTransform
 
     @property
     def source(self) -> str:
@@ -85,8 +87,8 @@ def _hash_of(url):
     return re.search(r"-([0-9a-f]{8,})\.pth$", url).group(1)
 
 
-_TV_V1 = EvalTransform(resize=256, crop=224, interpolation="bilinear")
-_TV_V2 = EvalTransform(resize=232, crop=224, interpolation="bilinear")
+_TV_V1 = PublishedTransform(resize=256, crop=224, interpolation="bilinear")
+_TV_V2 = PublishedTransform(resize=232, crop=224, interpolation="bilinear")
 
 
 def _tv(model, version, file, top1):
@@ -166,7 +168,7 @@ def find_set(model: str, weights: str) -> WeightSet:
     return match[0]
 
 
-def eval_transform(weights: str, model: str) -> EvalTransform:
+def eval_transform(weights: str, model: str) -> PublishedTransform:
     """The eval transform the publisher of set ``weights`` for ``model`` states."""
     return find_set(model, weights).transform
 
