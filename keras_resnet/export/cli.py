@@ -11,6 +11,7 @@ import argparse
 import json
 import os
 import sys
+import warnings
 
 from keras_resnet.cli import ArgumentParser
 from keras_resnet.errors import MissingDependency
@@ -47,8 +48,8 @@ def _load_for_cli(args):
     if weights is None:  # keras.applications' ImageNet weights where the model has them
         weights = "imagenet" if info["keras_applications"] else "none"
         if weights == "none":
-            print(f"note: {args.model} has no keras.applications weights, so it is used untrained; "
-                  "--weights PATH | torchvision | timm:TAG chooses others", file=sys.stderr)
+            warnings.warn(f"{args.model} has no keras.applications weights, so it is used untrained; "
+                          "--weights PATH | torchvision | timm:TAG chooses others", stacklevel=2)
     weights = None if weights == "none" else weights
     model = get_model(args.model, weights=weights)
     return model, {"preprocessing": info["preprocessing"]}, None

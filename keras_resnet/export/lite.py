@@ -131,7 +131,9 @@ def onnx_probabilities(path, pixels) -> np.ndarray:
     """Run an ONNX export under onnxruntime on float32 pixels [N, H, W, 3]."""
     onnxruntime = require("onnxruntime", "running an ONNX file")
 
-    session = onnxruntime.InferenceSession(os.fspath(path), providers=["CPUExecutionProvider"])
+    options = onnxruntime.SessionOptions()
+    options.log_severity_level = 3  # errors only: ORT's graph warnings are not the user's
+    session = onnxruntime.InferenceSession(os.fspath(path), options, providers=["CPUExecutionProvider"])
     return session.run(["probabilities"], {"pixels": np.asarray(pixels, dtype="float32")})[0]
 
 
