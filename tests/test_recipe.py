@@ -39,7 +39,7 @@ def test_schedule_follows_the_run_length(family, epochs, schedule):
     assert row["schedule"] == schedule
     assert row["bn_momentum"] == "auto"
     if schedule == "cosine" and family != "digits":
-        assert row["warmup_epochs"] == min(recipe.SHORT_RUN_WARMUP, epochs / 4)
+        assert 0 < row["warmup_epochs"] <= epochs / 4  # a warm-up, at most a quarter of the run
         assert "short run" in row["reason"]
 
 
