@@ -105,8 +105,8 @@ def plot_history(history, path, *, title=None, learning_rate=None):
 
     ``title`` names the run (model and data). The loss axis is logarithmic, so one spike
     (a validation loss of 15 among values near 1) does not flatten the other curves.
-    ``learning_rate``: ``(epochs, rates)``, the schedule sampled over the run, epochs
-    counted from 0 as fractions (a third panel; left out when None).
+    ``learning_rate``: ``(epochs, rates)``, the schedule sampled over the run, x as the
+    epochs done (0 to the run's epochs; a third panel, left out when None).
     """
     from matplotlib.backends.backend_agg import FigureCanvasAgg
     from matplotlib.figure import Figure
@@ -128,7 +128,7 @@ def plot_history(history, path, *, title=None, learning_rate=None):
         axes[0].set_title("loss (log scale)")
     if learning_rate is not None:
         steps, rates = learning_rate
-        axes[2].plot([s + 1 for s in steps], rates)  # epoch e's steps end at e + 1
+        axes[2].plot(steps, rates)  # epochs done: the loss of epoch e (from 0) is drawn at e + 1
         axes[2].set_title("learning rate")
     for axis in axes:
         axis.set_xlabel("epoch")
