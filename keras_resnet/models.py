@@ -208,6 +208,18 @@ def deep_recursion(limit=40_000):
         sys.setrecursionlimit(old)
 
 
+def _check_basic(depth: int, flags, options: dict) -> None:
+    """Basic blocks (depths 18, 34) have no groups and no 1x1 to stride on, as torchvision."""
+    if flags.groups != 1 or flags.width_per_group != 64:
+        raise ValueError(
+            "Basic blocks (depths 18, 34) support only groups=1 and width_per_group=64, as "
+            f"torchvision. Received: depth={depth}, groups={flags.groups}, "
+            f"width_per_group={flags.width_per_group}"
+        )
+    if options.get("stride_on") == "first_1x1":
+        fail("stride_on", "first_1x1", "'3x3' for basic blocks (depths 18, 34), which have no 1x1")
+
+
 def ResNet(depth: int, *, variant: str = "v1", include_top: bool = True, weights: str | None = None,
            input_tensor: Any = None, input_shape: tuple | None = None, pooling: str | None = None,
            classes: int = 1000, classifier_activation: str | None = "softmax", name: str | None = None,
@@ -228,8 +240,10 @@ def ResNet(depth: int, *, variant: str = "v1", include_top: bool = True, weights
             ("torchvision", "torchvision:IMAGENET1K_V2", "timm:resnet50.a1_in1k"; see
             ``keras-resnet list --weights``), or the path of a weights file: a
             keras.applications-format legacy ``.h5`` (with or without top), a Keras 3
-            ``.weights.h5``, or a torchvision / timm checkpoint (``.pth``, ``.bin``,
-            ``.safetensors``) of the same architecture (:mod:`keras_resnet.weights`).
+            ``.weights.h5``, or a torchvision / timm checkpoint of the same architecture,
+            recognised by content under any name (``torch.save`` zip or legacy layout:
+            ``.pth``, ``.th``, ``.pth.tar``, ``.bin`` ...; ``.safetensors``; a ``.pth.zip``;
+            see :mod:`keras_resnet.weights.checkpoint`).
         input_tensor: optional Keras tensor to use as the model's input.
         input_shape: (height, width, 3), each side >= 32; default (224, 224, 3) with a top,
             (None, None, 3) without.
@@ -264,14 +278,8 @@ def ResNet(depth: int, *, variant: str = "v1", include_top: bool = True, weights
     flags = _resolve_flags((specs.VIDEO_VARIANTS if video else specs.VARIANTS)[variant], options, dims)
     if flags.conv_kinds is not None and len(flags.conv_kinds) != len(blocks_per_stage):
         fail("conv_kinds", flags.conv_kinds, f"one kind per stage ({len(blocks_per_stage)})")
-    if kind == specs.BASIC and (flags.groups != 1 or flags.width_per_group != 64):
-        raise ValueError(
-            "Basic blocks (depths 18, 34) support only groups=1 and width_per_group=64, as "
-            f"torchvision. Received: depth={depth}, groups={flags.groups}, "
-            f"width_per_group={flags.width_per_group}"
-        )
-    if kind == specs.BASIC and options.get("stride_on") == "first_1x1":
-        fail("stride_on", "first_1x1", "'3x3' for basic blocks (depths 18, 34), which have no 1x1")
+    if kind == specs.BASIC:
+        _check_basic(depth, flags, options)
     classes = _check_head(include_top, pooling, classes, weights)
     weights_plan = _plan_weights(video, weights, depth=depth, variant=variant, options=options,
                                  include_top=include_top, classes=classes)
@@ -301,9 +309,11 @@ def CifarResNet(depth: int, *, shortcut: str | None = None, variant: str = "v1",
         shortcut: "A" (zero-padding identity, no parameters; v1 default as in the paper),
             "B" (projection where the width changes; v2 default) or "C" (projection everywhere).
         variant: "v1" or "v2".
-        include_top, weights, input_tensor, input_shape, pooling, classes,
-        classifier_activation, name, dims: as :func:`ResNet` (``weights`` None or a file
-        path; with dims 1 or 3 ``input_shape`` defaults to any size, 3 channels).
+        weights: None or a file: a Keras weights file, or a checkpoint whose names fit the
+            model, e.g. a ``torch.save`` file under any name.
+        include_top: as :func:`ResNet`, and so are ``input_tensor``, ``input_shape`` (with
+            dims 1 or 3 it defaults to any size, 3 channels), ``pooling``, ``classes``,
+            ``classifier_activation``, ``name`` and ``dims``.
         **options: the same options as :func:`ResNet`.
 
     Returns:
@@ -323,7 +333,8 @@ def CifarResNet(depth: int, *, shortcut: str | None = None, variant: str = "v1",
     dims = _check_dims(dims, False, variant, weights)
     flags = _resolve_flags(specs.CIFAR_VARIANTS[variant], options, dims)
     classes = _check_head(include_top, pooling, classes, weights)
-    weights_file = weights_lib.check_weights_argument(weights)
+    weights_plan = weights_lib.plan(weights, depth=depth, variant=variant, options=options,
+                                    include_top=include_top, classes=classes)
     if dims != 2 and input_shape == (32, 32, 3):
         input_shape = None  # the image default does not apply to signals and volumes
     input_shape = _resolve_input_shape(input_shape, include_top=include_top, weights=weights,
@@ -335,8 +346,7 @@ def CifarResNet(depth: int, *, shortcut: str | None = None, variant: str = "v1",
         classifier_activation=classifier_activation,
         name=name or default_name("cifar", variant, depth, dims),
     )
-    if weights_file is not None:
-        weights_lib.load_weights(model, weights_file)
+    weights_lib.apply(weights_plan, model)
     return model
 
 

@@ -29,6 +29,7 @@ from tests.torch_files import (
     crafted_pickle,
     state_from_manifest,
     tensor_for,
+    write_crafted_legacy,
     write_crafted_zip,
     write_keras_hub_weights,
     write_torch_zip,
@@ -106,24 +107,17 @@ def test_crafted_pickle_is_refused_and_nothing_runs(tmp_path):
     write_crafted_zip(evil, crafted_pickle("os", "system", f"touch {marker}"))
     with pytest.raises(ValueError, match="os.system"):
         read_checkpoint(evil)
-    legacy = tmp_path / "evil.bin"  # a bare pickle: the legacy reader's first load
-    legacy.write_bytes(crafted_pickle("builtins", "exec", f"open('{marker}', 'w')"))
+    legacy = tmp_path / "evil.bin"  # the legacy layout's object pickle
+    write_crafted_legacy(str(legacy), crafted_pickle("builtins", "exec", f"open('{marker}', 'w')"))
     with pytest.raises(ValueError, match="builtins.exec"):
         read_checkpoint(str(legacy))
+    bare = tmp_path / "bare.pth"  # a pickle that is no torch.save file: not read at all
+    bare.write_bytes(crafted_pickle("builtins", "exec", f"open('{marker}', 'w')"))
+    with pytest.raises(ValueError, match="torch.save checkpoint"):
+        read_checkpoint(str(bare))
     with pytest.raises(ValueError, match="os.system"):
         kr.get_model("ResNet18V1_5", weights=evil)
     assert not marker.exists()
-
-
-def test_wrapped_and_prefixed_state_dicts(tmp_path):
-    from keras_resnet.weights.checkpoint import _strip_module_prefix, _unwrap
-
-    state = {"conv1.weight": np.zeros((1, 1, 1, 1), np.float32)}
-    assert _unwrap({"epoch": 3, "model": state}, "x") is state
-    assert _unwrap({"state_dict": state, "optimizer": {"lr": 0.1}}, "x") is state
-    assert list(_strip_module_prefix({"module.conv1.weight": 0})) == ["conv1.weight"]
-    with pytest.raises(ValueError, match="no state dict"):
-        _unwrap({"epoch": 3}, "x")
 
 
 @pytest.fixture(scope="module")

@@ -200,8 +200,9 @@ class ImageData:
             preprocessing: ``"caffe"``, ``"tf"`` or ``"torch"``.
             seed: integer; the shuffle order of epoch ``e`` derives from ``(seed, e)``,
                 the augmentation of the ``p``-th image of epoch ``e`` from ``(seed, e, p)``.
-            start_epoch, start_step: where to begin (a resumed run); the batches equal
-                those an uninterrupted run yields from that point.
+            start_epoch: where to begin (a resumed run), with ``start_step``; the batches
+                equal those an uninterrupted run yields from that point.
+            start_step: the step inside ``start_epoch`` to begin at.
             epochs: the epoch to stop before.
 
         Returns:

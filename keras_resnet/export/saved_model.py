@@ -172,9 +172,11 @@ def export_saved_model(
             convolutions compute in; ``"auto"`` picks bf16 only on CPUs with AMX /
             AVX-512 bf16 (:func:`resolve_serving_precision`). Recorded in the metadata.
         image_size: the input size, needed only for models built without a fixed one.
-        crop_fraction, interpolation, eval_transform: how ``serving_default`` turns an
-            image of any size into the input (:class:`~keras_resnet.export.EvalTransform`;
-            default: the whole image, bilinear).
+        crop_fraction: with ``interpolation``, or a whole ``eval_transform``, how
+            ``serving_default`` turns an image of any size into the input
+            (:class:`~keras_resnet.export.EvalTransform`; default: the whole image, bilinear).
+        interpolation: the resize method (see ``crop_fraction``).
+        eval_transform: see ``crop_fraction``.
         max_image_pixels: ``serving_default`` refuses an image whose header gives more
             pixels (``InvalidArgumentError`` naming its index and size), before decoding
             it. Default 50 megapixels; ``None`` for no limit.

@@ -70,9 +70,12 @@ def check_weights_argument(weights) -> str | None:
             f"Received: weights={weights!r} (no such file)"
         )
     if not (path.endswith(".h5") or path.endswith(".hdf5") or path.endswith(".keras")):
+        from keras_resnet.weights.checkpoint import ACCEPTED_FORMATS, file_format
+
+        fmt = file_format(path)
         raise ValueError(
-            "weights must be a .h5 / .weights.h5 / .keras file. "
-            f"Received: weights={weights!r}"
+            f"weights must be {ACCEPTED_FORMATS}. Received: weights={weights!r}"
+            + (f" (a {fmt} file without a Keras name)" if fmt else " (none of these)")
         )
     return path
 

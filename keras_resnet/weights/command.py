@@ -54,8 +54,9 @@ def _check_args(args):
                              f"--skip-classifier. Received: {args.source}")
         return None
     if not (os.path.isfile(args.source) and checkpoint.is_checkpoint(args.source)):
-        raise ValueError("SRC must be an existing .pth / .pt / .bin / .ckpt / .safetensors file, "
-                         f"a keras-hub preset folder or a published set. Received: {args.source}")
+        raise ValueError("SRC must be an existing checkpoint (a torch.save file in the zip or "
+                         "legacy layout under any name, .safetensors, or a zip of one), a "
+                         f"keras-hub preset folder or a published set. Received: {args.source}")
     return None
 
 
@@ -123,10 +124,11 @@ def convert(source: str, model_name: str, output: str, *, skip_classifier: bool 
                   "ignored": 0}
         probe = False
     else:
-        state = checkpoint.read_checkpoint(source)
+        opened = checkpoint.open_checkpoint(source)
         model = get_model(model_name, include_top=not skip_classifier,
                           classifier_activation=None, weights=None)
-        report = load_checkpoint(model, source, skip_classifier=skip_classifier, state=state)
+        report = load_checkpoint(model, source, skip_classifier=skip_classifier, state=opened)
+        state = {k[len(report["prefix"]):]: v for k, v in opened.state.items()}
     with atomic_path(output, suffix=".weights.h5") as tmp:
         model.save_weights(tmp)
     if probe and not skip_classifier:
@@ -152,6 +154,11 @@ def cli_main(command: str, argv: list) -> int:
                      probe=not args.no_probe, probe_python=args.probe_python)
     print(f"matched {report['tensors']} tensors to {report['variables']} variables of "
           f"{args.model} ({report['ignored']} bookkeeping / left-out tensors ignored)")
+    if report.get("container"):
+        print(f"state dict under {report['container']!r}; ignored beside it: "
+              + (", ".join(report["ignored_entries"]) or "nothing"))
+    if report.get("prefix"):
+        print(f"stripped the prefix {report['prefix']!r} shared by every name")
     if "probe_max_abs_diff" in report:
         print(f"probe: max |logit difference| vs {report['probe_reference']} = "
               f"{report['probe_max_abs_diff']:.3g} (logits up to {report['probe_logit_abs_max']:.3g}) "

@@ -15,6 +15,13 @@ takes (:func:`torch_prefix`), and one small ``port_*`` function per layer kind c
 Every source tensor is used exactly once and every model variable is set; otherwise a
 ``ValueError`` names the first unmatched tensor or variable and both shapes. Nothing is
 assigned to the model until everything has matched.
+
+A prefix that every name of the checkpoint shares (``module.`` from ``DataParallel``,
+``_orig_mod.`` from ``torch.compile``, ``model.``, ``backbone.``, nested ones like
+``module.backbone.``) is stripped when what remains matches the names the model expects
+(:class:`Porter` decides on the first name it is asked for). When no name matches with or
+without such a prefix, the error names the prefix the file uses and a few names the model
+expects.
 """
 
 from __future__ import annotations
@@ -68,22 +75,63 @@ def torch_prefix(layer_name: str, *, avg_down: bool) -> str:
         "must be a v1.5 / v1d variant: no conv biases, no pre-activation)")
 
 
+def shared_prefixes(names) -> list[str]:
+    """The dotted prefixes every name starts with, shortest first, ``""`` included:
+    ``["", "module.", "module.backbone."]`` for ``module.backbone.conv1.weight``, ...
+    (never a whole name)."""
+    names = list(names)
+    if not names:
+        return [""]
+    parts = min(names, key=len).split(".")[:-1]
+    out = [""]
+    for i in range(1, len(parts) + 1):
+        prefix = ".".join(parts[:i]) + "."
+        if not all(n.startswith(prefix) and len(n) > len(prefix) for n in names):
+            break
+        out.append(prefix)
+    return out
+
+
+_UNMATCHED_EXAMPLES = 4
+
+
 class Porter:
-    """Collects ``(variable, value)`` pairs from a state dict, counting what was used."""
+    """Collects ``(variable, value)`` pairs from a state dict, counting what was used.
+
+    ``prefix``: the shared prefix of the checkpoint's names that was stripped (``""`` for
+    none), decided by the first :meth:`take`: the shortest of :func:`shared_prefixes` under
+    which that name exists."""
 
     def __init__(self, state: dict[str, np.ndarray], source: str = "checkpoint"):
         self.state = state
         self.source = source
         self.used: set[str] = set()
         self.assignments: list[tuple[object, np.ndarray]] = []
+        self.prefix: str | None = None
+        self._skipped: list[str] = []
+        self._unmatched: list[tuple[str, object]] = []  # while no name has matched
+        self._later_match = False  # a name after the first one matched
+        self._prefixes = shared_prefixes(state)
+
+    def _key(self, key: str) -> str | None:
+        if self.prefix is None and not self._unmatched:
+            self.prefix = next((p for p in self._prefixes if p + key in self.state), None)
+        return None if self.prefix is None else self.prefix + key
 
     def take(self, key: str, variable, hook=None) -> None:
         """Port tensor ``key`` (converted by ``hook``) into ``variable``, checking shapes."""
         target = tuple(variable.shape)
-        if key not in self.state:
+        found = self._key(key)
+        if found is None:  # nothing matched yet: collect examples for one clear error
+            self._unmatched.append((key, variable))
+            self._later_match = self._later_match or any(
+                p + key in self.state for p in self._prefixes)
+            return
+        if found not in self.state:
             raise ValueError(
-                f"{self.source} has no tensor {key!r} for model variable {variable.path!r} "
+                f"{self.source} has no tensor {found!r} for model variable {variable.path!r} "
                 f"(shape {target})")
+        key = found
         if key in self.used:
             raise ValueError(f"{self.source} tensor {key!r} would be used twice")
         value = np.asarray(self.state[key])
@@ -96,10 +144,35 @@ class Porter:
         self.assignments.append((variable, converted.astype(np.float32)))
 
     def skip(self, prefix: str) -> None:
-        """Mark every tensor under ``prefix`` as deliberately unused (the classifier)."""
-        self.used.update(k for k in self.state if k.startswith(prefix + "."))
+        """Mark every tensor under ``prefix`` (after the shared prefix) as deliberately
+        unused (the classifier)."""
+        self._skipped.append(prefix + ".")
+
+    def _no_match_error(self) -> ValueError:
+        key, variable = self._unmatched[0]
+        missing = (f"{self.source} has no tensor {key!r} for model variable {variable.path!r} "
+                   f"(shape {tuple(variable.shape)})")
+        if self._later_match:  # the first layer differs: another architecture
+            return ValueError(missing)
+        names = list(self.state)
+        shared = self._prefixes[-1]
+        if shared:
+            held = f"every name starts with {shared!r} (e.g. {names[0]!r})"
+        else:
+            held = f"its names look like {names[:3]}"
+        expected = [k for k, _ in self._unmatched[:_UNMATCHED_EXAMPLES]]
+        return ValueError(
+            f"{missing}, with or without a prefix: {held}, while the "
+            f"model expects names like {expected}. The checkpoint is of another architecture "
+            "or its names need another prefix")
 
     def check_all_used(self) -> None:
+        if self._unmatched:
+            raise self._no_match_error()
+        prefix = self.prefix or ""
+        for key in self.state:
+            if key.startswith(prefix) and key[len(prefix):].startswith(tuple(self._skipped)):
+                self.used.add(key)
         for key, value in self.state.items():
             if key not in self.used and not key.endswith(IGNORED_SUFFIXES):
                 raise ValueError(
@@ -112,7 +185,8 @@ class Porter:
 
 
 def _conv_hwio(x):
-    return np.transpose(x, (2, 3, 1, 0))
+    """(out, in, *spatial) -> (*spatial, in, out): OIHW -> HWIO, and the same in 1D / 3D."""
+    return np.transpose(x, tuple(range(2, x.ndim)) + (1, 0))
 
 
 def port_conv(p: Porter, layer, prefix: str) -> None:
@@ -138,7 +212,7 @@ def _porter_for(layer):
 
     if isinstance(layer, keras.layers.BatchNormalization):
         return port_batch_norm
-    if isinstance(layer, keras.layers.Conv2D):
+    if isinstance(layer, (keras.layers.Conv1D, keras.layers.Conv2D, keras.layers.Conv3D)):
         return port_conv
     if isinstance(layer, keras.layers.Dense):
         return port_dense
@@ -146,8 +220,10 @@ def _porter_for(layer):
 
 
 def classifier_outputs(state: dict[str, np.ndarray]) -> int | None:
-    """How many classes the checkpoint's classifier has (None without one)."""
-    w = state.get(f"{CLASSIFIER}.weight")
+    """How many classes the checkpoint's classifier has (None without one), under any
+    prefix shared by every name."""
+    w = next((state[p + f"{CLASSIFIER}.weight"] for p in shared_prefixes(state)
+              if p + f"{CLASSIFIER}.weight" in state), None)
     return None if w is None else int(w.shape[0])
 
 

@@ -3,8 +3,12 @@ and how it is loaded afterwards.
 
 - ``None``; ``"imagenet"`` (keras.applications' files);
 - a Keras file (``.h5`` / ``.weights.h5`` / ``.keras``);
-- a torchvision / timm checkpoint (``.pth`` / ``.pt`` / ``.bin`` / ``.ckpt`` /
-  ``.safetensors``) of the matching architecture;
+- a checkpoint of the matching architecture, recognised by content under any name
+  (:mod:`keras_resnet.weights.checkpoint`): ``torch.save`` in the zip or legacy layout
+  (``.pth``, ``.pt``, ``.th``, ``.pth.tar``, ``.bin``, ``.ckpt``), ``.safetensors``, or a
+  zip of one of them (``.pth.zip``); the state dict may sit in a container
+  (``{"state_dict": ..., "epoch": ...}``) and its names may share a prefix
+  (``module.``), both reported by :func:`load_checkpoint`;
 - a keras-hub ``ResNetBackbone`` preset folder of the matching architecture
   (:mod:`keras_resnet.weights.keras_hub`; backbone only, ``include_top=False``);
 - a named published set: ``"torchvision"`` (the best torchvision set for the model),
@@ -34,7 +38,8 @@ class Plan:
     weight_set: published.WeightSet | None = None
     depth: int | None = None
     variant: str | None = None
-    state: dict | None = None  # a checkpoint read while checking it, loaded once built
+    state: dict | None = None  # a keras-hub preset read while checking it, loaded once built
+    opened: checkpoint.Checkpoint | None = None  # a checkpoint read while checking it
 
 
 def named_model_for(depth: int, variant: str, options: dict) -> str | None:
@@ -90,11 +95,9 @@ def plan(weights, *, depth: int, variant: str, options: dict, include_top: bool,
         return Plan("set", weight_set=ws)
     if isinstance(weights, (str, os.PathLike)) and checkpoint.is_checkpoint(weights):
         path = os.fspath(weights)
-        if not os.path.isfile(path):
-            raise ValueError(f"weights must be an existing file. Received: weights={weights!r} (no such file)")
-        state = checkpoint.read_checkpoint(path)
-        _check_classes(convert.classifier_outputs(state), include_top, classes, weights)
-        return Plan("checkpoint", path=path, state=state)
+        opened = checkpoint.open_checkpoint(path)
+        _check_classes(convert.classifier_outputs(opened.state), include_top, classes, weights)
+        return Plan("checkpoint", path=path, opened=opened)
     if isinstance(weights, (str, os.PathLike)) and keras_hub.is_preset(weights):
         return _plan_keras_hub(os.fspath(weights), depth, variant, options, include_top)
     path = applications.check_weights_argument(weights)
@@ -120,16 +123,25 @@ def load_checkpoint(model, path: str, *, skip_classifier: bool = False, state=No
 
     ``skip_classifier=True`` loads everything but the checkpoint's ``fc`` and leaves the
     model's ``predictions`` layer as initialised: the option for fine-tuning with a head of
-    another size. ``state``: the checkpoint already read (else it is read from ``path``).
-    Returns ``{"tensors": matched source tensors, "variables": model variables set,
-    "ignored": bookkeeping / classifier tensors left out}``.
+    another size. ``state``: the checkpoint already read, a
+    :class:`~keras_resnet.weights.checkpoint.Checkpoint` or a state dict (else it is read
+    from ``path``). Returns the load report: ``{"tensors": matched source tensors,
+    "variables": model variables set, "ignored": bookkeeping / classifier tensors left out,
+    "prefix": the prefix stripped from every name ("" for none), "container": the key the
+    state dict sat under (None at the top), "ignored_entries": the entries beside it
+    (epoch, optimizer, ...)}``.
     """
-    state = checkpoint.read_checkpoint(path) if state is None else state
-    porter = convert.port_torch_state(model, state, source=f"checkpoint {os.path.basename(path)}",
+    if state is None:
+        state = checkpoint.open_checkpoint(path)
+    if not isinstance(state, checkpoint.Checkpoint):
+        state = checkpoint.Checkpoint(state, "state dict")
+    porter = convert.port_torch_state(model, state.state,
+                                      source=f"checkpoint {os.path.basename(path)}",
                                       skip_classifier=skip_classifier)
     porter.apply()
     return {"tensors": len(porter.assignments), "variables": len(porter.assignments),
-            "ignored": len(state) - len(porter.assignments)}
+            "ignored": len(state.state) - len(porter.assignments), "prefix": porter.prefix or "",
+            "container": state.container, "ignored_entries": list(state.ignored_entries)}
 
 
 def fetch_set(ws: published.WeightSet) -> str:
@@ -150,8 +162,8 @@ def apply(p: Plan | None, model) -> None:
         keras_hub.port_preset(model, p.state, f"keras-hub preset {p.path}").apply()
         p.state = None
     elif p.kind == "checkpoint":
-        load_checkpoint(model, p.path, state=p.state)
-        p.state = None
+        load_checkpoint(model, p.path, state=p.opened)
+        p.opened = None
     else:
         load_checkpoint(model, fetch_set(p.weight_set))
         model._keras_resnet_weight_set = p.weight_set
