@@ -12,6 +12,7 @@ from __future__ import annotations
 import argparse
 import contextlib
 import importlib
+import logging
 import os
 import re
 import sys
@@ -115,9 +116,14 @@ _LIBRARY_WARNINGS = r"(keras|tensorflow|tf_keras|tf2onnx|onnx|onnxruntime|absl|t
 @contextlib.contextmanager
 def _one_line_warnings(command: str, debug: bool):
     """While a command runs: each of the package's own warnings once, as one line
-    ``keras-resnet COMMAND: warning: ...``; the libraries' warnings only with --debug."""
+    ``keras-resnet COMMAND: warning: ...``; the libraries' warnings (and their Python log
+    records under ERROR, e.g. tfds' "WARNING:absl:Variant folder ...") only with --debug."""
+    loggers = [logging.getLogger(name) for name in ("absl", "tensorflow")]
+    levels = [logger.level for logger in loggers]
     with warnings.catch_warnings():
         if not debug:
+            for logger in loggers:
+                logger.setLevel(logging.ERROR)
             seen = set()
 
             def show(message, category, filename, lineno, file=None, line=None):
@@ -128,7 +134,11 @@ def _one_line_warnings(command: str, debug: bool):
 
             warnings.showwarning = show
             warnings.filterwarnings("ignore", module=_LIBRARY_WARNINGS)
-        yield
+        try:
+            yield
+        finally:
+            for logger, level in zip(loggers, levels):
+                logger.setLevel(level)
 
 
 def main(argv: list[str] | None = None) -> int:
