@@ -206,10 +206,10 @@ def _eval_pair(encoded: bytes, size: int) -> tuple:
 
     from keras_resnet.data.transforms import (
         CENTER_CROP_FRACTION,
-        eval_transform_encoded,
+        eval_image_encoded,
     )
 
-    full, scaled = (eval_transform_encoded(tf.constant(encoded), "center", size, mode).numpy()
+    full, scaled = (eval_image_encoded(tf.constant(encoded), "center", size, mode).numpy()
                     for mode in ("full", "scaled"))
     image = Image.open(io.BytesIO(encoded)).convert("RGB")
     scale = round(size / CENTER_CROP_FRACTION) / min(image.size)

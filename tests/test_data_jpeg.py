@@ -237,7 +237,7 @@ def test_scaled_evaluation_matches_pillow_resize_and_center_crop():
         left, top = (new[0] - size) // 2, (new[1] - size) // 2
         reference = np.asarray(image.resize(new, Image.BILINEAR), np.float32)[top:top + size, left:left + size]
         for mode in errors:
-            out = transforms.eval_transform_encoded(tf.constant(encoded), "center", size, mode)
+            out = transforms.eval_image_encoded(tf.constant(encoded), "center", size, mode)
             errors[mode].append(np.abs(out.numpy() - reference).mean())
     assert np.mean(errors["full"]) < 3.0
     assert np.mean(errors["scaled"]) < np.mean(errors["full"]) + 1.0

@@ -25,8 +25,8 @@ from keras_resnet.data.transforms import (
     AUGMENTATIONS,
     batch_and_preprocess,
     eval_kind,
-    eval_transform,
-    eval_transform_encoded,
+    eval_image,
+    eval_image_encoded,
     fold,
     to_uint8,
     train_transform,
@@ -326,7 +326,7 @@ class ImageData:
         source = self._split(split)
         if isinstance(source, TfdsStream):
             return source.records().map(
-                lambda x, y: (eval_transform_encoded(x, kind, size, jpeg_decode), y),
+                lambda x, y: (eval_image_encoded(x, kind, size, jpeg_decode), y),
                 num_parallel_calls=tf.data.AUTOTUNE,
             ), 0
         labels = tf.constant(source.labels, tf.int32)
@@ -334,19 +334,19 @@ class ImageData:
         cached = cached_images(source, kind, size, ram_budget, jpeg_decode)
         if cached is not None:
             return ds.map(
-                lambda i: (eval_transform(cached(i), "resize", size), tf.gather(labels, i)),
+                lambda i: (eval_image(cached(i), "resize", size), tf.gather(labels, i)),
                 num_parallel_calls=tf.data.AUTOTUNE,
             ), source.cache_bytes(size)
         if isinstance(source, FileSource):
             ds = ds.map(lambda i: (source.read(i), i), num_parallel_calls=tf.data.AUTOTUNE)
             return ds.map(
-                lambda x, i: (eval_transform_encoded(x, kind, size, jpeg_decode),
+                lambda x, i: (eval_image_encoded(x, kind, size, jpeg_decode),
                               tf.gather(labels, i)),
                 num_parallel_calls=tf.data.AUTOTUNE,
             ), 0
         load, _ = source.loader(kind, size)
         return ds.map(
-            lambda i: (eval_transform(load(i), kind, size), tf.gather(labels, i)),
+            lambda i: (eval_image(load(i), kind, size), tf.gather(labels, i)),
             num_parallel_calls=tf.data.AUTOTUNE,
         ), 0
 

@@ -17,7 +17,7 @@ import tensorflow as tf
 
 from keras_resnet.data.transforms import (
     decode,
-    eval_transform_encoded,
+    eval_image_encoded,
     to_rgb,
     to_uint8,
 )
@@ -85,7 +85,7 @@ class FileSource:
         if key not in self._cache:
             ds = tf.data.Dataset.from_tensor_slices(self.paths).map(
                 lambda p: to_uint8(
-                    eval_transform_encoded(tf.io.read_file(p), kind, size, jpeg_decode)
+                    eval_image_encoded(tf.io.read_file(p), kind, size, jpeg_decode)
                 ),
                 num_parallel_calls=tf.data.AUTOTUNE,
             )

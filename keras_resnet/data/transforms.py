@@ -106,8 +106,10 @@ def _after_resize(image, augmentation, size, seed):
     return image
 
 
-def eval_transform(image, kind, size):
-    """``kind`` "center" (ImageNet-style evaluation) or "resize" (small images)."""
+def eval_image(image, kind, size):
+    """One evaluation image, ``size`` x ``size``: ``kind`` "center" (ImageNet-style: the
+    center crop) or "resize" (small images: the whole image). Not to be confused with a
+    weight set's stated transform (:func:`keras_resnet.weights.eval_transform`)."""
     image = tf.cast(image, tf.float32)
     image = center_crop(image, size) if kind == "center" else resize(image, size)
     image.set_shape([size, size, 3])
@@ -142,14 +144,14 @@ def train_transform_encoded(encoded, augmentation, size, seed, jpeg_decode):
     return image
 
 
-def eval_transform_encoded(encoded, kind, size, jpeg_decode):
-    """:func:`eval_transform` of an encoded image; a JPEG under ``jpeg_decode="scaled"``
+def eval_image_encoded(encoded, kind, size, jpeg_decode):
+    """:func:`eval_image` of an encoded image; a JPEG under ``jpeg_decode="scaled"``
     is decoded at 1/2, 1/4 or 1/8 scale where the reduced image is still twice the
     resized one (``jpeg.EVAL_HEADROOM``: the shorter side at least ``2 r`` times
     ``round(size / 0.875)`` for "center", both sides ``2 r`` times ``size`` for
     "resize"), then resampled onto the same grid."""
     if jpeg_decode != "scaled":
-        return eval_transform(decode(encoded), kind, size)
+        return eval_image(decode(encoded), kind, size)
 
     def from_scaled():
         height_width = jpeg.header_size(encoded)
@@ -162,7 +164,7 @@ def eval_transform_encoded(encoded, kind, size, jpeg_decode):
 
         def decode_at(ratio):
             if ratio == 1:
-                return eval_transform(decode(encoded), kind, size)
+                return eval_image(decode(encoded), kind, size)
             pixels = tf.io.decode_jpeg(encoded, channels=3, ratio=ratio)
             offset_in_pixels = tf.cast(offset, tf.float32) / scale / ratio
             return jpeg.resample(pixels, offset_in_pixels, size / scale / ratio,
@@ -172,7 +174,7 @@ def eval_transform_encoded(encoded, kind, size, jpeg_decode):
         return jpeg.by_level(level, decode_at)
 
     image = tf.cond(tf.io.is_jpeg(encoded), from_scaled,
-                    lambda: eval_transform(decode(encoded), kind, size))
+                    lambda: eval_image(decode(encoded), kind, size))
     image.set_shape([size, size, 3])
     return image
 

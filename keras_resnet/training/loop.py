@@ -58,7 +58,7 @@ def resolve(config, data, strategy):
     options = dict(config.model_options or {})
     if recipe.get("bn_momentum") == "auto" and "bn_momentum" not in options:
         options["bn_momentum"] = bn_momentum_for(steps)
-    augmentation, why = _augmentation(config, data, family)
+    augmentation, why = _augmentation(config, data)
     resolved = config.replace(
         **filled, image_size=image_size, global_batch_size=global_batch, model_options=options,
         preprocessing=info["preprocessing"], num_classes=len(data.class_names), augmentation=augmentation,
@@ -91,7 +91,7 @@ def _clamped_batch(batch_size, replicas, data, strategy):
     return clamped
 
 
-def _augmentation(config, data, family):
+def _augmentation(config, data):
     """``(augmentation, why)``: as asked; else the data's default, without flips where the
     auto recipe finds that they change the classes (:meth:`ImageData.flip_check`)."""
     if config.augmentation is not None:
@@ -100,7 +100,8 @@ def _augmentation(config, data, family):
         augmentation, why = data.auto_augmentation(config.seed)
         if why is not None:
             return augmentation, why
-    return data.default_augmentation, f"the {family} default"
+    # the data's own default (by image size, or the source's), not the recipe family's
+    return data.default_augmentation, f"the default for {data.name}"
 
 
 def choose_folder(config, *, overwrite, new_run, started):
