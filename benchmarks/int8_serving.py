@@ -84,7 +84,7 @@ def train_resnet20(images, labels, classes, epochs):
     """ResNet20, fp32, Adam; BN statistics then set from one pass over training images."""
     keras.utils.set_random_seed(0)
     with dtype_policy("fp32"):
-        net = get_model("ResNet20", classes=classes)
+        net = get_model("ResNet20", classes=classes, input_shape=images.shape[1:])
     x = images / 127.5 - 1.0
     net.compile(optimizer=keras.optimizers.Adam(2e-3), loss="sparse_categorical_crossentropy")
     net.fit(x, labels, batch_size=32, epochs=epochs, verbose=0)

@@ -14,12 +14,10 @@ import os as _os
 import platform as _platform
 import sys as _sys
 
-# TensorFlow turns its oneDNN CPU kernels on by default only on CPUs with AVX-512 VNNI /
-# bf16, AVX-VNNI or AMX; elsewhere (e.g. AVX2-only x86-64) it runs Eigen's kernels, and
-# ResNet training measured 1.5-2.3x slower (BENCHMARKS.md, "Where a training step goes
-# (profiler)"). Ask for oneDNN before Keras loads TensorFlow. A user's own
-# TF_ENABLE_ONEDNN_OPTS wins; once TensorFlow is imported the setting no longer matters,
-# so `import keras_resnet` before `import tensorflow` / `import keras` to get it.
+# Kept side effect, why: on x86-64 CPUs without AVX-512 VNNI/bf16 or AMX, TensorFlow
+# defaults to Eigen kernels and ResNet training runs markedly slower than with oneDNN
+# (BENCHMARKS.md, "Where a training step goes (profiler)"). Only a default: a user's own
+# TF_ENABLE_ONEDNN_OPTS wins, and once TensorFlow is imported it no longer matters.
 if (
     _sys.platform.startswith("linux")
     and _platform.machine() in ("x86_64", "AMD64")

@@ -12,10 +12,12 @@ from __future__ import annotations
 import argparse
 import contextlib
 import importlib
+import logging
 import os
 import re
 import sys
 import tempfile
+import warnings
 
 from keras_resnet import import_hooks
 from keras_resnet.errors import EXIT_ENVIRONMENT, EXIT_USAGE, CommandError, Stopped  # noqa: F401
@@ -106,6 +108,39 @@ def _one_line(message):
     return " ".join(str(message).split()) or "failed"
 
 
+# Libraries whose Python warnings speak to their own developers, not to a command's user
+# (Keras' "build() was called ...", TensorFlow's deprecations, tf2onnx, ONNX Runtime).
+_LIBRARY_WARNINGS = r"(keras|tensorflow|tf_keras|tf2onnx|onnx|onnxruntime|absl|tensorflow_datasets)(\.|$)"
+
+
+@contextlib.contextmanager
+def _one_line_warnings(command: str, debug: bool):
+    """While a command runs: each of the package's own warnings once, as one line
+    ``keras-resnet COMMAND: warning: ...``; the libraries' warnings (and their Python log
+    records under ERROR, e.g. tfds' "WARNING:absl:Variant folder ...") only with --debug."""
+    loggers = [logging.getLogger(name) for name in ("absl", "tensorflow")]
+    levels = [logger.level for logger in loggers]
+    with warnings.catch_warnings():
+        if not debug:
+            for logger in loggers:
+                logger.setLevel(logging.ERROR)
+            seen = set()
+
+            def show(message, category, filename, lineno, file=None, line=None):
+                text = _one_line(message)
+                if text not in seen:
+                    seen.add(text)
+                    print(f"keras-resnet {command}: warning: {text}", file=sys.stderr)
+
+            warnings.showwarning = show
+            warnings.filterwarnings("ignore", module=_LIBRARY_WARNINGS)
+        try:
+            yield
+        finally:
+            for logger, level in zip(loggers, levels):
+                logger.setLevel(level)
+
+
 def main(argv: list[str] | None = None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
     debug = "--debug" in argv or os.environ.get("KERAS_RESNET_DEBUG") == "1"
@@ -120,8 +155,9 @@ def main(argv: list[str] | None = None) -> int:
               file=sys.stderr)
         return EXIT_USAGE
     try:
-        module = importlib.import_module(COMMANDS[command][0])
-        return module.cli_main(command, rest)
+        with _one_line_warnings(command, debug):
+            module = importlib.import_module(COMMANDS[command][0])
+            return module.cli_main(command, rest)
     except BrokenPipeError:  # `keras-resnet list | head`: the reader left, nothing to say
         os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
         return EXIT_ENVIRONMENT

@@ -18,7 +18,7 @@ def cpu_flags():
 
 
 def cpu_has_fast_bf16(flags=None):
-    """True on CPUs with AMX-bf16 or AVX-512 bf16 (bf16 matmuls 3-4x faster than fp32)."""
+    """True on CPUs with AMX-bf16 or AVX-512 bf16, where bf16 matmuls beat fp32 (BENCHMARKS.md)."""
     flags = cpu_flags() if flags is None else flags
     return bool({"amx_bf16", "avx512_bf16"} & flags)
 
@@ -66,7 +66,7 @@ def resolve_precision(precision="auto"):
 
     GPUs: ``mixed_float16`` (loss scaling is applied by Keras' optimizer wrapper).
     CPUs with AMX / AVX-512 bf16: ``mixed_bfloat16``, for training too: with the auto
-    recipe's BatchNorm momentum it trained as accurately as fp32 there, 1.5x faster
+    recipe's BatchNorm momentum it trained as accurately as fp32 there, and faster
     (BENCHMARKS.md, "The precision auto chooses for training"). Elsewhere ``fp32``. The
     environment variable ``KERAS_RESNET_PRECISION`` overrides ``"auto"`` (``"auto"`` in it
     changes nothing).
@@ -106,7 +106,8 @@ def precision_reason(requested, resolved):
 def resolve_jit_compile(jit_compile="auto"):
     """XLA only where it pays: on GPUs, and always on the JAX backend.
 
-    On TensorFlow CPUs XLA measured 2-3x slower for ResNet training. On the JAX backend
+    On TensorFlow CPUs XLA made ResNet training slower (BENCHMARKS.md, the XLA row of the
+    changes not kept). On the JAX backend
     ``jit_compile=False`` would run every op eagerly, so ``"auto"`` is True there.
     """
     if jit_compile in (True, "on"):

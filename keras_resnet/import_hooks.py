@@ -1,9 +1,11 @@
 """Run code around the first import of a module, whoever imports it.
 
-Two uses: :mod:`keras_resnet.saving` registers our Keras classes right after ``keras``
-is imported (``import keras_resnet`` itself must not import Keras), and the command line
-filters the native log lines TensorFlow writes while ``tensorflow`` loads
-(:func:`keras_resnet.cli.main`). A hook fires once and then removes itself.
+Two uses, each justified: :mod:`keras_resnet.saving` registers our Keras classes right
+after ``keras`` is imported, so ``keras.saving.load_model`` reads our files after a plain
+``import keras_resnet``, which must not import Keras itself (``--help`` and ``list`` stay
+instant); and the command line filters the native log lines TensorFlow writes while
+``tensorflow`` loads (:func:`keras_resnet.cli.main`), and only then. A hook fires once and
+then removes itself from ``sys.meta_path``; nothing else is installed.
 """
 
 from __future__ import annotations

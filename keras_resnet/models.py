@@ -13,7 +13,8 @@ from typing import Any
 import keras
 from keras import layers
 
-from keras_resnet import blocks, specs, video as video_weights, weights as weights_lib
+from keras_resnet import blocks, specs, weights as weights_lib
+from keras_resnet.weights import video as video_weights
 from keras_resnet.specs import list_models, model_info  # noqa: F401  (read from the registry)
 from keras_resnet.utils import fail, is_int, is_number
 
@@ -128,7 +129,7 @@ def _check_dims(dims, video, variant, weights):
 
 def _plan_weights(video, weights, **kwargs):
     """``weights=`` checked before building; video variants take torchvision video state
-    dicts and checkpoints (:mod:`keras_resnet.video`)."""
+    dicts and checkpoints (:mod:`keras_resnet.weights.video`)."""
     if video:
         return video_weights.plan(weights, include_top=kwargs["include_top"],
                                   classes=kwargs["classes"])

@@ -91,8 +91,9 @@ class BatchNormalization(keras.layers.BatchNormalization):
         keras.layers.Layer.trainable.fset(self, bool(value) and not self.frozen)
 
     def get_config(self):
-        # An unfrozen layer's config stays a plain keras.layers.BatchNormalization config,
-        # so files this package writes load in Keras without it where nothing is frozen.
+        # An unfrozen layer's config holds only keras.layers.BatchNormalization's keys. A
+        # file still names the class "keras_resnet>BatchNormalization", so loading it needs
+        # keras_resnet imported (keras_resnet.saving registers the class).
         config = super().get_config()
         if self.frozen:
             config["frozen"] = True

@@ -108,6 +108,23 @@ def preprocess_input(x: Any, data_format: str | None = None, *, mode: str) -> An
     return flip(x) - constant(_CAFFE_MEAN_BGR.reshape(shape))
 
 
+def preprocess_affine(mode: str) -> tuple | None:
+    """``(scale, offset)``, float32 [3] each, with ``preprocess_input(x, mode=mode)`` equal
+    to ``x * scale + offset`` (channels last, to float32 rounding) for ``"tf"``,
+    ``"torch"`` and ``"kinetics"``: one multiply-add per value where ``preprocess_input``
+    makes two or three passes (the input pipelines use it on every batch). None for
+    ``"caffe"``, which also reverses the channels."""
+    _check_mode(mode)
+    if mode == "caffe":
+        return None
+    if mode == "tf":
+        scale, offset = np.full(3, 1 / 127.5), np.full(3, -1.0)
+    else:
+        mean, std = (_TORCH_MEAN, _TORCH_STD) if mode == "torch" else (_KINETICS_MEAN, _KINETICS_STD)
+        scale, offset = 1 / (255.0 * std), -mean / std
+    return scale.astype(np.float32), offset.astype(np.float32)
+
+
 def _class_index_path(class_index_path=None):
     """A local ImageNet class index: the given path, else Keras' cache, else download."""
     if class_index_path is not None:

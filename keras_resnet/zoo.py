@@ -33,7 +33,7 @@ def _docstring(spec: specs.ModelSpec) -> str:
         defaults = "``weights='imagenet'`` by default, keras.applications' positional order"
     elif spec.family == "video":
         defaults = (f"3D, ``classes={VIDEO_CLASSES}`` by default; ``weights=`` a torchvision "
-                    "video checkpoint or state dict (:mod:`keras_resnet.video`)")
+                    "video checkpoint or state dict (:mod:`keras_resnet.weights.video`)")
     else:
         defaults = "``weights=None`` by default"
     sets = ", ".join(f"``{ws.name}`` ({ws.top1:.2f}% top-1)" for ws in sets_for(spec.name))

@@ -119,6 +119,13 @@ def cli_main(command, argv):
         raise cli.CommandError("worker 1 was lost; rerun the same command to resume", exit_code=1)
     if kind == "stopped":
         raise cli.Stopped("stopped at epoch 2 step 5; resume with: keras-resnet train", 143)
+    if kind == "warn":
+        import warnings
+
+        for _ in range(2):
+            warnings.warn("No class_names given:\n the export labels its classes class_0 ...")
+        warnings.warn_explicit("`build()` was called on layer x", UserWarning, "layer.py", 1,
+                               module="keras.src.layers.layer")  # as Keras attributes its own
     print("done")
     return 0
 
@@ -149,6 +156,13 @@ def test_one_line_and_exit_status_per_kind_of_error(fake_command, capsys, kind, 
 def test_debug_shows_the_traceback(fake_command, kind, error):
     with pytest.raises(error):
         cli.main(["fake", kind, "--debug"])
+
+
+def test_warnings_are_one_line_once_and_the_libraries_stay_quiet(fake_command, capsys):
+    assert cli.main(["fake", "warn"]) == 0
+    captured = capsys.readouterr()
+    assert captured.err == "keras-resnet fake: warning: No class_names given: the export labels its classes class_0 ...\n"
+    assert captured.out == "done\n"
 
 
 def test_success_and_unknown_command(fake_command, capsys):

@@ -263,6 +263,9 @@ def no_build(monkeypatch):
         (lambda: kr.ResNet50(include_top=False, pooling="sum", weights=None), "pooling='sum'"),
         (lambda: kr.ResNet50(weights="no/such/file.h5"), "weights='no/such/file.h5'"),
         (lambda: kr.ResNet18(weights="imagenet"), "depth=18"),
+        # torchvision publishes ResNet-18 v1.5 weights: the error points at them
+        (lambda: kr.ResNet18V1_5(weights="imagenet"), "ResNet18V1_5 has published weights: weights='torchvision'"),
+        (lambda: kr.ResNet50D(weights="imagenet"), "weights='timm'"),  # not keras.applications' v1 file
         (lambda: kr.ResNet50(weights="imagenet", se_ratio=0.25), "se_ratio=0.25"),
         (lambda: kr.CifarResNet(21), "depth=21"),
         (lambda: kr.CifarResNet(20, input_shape=(7, 7, 3)), "input_shape=(7, 7, 3)"),

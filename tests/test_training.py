@@ -596,3 +596,29 @@ def test_evaluate_uses_the_runs_augmentation_and_gives_its_test_metrics(tmp_path
     net = keras.saving.load_model(str(output / "model.keras"), compile=False)
     net.compile(loss=keras.losses.SparseCategoricalCrossentropy())
     assert abs(float(net.evaluate(whole, verbose=0)) - metrics["test_loss"]) > 1e-3
+
+
+def test_history_png_names_the_run_draws_the_learning_rate_and_survives_a_spike(tmp_path):
+    """The issue's run: one validation-loss spike (15.7 at epoch 2) among values near 1.
+    On the log loss axis the train curve still spans a visible share of the panel (on a
+    linear one about 6%); the title names model and data; the learning-rate panel shows
+    He et al. 2015's step schedule: /10 at 50% and 75% of the steps."""
+    from keras_resnet.training.fit import _lr_curve_of
+    from keras_resnet.training.recipe import ResNetLearningRate
+    from keras_resnet.training.run_folder import plot_history
+
+    epochs, rates = _lr_curve_of(ResNetLearningRate(0.1, 400, schedule="step"), 4, 100, points=400)
+    assert len(epochs) == 400 and epochs[200] == 2.0
+    np.testing.assert_allclose([rates[0], rates[199], rates[200], rates[299], rates[300], rates[399]],
+                               [0.1, 0.1, 0.01, 0.01, 0.001, 0.001], rtol=1e-6)
+    history = {"epoch": [0, 1, 2, 3], "loss": [2.0, 1.5, 1.2, 1.0], "val_loss": [2.1, 15.7, 1.3, 1.1],
+               "accuracy": [0.3, 0.5, 0.6, 0.7], "val_accuracy": [0.3, 0.2, 0.6, 0.65]}
+    figure = plot_history(history, tmp_path / "history.png", title="ResNet20 on digits (r1)",
+                          learning_rate=(epochs, rates))
+    assert (tmp_path / "history.png").stat().st_size > 0
+    assert figure._suptitle.get_text() == "ResNet20 on digits (r1)"
+    loss, _, lr = figure.axes
+    assert lr.get_title() == "learning rate" and loss.get_yscale() == "log"
+    to_axes = loss.transAxes.inverted()
+    low, high = (to_axes.transform(loss.transData.transform((1, y)))[1] for y in (1.0, 2.0))
+    assert high - low > 0.15  # the train loss from 2.0 to 1.0, as a share of the panel's height

@@ -12,7 +12,7 @@ import numpy as np
 import pytest
 
 import keras_resnet as kr
-from keras_resnet import video
+from keras_resnet.weights import video
 from keras_resnet.utils import dtype_policy
 from tests import video_reference
 from tests.torch_files import state_from_manifest, write_torch_zip

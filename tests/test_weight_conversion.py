@@ -191,9 +191,6 @@ def test_published_transforms_as_the_publishers_state():
     a1 = weights.eval_transform("timm:resnet50.a1_in1k", "ResNet50V1_5")
     assert (a1.resize, a1.crop, a1.interpolation) == (235, 224, "bicubic")  # crop_pct 0.95
     assert weights.find_set("ResNet50V1_5", "torchvision").name == "torchvision:IMAGENET1K_V2"
-    for s in published.SETS:  # the first hex digits of the hash end the published file name
-        stem = s.file_name.removesuffix(".tf2.h5").rsplit(".", 1)[0]
-        assert len(s.hash_prefix) >= 8 and stem.endswith(f"-{s.hash_prefix[:8]}"), s.file_name
     with pytest.raises(ValueError, match="sets for ResNet18V1_5.*torchvision:IMAGENET1K_V1"):
         kr.get_model("ResNet18V1_5", weights="timm:resnet50.a1_in1k")
 

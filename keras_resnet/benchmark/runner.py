@@ -122,6 +122,20 @@ def torch_worker_command(python: str, config: dict) -> list[str]:
     return [python, os.path.join(here, "torch_worker.py"), json.dumps(config)]
 
 
+def run_torch_worker(python: str, config: dict, *, prefix: tuple = ()) -> dict:
+    """Run the torch worker once in ``python`` with ``config`` (``prefix``: a launcher
+    before the interpreter, e.g. ``("taskset", "-c", "0,1")``); its JSON result."""
+    root = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+    env = dict(os.environ, KERAS_BACKEND="torch",  # keras_resnet's import then loads no TensorFlow
+               PYTHONPATH=os.pathsep.join(filter(None, [root, os.environ.get("PYTHONPATH")])))
+    proc = subprocess.run([*prefix, *torch_worker_command(python, config)],
+                          capture_output=True, text=True, check=False, env=env)
+    lines = [line for line in proc.stdout.splitlines() if line.startswith("{")]
+    if proc.returncode != 0 or not lines:
+        raise RuntimeError(f"torch worker failed:\n{proc.stderr[-2000:]}")
+    return json.loads(lines[-1])
+
+
 class TorchRunner:
     """Times torchvision's model in a subprocess per round (interleaving with the others)."""
 
@@ -140,15 +154,7 @@ class TorchRunner:
         pass  # every subprocess warms up before it times
 
     def seconds_per_step(self, steps: int) -> float:
-        root = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
-        env = dict(os.environ, KERAS_BACKEND="torch",  # keras_resnet's import then loads no TensorFlow
-                   PYTHONPATH=os.pathsep.join(filter(None, [root, os.environ.get("PYTHONPATH")])))
-        proc = subprocess.run(torch_worker_command(self.python, {**self.config, "steps": steps}),
-                              capture_output=True, text=True, check=False, env=env)
-        lines = [line for line in proc.stdout.splitlines() if line.startswith("{")]
-        if proc.returncode != 0 or not lines:
-            raise RuntimeError(f"torchvision benchmark failed:\n{proc.stderr[-2000:]}")
-        result = json.loads(lines[-1])
+        result = run_torch_worker(self.python, {**self.config, "steps": steps})
         self.flops_per_image = result["forward_flops"] * (3 if self.mode == "train" else 1)
         self.precision, self.peak_precision = result["precision"], result["peak_precision"]
         self.extra = {"torch_model": result["source"], "parameters": result["parameters"]}

@@ -10,6 +10,9 @@ convolutions and linear layers, counted with forward hooks), ``source`` ("torchv
 or "torch" where torchvision cannot be imported and :mod:`.torch_resnet` builds the same
 architecture), ``parameters``, ``precision`` and ``peak_precision``.
 
+A config with ``"job": "dataloader"`` times torchvision's input pipeline instead
+(:func:`time_dataloader`, for ``benchmarks/input_pipeline.py``).
+
 Its fastest setting per device: CUDA: float16 autocast with a GradScaler (torchvision's
 reference ``--amp``), cuDNN autotuning; CPU: bfloat16 autocast. Channels-last on both.
 ``"amp": false`` runs float32.
@@ -126,12 +129,83 @@ def run(cfg: dict) -> dict:
             "peak_precision": ("mixed_float16" if cuda else "mixed_bfloat16") if cfg["amp"] else "fp32"}
 
 
+DATALOADER_KEYS = ("root", "batch_size", "image_size", "workers", "warmup", "batches")
+
+
+def process_tree_cpu_seconds(pid: int | None = None) -> float:
+    """CPU seconds (user + system) a process and all its living descendants have used,
+    from ``/proc`` (Linux): the DataLoader's worker processes count with the loader."""
+    import os
+
+    pid = os.getpid() if pid is None else pid
+    tick = os.sysconf("SC_CLK_TCK")
+    stats = {}
+    for entry in os.listdir("/proc"):
+        if entry.isdigit():
+            try:
+                with open(f"/proc/{entry}/stat") as f:
+                    fields = f.read().rsplit(")", 1)[1].split()
+            except OSError:
+                continue
+            # after the name: state ppid ... utime (11) stime (12)
+            stats[int(entry)] = (int(fields[1]), int(fields[11]) + int(fields[12]))
+    total, todo = 0, [pid]
+    while todo:
+        current = todo.pop()
+        total += stats.get(current, (0, 0))[1]
+        todo.extend(child for child, (parent, _) in stats.items() if parent == current)
+    return total / tick
+
+
+def time_dataloader(cfg: dict) -> dict:
+    """torchvision's ImageNet training input: ``ImageFolder`` + ``RandomResizedCrop`` +
+    ``RandomHorizontalFlip`` + ``ToTensor`` + ``Normalize`` (its reference script's
+    transform) through ``DataLoader(num_workers=workers, shuffle=True)``; after
+    ``warmup`` batches, ``batches`` batches are timed. Returns ``images_per_sec`` and
+    ``cpu_seconds`` (of the loader and its workers, during the timed batches)."""
+    import torch
+    import torchvision
+    from torchvision import transforms
+
+    missing = [k for k in DATALOADER_KEYS if k not in cfg]
+    if missing:
+        raise ValueError(f"config must name {DATALOADER_KEYS}. Received: config={cfg!r}")
+    torch.manual_seed(0)
+    transform = transforms.Compose([
+        transforms.RandomResizedCrop(cfg["image_size"]), transforms.RandomHorizontalFlip(),
+        transforms.ToTensor(),
+        transforms.Normalize(mean=[0.485, 0.456, 0.406], std=[0.229, 0.224, 0.225]),
+    ])
+    dataset = torchvision.datasets.ImageFolder(cfg["root"], transform)
+    loader = torch.utils.data.DataLoader(
+        dataset, batch_size=cfg["batch_size"], shuffle=True, num_workers=cfg["workers"],
+        drop_last=True, persistent_workers=cfg["workers"] > 0)
+
+    def batches():
+        while True:
+            yield from loader
+
+    stream = batches()
+    for _ in range(cfg["warmup"]):
+        next(stream)
+    cpu, start = process_tree_cpu_seconds(), time.perf_counter()
+    for _ in range(cfg["batches"]):
+        next(stream)
+    seconds = time.perf_counter() - start
+    cpu = process_tree_cpu_seconds() - cpu
+    images = cfg["batches"] * cfg["batch_size"]
+    return {"images_per_sec": images / seconds, "cpu_seconds": cpu, "images": images,
+            "torchvision": torchvision.__version__}
+
+
 def main(argv: list[str] | None = None) -> int:
     argv = sys.argv[1:] if argv is None else argv
     if len(argv) != 1:
         print(__doc__, file=sys.stderr)
         return 2
-    print(json.dumps(run(json.loads(argv[0]))), flush=True)
+    cfg = json.loads(argv[0])
+    result = time_dataloader(cfg) if cfg.get("job") == "dataloader" else run(cfg)
+    print(json.dumps(result), flush=True)
     return 0
 
 

@@ -14,6 +14,8 @@ Three kinds of data, one object (:class:`ImageData`) with one pipeline API:
 The modules:
 
 - :mod:`~keras_resnet.data.transforms`: decode, resize, crops and flips, preprocessing;
+- :mod:`~keras_resnet.data.jpeg`: JPEG files: the crop drawn from the header, only its
+  window decoded, DCT-domain downscaling (``jpeg_decode`` of the pipelines);
 - :mod:`~keras_resnet.data.sources`: the kinds of split (arrays, files, tfds streams),
   stratified splits and the bundled digits; :mod:`~keras_resnet.data.folders` and
   :mod:`~keras_resnet.data.tfds_source` read class folders and TensorFlow Datasets;

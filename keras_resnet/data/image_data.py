@@ -13,16 +13,24 @@ import dataclasses
 import numpy as np
 import tensorflow as tf
 
-from keras_resnet.data.sources import TfdsStream, stratified_split
+from keras_resnet.data.jpeg import JPEG_DECODES
+from keras_resnet.data.sources import (
+    FileSource,
+    TfdsStream,
+    buffer_budget,
+    cached_images,
+    stratified_split,
+)
 from keras_resnet.data.transforms import (
     AUGMENTATIONS,
     batch_and_preprocess,
-    decode,
     eval_kind,
-    eval_transform,
+    eval_image,
+    eval_image_encoded,
     fold,
     to_uint8,
     train_transform,
+    train_transform_encoded,
 )
 from keras_resnet.preprocessing import MODES
 from keras_resnet.utils import (
@@ -52,6 +60,14 @@ def check_fraction(argument, value):
 def _check_image_size(image_size):
     if not is_int(image_size) or image_size < MIN_IMAGE_SIZE:
         fail("image_size", image_size, f"an integer >= {MIN_IMAGE_SIZE}")
+
+
+def _check_reading(jpeg_decode, ram_budget, threads):
+    check_choice("jpeg_decode", jpeg_decode, JPEG_DECODES)
+    if ram_budget is not None:
+        check_positive_int("ram_budget", ram_budget)
+    if threads is not None:
+        check_positive_int("threads", threads)
 
 
 @dataclasses.dataclass
@@ -197,6 +213,9 @@ class ImageData:
         start_epoch: int = 0,
         start_step: int = 0,
         epochs: int = 1,
+        jpeg_decode: str = "scaled",
+        ram_budget: int | None = None,
+        threads: int | None = None,
     ) -> tf.data.Dataset:
         """Shuffled, augmented training batches for epochs ``start_epoch .. epochs - 1``.
 
@@ -212,6 +231,22 @@ class ImageData:
                 equal those an uninterrupted run yields from that point.
             start_step: the step inside ``start_epoch`` to begin at.
             epochs: the epoch to stop before.
+            jpeg_decode: how the JPEG files of a folder or tfds dataset are decoded
+                (:mod:`keras_resnet.data.jpeg`): ``"scaled"`` (default) draws the crop
+                from the file's header, decodes only its window and, where the window
+                is at least twice ``image_size`` on both axes, decodes it at 1/2, 1/4
+                or 1/8 scale in the DCT domain (a few levels of pixel difference, the
+                same geometry); ``"window"`` the same without the reduced scale
+                (batches bit-for-bit those of ``"full"``); ``"full"`` decodes every
+                whole file (the path before; PNG, BMP and GIF files always take it).
+                The crop drawn is the same in all three.
+            ram_budget: bytes of memory the pipeline may hold: a folder's images,
+                decoded at ``image_size`` for the presets that resize the whole image,
+                are cached when they fit (default: up to 1 GiB), and tf.data's
+                autotuner keeps its buffers within what is left (default: tf.data's
+                own budget, half the RAM).
+            threads: threads of a private tf.data thread pool and the autotuner's
+                CPU budget (default: TensorFlow's shared pool, all cores).
 
         Returns:
             ``tf.data.Dataset`` of ``(float32 [B, S, S, 3], int32 [B])``.
@@ -222,6 +257,7 @@ class ImageData:
         check_choice("augmentation", augmentation, AUGMENTATIONS)
         check_choice("preprocessing", preprocessing, MODES)
         check_seed(seed)
+        _check_reading(jpeg_decode, ram_budget, threads)
         steps = self.steps_per_epoch(global_batch_size)
         _check_resume_point(start_epoch, start_step, epochs, steps)
         plan = _EpochPlan(
@@ -231,15 +267,19 @@ class ImageData:
             start_position=start_step * global_batch_size,
             augmentation=augmentation,
             image_size=image_size,
+            jpeg_decode=jpeg_decode,
         )
         source = self._splits["train"]
+        cache_bytes = 0
         if isinstance(source, TfdsStream):
-            epoch_elements, element = _stream_epochs(source, plan)
+            epoch_elements, stages = _stream_epochs(source, plan)
         else:
-            epoch_elements, element = _indexed_epochs(source, plan)
+            epoch_elements, stages, cache_bytes = _indexed_epochs(source, plan, ram_budget)
         ds = tf.data.Dataset.range(start_epoch, epochs).flat_map(epoch_elements)
-        ds = ds.map(element, num_parallel_calls=tf.data.AUTOTUNE)
-        return batch_and_preprocess(ds, global_batch_size, preprocessing, drop_remainder=True)
+        for stage in stages:  # reading files apart from decoding: reads overlap
+            ds = ds.map(stage, num_parallel_calls=tf.data.AUTOTUNE)
+        return batch_and_preprocess(ds, global_batch_size, preprocessing, drop_remainder=True,
+                                    threads=threads, ram_budget=buffer_budget(ram_budget, cache_bytes))
 
     # -------------------------------------------------------------------- evaluation
 
@@ -251,6 +291,9 @@ class ImageData:
         image_size: int | None = None,
         preprocessing: str = "tf",
         augmentation: str | None = None,
+        jpeg_decode: str = "scaled",
+        ram_budget: int | None = None,
+        threads: int | None = None,
     ) -> tf.data.Dataset:
         """Batches of one split in its fixed order, the last partial batch kept.
 
@@ -262,6 +305,13 @@ class ImageData:
                 ``self.default_augmentation``): ``"imagenet"`` evaluates on the center
                 crop of the image resized to ``image_size / 0.875``, the others on the
                 whole image resized to ``image_size``.
+            jpeg_decode: ``"scaled"`` (default) decodes a JPEG at 1/2, 1/4 or 1/8
+                scale where the reduced image is still twice the resized one (at 224
+                and 1/2: a shorter side of 1,024 pixels or more), and resamples that
+                onto the same grid (:mod:`keras_resnet.data.jpeg`); smaller files, and
+                all under ``"full"`` and ``"window"``, are decoded whole.
+            ram_budget: as for :meth:`train_dataset`.
+            threads: as for :meth:`train_dataset`.
         """
         image_size = self.image_size if image_size is None else image_size
         augmentation = self.default_augmentation if augmentation is None else augmentation
@@ -269,26 +319,44 @@ class ImageData:
         _check_image_size(image_size)
         check_choice("preprocessing", preprocessing, MODES)
         check_choice("augmentation", augmentation, AUGMENTATIONS)
-        ds = self._eval_images(split, image_size, eval_kind(augmentation))
-        return batch_and_preprocess(ds, global_batch_size, preprocessing, drop_remainder=False)
+        _check_reading(jpeg_decode, ram_budget, threads)
+        ds, cache_bytes = self._eval_images(
+            split, image_size, eval_kind(augmentation), jpeg_decode, ram_budget
+        )
+        return batch_and_preprocess(
+            ds, global_batch_size, preprocessing, drop_remainder=False,
+            threads=threads, ram_budget=buffer_budget(ram_budget, cache_bytes),
+        )
 
-    def _eval_images(self, split, size, kind):
-        """Unbatched (float32 image 0..255, int32 label) of a split, in order."""
+    def _eval_images(self, split, size, kind, jpeg_decode="scaled", ram_budget=None):
+        """(unbatched (float32 image 0..255, int32 label) of a split in order, bytes
+        of decoded images it holds in memory)."""
         source = self._split(split)
         if isinstance(source, TfdsStream):
             return source.records().map(
-                lambda x, y: (eval_transform(decode(x), kind, size), y),
+                lambda x, y: (eval_image_encoded(x, kind, size, jpeg_decode), y),
                 num_parallel_calls=tf.data.AUTOTUNE,
-            )
-        load, transformed = source.loader(kind, size)
+            ), 0
         labels = tf.constant(source.labels, tf.int32)
-        return tf.data.Dataset.range(source.n).map(
-            lambda i: (
-                eval_transform(load(i), "resize" if transformed else kind, size),
-                tf.gather(labels, i),
-            ),
+        ds = tf.data.Dataset.range(source.n)
+        cached = cached_images(source, kind, size, ram_budget, jpeg_decode)
+        if cached is not None:
+            return ds.map(
+                lambda i: (eval_image(cached(i), "resize", size), tf.gather(labels, i)),
+                num_parallel_calls=tf.data.AUTOTUNE,
+            ), source.cache_bytes(size)
+        if isinstance(source, FileSource):
+            ds = ds.map(lambda i: (source.read(i), i), num_parallel_calls=tf.data.AUTOTUNE)
+            return ds.map(
+                lambda x, i: (eval_image_encoded(x, kind, size, jpeg_decode),
+                              tf.gather(labels, i)),
+                num_parallel_calls=tf.data.AUTOTUNE,
+            ), 0
+        load, _ = source.loader(kind, size)
+        return ds.map(
+            lambda i: (eval_image(load(i), kind, size), tf.gather(labels, i)),
             num_parallel_calls=tf.data.AUTOTUNE,
-        )
+        ), 0
 
     def raw_images(
         self, split: str, n: int, *, image_size: int | None = None, augmentation: str | None = None
@@ -304,7 +372,8 @@ class ImageData:
         augmentation = self.default_augmentation if augmentation is None else augmentation
         _check_image_size(image_size)
         check_choice("augmentation", augmentation, AUGMENTATIONS)
-        ds = self._eval_images(split, image_size, eval_kind(augmentation)).take(n)
+        ds, _ = self._eval_images(split, image_size, eval_kind(augmentation))
+        ds = ds.take(n)
         images, labels = [], []
         for x, y in ds.batch(256):
             images.append(to_uint8(x.numpy()))
@@ -340,6 +409,7 @@ class _EpochPlan:
     start_position: int  # first image of the start epoch
     augmentation: str
     image_size: int
+    jpeg_decode: str = "scaled"
 
     def seeds(self, epoch):
         """(order of the epoch, windows of a stream, per-image augmentation) seeds."""
@@ -351,14 +421,25 @@ class _EpochPlan:
         start = tf.constant(self.start_position, tf.int64)
         return tf.where(epoch == self.start_epoch, start, tf.constant(0, tf.int64))
 
+    def image_seed(self, epoch, position):
+        return fold(self.seeds(epoch)[2], position)
+
     def transform(self, image, epoch, position):
-        seed = fold(self.seeds(epoch)[2], position)
+        seed = self.image_seed(epoch, position)
         return train_transform(image, self.augmentation, self.image_size, seed)
 
+    def transform_encoded(self, encoded, epoch, position):
+        seed = self.image_seed(epoch, position)
+        return train_transform_encoded(
+            encoded, self.augmentation, self.image_size, seed, self.jpeg_decode
+        )
 
-def _indexed_epochs(source, plan):
-    """Epochs of a source read by index: a stateless permutation per epoch."""
-    load, _ = source.loader("resize" if plan.augmentation != "imagenet" else None, plan.image_size)
+
+def _indexed_epochs(source, plan, ram_budget):
+    """Epochs of a source read by index: a stateless permutation per epoch. Returns
+    (epoch -> elements, the map stages, bytes of images cached in memory): files
+    that are not cached are read in one stage and decoded in the next."""
+    kind = "resize" if plan.augmentation != "imagenet" else None
     labels = tf.constant(source.labels, tf.int32)
     n = source.n
 
@@ -372,10 +453,26 @@ def _indexed_epochs(source, plan):
             (tf.fill(tf.shape(positions), epoch), positions, order[start : plan.per_epoch])
         )
 
+    cached = cached_images(source, kind, plan.image_size, ram_budget, plan.jpeg_decode)
+    if cached is not None:
+        load, cache_bytes = cached, source.cache_bytes(plan.image_size)
+    elif isinstance(source, FileSource):
+
+        def read(epoch, position, index):
+            return epoch, position, source.read(index), tf.gather(labels, index)
+
+        def decode_element(epoch, position, encoded, label):
+            return plan.transform_encoded(encoded, epoch, position), label
+
+        return epoch_elements, (read, decode_element), 0
+    else:
+        load, _ = source.loader(kind, plan.image_size)
+        cache_bytes = 0
+
     def element(epoch, position, index):
         return plan.transform(load(index), epoch, position), tf.gather(labels, index)
 
-    return epoch_elements, element
+    return epoch_elements, (element,), cache_bytes
 
 
 def _stream_epochs(source, plan):
@@ -397,6 +494,6 @@ def _stream_epochs(source, plan):
         return ds.map(lambda p, xy: (epoch, p, xy[0], xy[1]))
 
     def element(epoch, position, encoded, label):
-        return plan.transform(decode(encoded), epoch, position), label
+        return plan.transform_encoded(encoded, epoch, position), label
 
-    return epoch_elements, element
+    return epoch_elements, (element,)

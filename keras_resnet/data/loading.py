@@ -123,7 +123,8 @@ def pipeline_throughput(
     a name for :func:`load_data`) delivers, measured over ``steps`` batches after
     ``warmup_steps`` (no model attached). ``pipeline``: keywords of
     :meth:`ImageData.train_dataset` (``image_size``, ``augmentation``, ``preprocessing``,
-    ``seed``)."""
+    ``seed``, ``jpeg_decode``, ``threads``, ``ram_budget``). Side by side with
+    torchvision's and DALI's pipelines: ``benchmarks/input_pipeline.py``."""
     check_positive_int("steps", steps)
     check_non_negative_int("warmup_steps", warmup_steps)
     if not isinstance(data, ImageData):

@@ -15,7 +15,12 @@ import dataclasses
 import numpy as np
 import tensorflow as tf
 
-from keras_resnet.data.transforms import decode, eval_transform, to_rgb, to_uint8
+from keras_resnet.data.transforms import (
+    decode,
+    eval_image_encoded,
+    to_rgb,
+    to_uint8,
+)
 
 # Datasets (decoded, at training size) up to this many bytes are held in memory.
 MEMORY_CACHE_BYTES = 1 << 30
@@ -62,7 +67,8 @@ class ArraySource:
 
 class FileSource:
     """Image files decoded by tf.data; decoded and resized copies cached in memory
-    (per transform and size) when they fit in ``MEMORY_CACHE_BYTES``."""
+    (per transform and size) when they fit in the RAM budget (``MEMORY_CACHE_BYTES``
+    unless a pipeline is given another)."""
 
     def __init__(self, paths, labels):
         self.paths = np.asarray(paths, dtype=object).astype(str)
@@ -70,26 +76,59 @@ class FileSource:
         self.n = len(self.labels)
         self._cache = {}
 
-    def _decode_all(self, kind, size):
-        key = (kind, size)
+    def cache_bytes(self, size):
+        """Bytes the decoded copies at ``size`` x ``size`` take in memory."""
+        return self.n * size * size * 3
+
+    def _decode_all(self, kind, size, jpeg_decode):
+        key = (kind, size, jpeg_decode)
         if key not in self._cache:
             ds = tf.data.Dataset.from_tensor_slices(self.paths).map(
-                lambda p: to_uint8(eval_transform(decode(tf.io.read_file(p)), kind, size)),
+                lambda p: to_uint8(
+                    eval_image_encoded(tf.io.read_file(p), kind, size, jpeg_decode)
+                ),
                 num_parallel_calls=tf.data.AUTOTUNE,
             )
             batches = [b.numpy() for b in ds.batch(256)]
             self._cache[key] = np.concatenate(batches) if batches else None
         return self._cache[key]
 
-    def loader(self, kind, size):
-        if kind is not None and self.n * size * size * 3 <= MEMORY_CACHE_BYTES:
-            images = tf.constant(self._decode_all(kind, size))
-            return (lambda i: tf.gather(images, i)), True
-        paths = tf.constant(self.paths)
-        return (lambda i: decode(tf.io.read_file(tf.gather(paths, i)))), False
+    def cached(self, kind, size, ram_budget=MEMORY_CACHE_BYTES, jpeg_decode="scaled"):
+        """fn(index) -> image transformed by ``kind`` at ``size``, from memory, when the
+        decoded copies fit in ``ram_budget`` bytes; else None."""
+        if kind is None or self.cache_bytes(size) > ram_budget:
+            return None
+        images = tf.constant(self._decode_all(kind, size, jpeg_decode))
+        return lambda i: tf.gather(images, i)
+
+    def read(self, index):
+        """The encoded bytes of file ``index`` (a scalar tensor)."""
+        return tf.io.read_file(tf.gather(tf.constant(self.paths), index))
+
+    def loader(self, kind, size, ram_budget=MEMORY_CACHE_BYTES, jpeg_decode="scaled"):
+        cached = self.cached(kind, size, ram_budget, jpeg_decode)
+        if cached is not None:
+            return cached, True
+        return (lambda i: decode(self.read(i))), False
 
     def subset(self, indices):
         return FileSource(self.paths[indices], self.labels[indices])
+
+
+def cached_images(source, kind, size, ram_budget, jpeg_decode):
+    """fn(index) -> image of a file source's in-memory copies, or None (streamed)."""
+    if not isinstance(source, FileSource):
+        return None
+    budget = MEMORY_CACHE_BYTES if ram_budget is None else ram_budget
+    return source.cached(kind, size, budget, jpeg_decode)
+
+
+def buffer_budget(ram_budget, cache_bytes):
+    """tf.data's autotune RAM budget: what ``ram_budget`` leaves beside the cached images
+    (a quarter of it at least); None: tf.data's default."""
+    if ram_budget is None:
+        return None
+    return max(ram_budget - cache_bytes, ram_budget // 4)
 
 
 class TfdsStream:

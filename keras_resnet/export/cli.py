@@ -11,6 +11,7 @@ import argparse
 import json
 import os
 import sys
+import warnings
 
 from keras_resnet.cli import ArgumentParser
 from keras_resnet.errors import MissingDependency
@@ -43,7 +44,13 @@ def _load_for_cli(args):
     from keras_resnet.models import get_model, model_info
 
     info = model_info(args.model)
-    weights = None if args.weights in (None, "none") else args.weights
+    weights = args.weights
+    if weights is None:  # keras.applications' ImageNet weights where the model has them
+        weights = "imagenet" if info["keras_applications"] else "none"
+        if weights == "none":
+            warnings.warn(f"{args.model} has no keras.applications weights, so it is used untrained; "
+                          "--weights PATH | torchvision | timm:TAG chooses others", stacklevel=2)
+    weights = None if weights == "none" else weights
     model = get_model(args.model, weights=weights)
     return model, {"preprocessing": info["preprocessing"]}, None
 
@@ -119,7 +126,8 @@ def export_parser(prog="keras-resnet export") -> argparse.ArgumentParser:
         description="Export a model as a TF Serving SavedModel version, ONNX or TFLite file.",
     )
     parser.add_argument("--model", help="model name (see 'keras-resnet list')")
-    parser.add_argument("--weights", default="imagenet", help="PATH | imagenet | torchvision[:SET] | timm:TAG | none (with --model); "
+    parser.add_argument("--weights", help="PATH | imagenet | torchvision[:SET] | timm:TAG | none (with --model; "
+                             "default: imagenet for keras.applications' six, else none); "
                              "a published set brings its eval transform")
     parser.add_argument("--run", help="training run folder (config.json, model.keras)")
     parser.add_argument("--export-dir", help=f"base folder of the versions (default {DEFAULT_EXPORT_ROOT}/<model or run name>/, "
@@ -171,7 +179,7 @@ def _check_export_args(args):
         )
 
 
-def _export_saved_model(args, model, options, export_dir):
+def _write_saved_model(args, model, options, export_dir):
     from keras_resnet.export.saved_model import export_saved_model, saved_model_metadata
 
     path = export_saved_model(
@@ -255,7 +263,7 @@ def _export_command(argv):
         refuse_existing(target)
     model, options, config = _load_for_cli(args)
     if args.format == "saved_model":
-        _export_saved_model(args, model, options, export_dir)
+        _write_saved_model(args, model, options, export_dir)
     else:
         _export_lite(args, model, options, config, target)
     return 0
@@ -266,7 +274,8 @@ def predict_parser(prog="keras-resnet predict") -> argparse.ArgumentParser:
     parser.add_argument("images", nargs="+", metavar="IMAGE", help="image files")
     parser.add_argument("--saved-model", help="SavedModel version folder (or base path: newest version)")
     parser.add_argument("--model", help="model name, predicted in-process")
-    parser.add_argument("--weights", default="imagenet", help="PATH | imagenet | torchvision[:SET] | timm:TAG | none (with --model); "
+    parser.add_argument("--weights", help="PATH | imagenet | torchvision[:SET] | timm:TAG | none (with --model; "
+                             "default: imagenet for keras.applications' six, else none); "
                              "a published set brings its eval transform")
     parser.add_argument("--run", help="training run folder, predicted in-process")
     parser.add_argument("--top-k", type=int, default=None, help="default: 5 (or what was exported)")

@@ -69,7 +69,7 @@ def fold_pool_padding(graph) -> int:
     padding is never chosen, where a zero pad value is; the two agree whenever the pooled
     values are non-negative, which a Relu guarantees. In an int8 file the separate Pad
     costs more than the pool: ONNX Runtime dequantizes the stem's output, pads it in float
-    and quantizes it again (14 ms of a 100 ms ResNet-50 batch of 16, BENCHMARKS.md).
+    and quantizes it again (BENCHMARKS.md, the int8 serving rows).
     Pads whose input is not a Relu output (pre-activation stems pool the conv's output
     directly) stay. Returns the number of Pads folded.
     """
@@ -131,7 +131,9 @@ def onnx_probabilities(path, pixels) -> np.ndarray:
     """Run an ONNX export under onnxruntime on float32 pixels [N, H, W, 3]."""
     onnxruntime = require("onnxruntime", "running an ONNX file")
 
-    session = onnxruntime.InferenceSession(os.fspath(path), providers=["CPUExecutionProvider"])
+    options = onnxruntime.SessionOptions()
+    options.log_severity_level = 3  # errors only: ORT's graph warnings are not the user's
+    session = onnxruntime.InferenceSession(os.fspath(path), options, providers=["CPUExecutionProvider"])
     return session.run(["probabilities"], {"pixels": np.asarray(pixels, dtype="float32")})[0]
 
 

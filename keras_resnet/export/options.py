@@ -110,6 +110,10 @@ def model_preprocessing(model) -> str | None:
     backbone called as one layer, as in transfer learning) takes the backbone's mode.
     Models renamed by their builder (``name=...``) are not recognised: pass
     ``preprocessing``.
+
+    Kept, why: it lets ``export_saved_model(ResNet50V2(...), path)`` work without the
+    caller repeating what the name implies. A model does not yet carry its registry row as
+    public state; when it does, read the mode from there instead of the name.
     """
     import keras
 

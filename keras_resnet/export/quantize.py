@@ -105,6 +105,7 @@ class OnnxRunner:
         options = onnxruntime.SessionOptions()
         options.intra_op_num_threads = threads or os.cpu_count() or 1
         options.graph_optimization_level = onnxruntime.GraphOptimizationLevel.ORT_ENABLE_ALL
+        options.log_severity_level = 3  # errors only: ORT's graph warnings are not the user's
         self.session = onnxruntime.InferenceSession(os.fspath(path), options,
                                                     providers=["CPUExecutionProvider"])
 

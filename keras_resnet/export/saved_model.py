@@ -60,9 +60,9 @@ def resolve_serving_precision(precision: str = "auto") -> str:
     Accepts the package's precision vocabulary (``"bf16"`` or ``"mixed_bfloat16"``,
     ``"fp32"`` or ``"float32"``, ``"auto"``). ``"auto"`` gives ``"bf16"`` only on CPUs with
     AMX or AVX-512 bf16 (:func:`keras_resnet.hardware.cpu_has_fast_bf16`, checked on the
-    exporting machine), where bf16 convolutions run 3-4x faster than fp32; ``"fp32"``
-    elsewhere: on an AVX2-only CPU a bf16 ResNet-50 export served 0.94x the speed of the
-    fp32 one (``benchmarks/serving.py``).
+    exporting machine), where bf16 convolutions are faster than fp32; ``"fp32"``
+    elsewhere, where a bf16 export served slower (BENCHMARKS.md, "Serving (exported
+    SavedModel)", ``benchmarks/serving.py``).
     """
     canonical = normalize_precision(precision, allowed=("auto", "fp32", "mixed_bfloat16"))
     if canonical != "auto":

@@ -1,8 +1,10 @@
 """The eval transform: how a decoded image of any size becomes the model's input.
 
-Until pretrained weight sets carry their own (timm's ``crop_pct`` and interpolation,
-torchvision's ``Resize(256) + CenterCrop(224)``), an export chooses it; its metadata
-records it, and ``serving_default`` and ``keras-resnet predict`` apply it.
+A model loaded from a published set (``weights="torchvision..."`` / ``"timm:..."``) brings
+the one its publisher states (timm's ``crop_pct`` and interpolation, torchvision's
+``Resize(256) + CenterCrop(224)``: :func:`keras_resnet.weights.serving_transform`);
+otherwise the export chooses it. Its metadata records it, and ``serving_default`` and
+``keras-resnet predict`` apply it.
 """
 
 from __future__ import annotations

@@ -12,7 +12,7 @@ Options left as None are filled from the data, the devices and the recipe by
 (their names are unique, and are the ``train`` keywords), plus the facts of the run.
 Whether a run folder may resume is one comparison, :meth:`TrainConfig.changes`, over the
 fields marked ``identity``. ``keras-resnet tune`` builds its own record from the same
-sections (:mod:`keras_resnet.tuning.search`) and compares it the same way.
+sections (:class:`keras_resnet.tuning.tuner.SearchConfig`) and compares it the same way.
 
 Nothing here imports TensorFlow or Keras.
 """

@@ -74,6 +74,7 @@ class FitJob:
         and returns that phase's schedule."""
         self.phases, self.phase, self.switch = phases, phase, switch
         meta = self._restore(net, learning_rate, resume, found)
+        self.schedule = learning_rate  # the run's schedule, drawn beside the curves
         began = time.perf_counter()
         clock = lambda epoch, step: dict(train_time_s=meta.get("train_time_s", 0.0) + time.perf_counter() - began)  # noqa: E731
         guard = cb.NaNGuard()
@@ -183,6 +184,7 @@ class FitJob:
             if phase.index != self.phase.index:
                 learning_rate = self.switch(phase)
                 self.phase, backup.phase, backup.learning_rate = phase, phase.index, learning_rate
+                self.schedule = learning_rate
                 for callback in callbacks:
                     if isinstance(callback, cb.LowLrUntilError):
                         callback.learning_rate = learning_rate
@@ -222,6 +224,11 @@ class FitJob:
                 f"{self.output}/backup keeps the last state before it. Try a lower learning rate "
                 f"(lr={self.config.lr} per 256 images now), precision='fp32', or a warm-up.")
 
+    def _lr_curve(self):
+        if len(self.phases) > 1:  # each phase has its own schedule (config.json "phases"): none drawn
+            return None
+        return _lr_curve_of(self.schedule, self.config.epochs, self.steps)
+
     def _metrics(self, test, meta, images, train_time):
         metrics = dict(
             test_accuracy=float(test["accuracy"]), test_loss=float(test["loss"]), epochs=self.config.epochs,
@@ -260,9 +267,23 @@ class FitJob:
         write_json_atomic(os.path.join(output, rf.CONFIG),
                           {**c.to_json(), **self.facts, "export_path": metrics["export_path"]})
         if history:
-            rf.plot_history(history, os.path.join(output, "history.png"))
+            rf.plot_history(history, os.path.join(output, "history.png"), learning_rate=self._lr_curve(),
+                            title=f"{c.model} on {self.data.name} ({os.path.basename(os.path.normpath(output))})")
         write_json_atomic(os.path.join(output, rf.METRICS), metrics)  # last: marks the run finished
         print(f"Run folder: {output}")
+
+
+def _lr_curve_of(schedule, epochs, steps_per_epoch, points=200):
+    """``(epochs, rates)``: ``schedule`` at up to ``points`` steps of the run, epochs as
+    fractions from 0; None when the optimizer's rate is a constant or not a schedule."""
+    import numpy as np
+
+    if not isinstance(schedule, keras.optimizers.schedules.LearningRateSchedule):
+        return None
+    total = max(int(epochs * steps_per_epoch), 1)
+    steps = np.unique(np.linspace(0, total - 1, min(points, total)).round()).astype("float32")
+    rates = np.asarray(keras.ops.convert_to_numpy(schedule(steps)), dtype="float64")
+    return [float(s) for s in steps / steps_per_epoch], [float(r) for r in np.broadcast_to(rates, steps.shape)]
 
 
 def _merge(histories):

@@ -67,7 +67,7 @@ def resolve(config, data, strategy):
     options = {**(inputs["options"] if inputs else {}), **(config.model_options or {})}  # the set's architecture
     if recipe.get("bn_momentum") == "auto" and "bn_momentum" not in options:
         options["bn_momentum"] = bn_momentum_for(steps)
-    augmentation, why = _augmentation(config, data, family)
+    augmentation, why = _augmentation(config, data)
     reason = recipe["reason"]
     finetune = {}
     if inputs:
@@ -124,7 +124,7 @@ def _batch_size(batch_size, replicas, data, config):
     return clamped, f"clamped to the {data.num_train} training images"
 
 
-def _augmentation(config, data, family):
+def _augmentation(config, data):
     """``(augmentation, why)``: as asked; else the data's default, without flips where the
     auto recipe finds that they change the classes (:meth:`ImageData.flip_check`)."""
     if config.augmentation is not None:
@@ -133,7 +133,8 @@ def _augmentation(config, data, family):
         augmentation, why = data.auto_augmentation(config.seed)
         if why is not None:
             return augmentation, why
-    return data.default_augmentation, f"the {family} default"
+    # the data's own default (by image size, or the source's), not the recipe family's
+    return data.default_augmentation, f"the default for {data.name}"
 
 
 def choose_folder(config, *, overwrite, new_run, started):

@@ -39,7 +39,6 @@ RECIPES = {name: dict(zip(RECIPE_FIELDS, row)) for name, row in {
 }.items()}
 # --recipe paper on the CIFAR family: iterations of He et al. 2015, sec. 4.2
 PAPER_ITERATIONS = 64_000
-PAPER_MILESTONES = (32_000, 48_000)
 # A run of fewer epochs than this is short: cosine decay after a warm-up (at most a quarter
 # of the run) instead of the family's step schedule, which assumes the paper's length.
 SHORT_RUN_EPOCHS = 50

@@ -109,25 +109,46 @@ def truncate_history(path, epochs_done):
     atomic_write(path, "".join(kept))
 
 
-def plot_history(history, path):
-    """Loss and accuracy, train and validation, to a PNG (matplotlib, no global backend)."""
+def plot_history(history, path, *, title=None, learning_rate=None):
+    """Loss, accuracy and the learning rate of a run to a PNG (matplotlib, no global backend);
+    returns the figure.
+
+    ``title`` names the run (model and data). The loss axis is logarithmic, so one spike
+    (a validation loss of 15 among values near 1) does not flatten the other curves.
+    ``learning_rate``: ``(epochs, rates)``, the schedule sampled over the run, x as the
+    epochs done (0 to the run's epochs; a third panel, left out when None).
+    """
     from matplotlib.backends.backend_agg import FigureCanvasAgg
     from matplotlib.figure import Figure
 
-    figure = Figure(figsize=(10, 4))
+    panels = ("loss", "accuracy") + (("learning rate",) if learning_rate is not None else ())
+    figure = Figure(figsize=(5 * len(panels), 4))
     FigureCanvasAgg(figure)
     epochs = [e + 1 for e in history.get("epoch", [])]
-    for axis, key in zip(figure.subplots(1, 2), ("loss", "accuracy")):
+    axes = figure.subplots(1, len(panels))
+    for axis, key in zip(axes, ("loss", "accuracy")):
         for prefix, label in (("", "train"), ("val_", "validation")):
             if prefix + key in history:
                 axis.plot(epochs, history[prefix + key], marker=".", label=label)
-        axis.set_xlabel("epoch")
         axis.set_title(key)
-        axis.grid(alpha=0.3)
         axis.legend()
+    values = [v for k in ("loss", "val_loss") for v in history.get(k, []) if v is not None]
+    if values and min(values) > 0:
+        axes[0].set_yscale("log")
+        axes[0].set_title("loss (log scale)")
+    if learning_rate is not None:
+        steps, rates = learning_rate
+        axes[2].plot(steps, rates)  # epochs done: the loss of epoch e (from 0) is drawn at e + 1
+        axes[2].set_title("learning rate")
+    for axis in axes:
+        axis.set_xlabel("epoch")
+        axis.grid(alpha=0.3)
+    if title:
+        figure.suptitle(title)
     figure.tight_layout()
     with atomic_path(path, suffix=".png") as tmp:
         figure.savefig(tmp, dpi=100)
+    return figure
 
 
 def folder_state(output, overwrite):

@@ -42,7 +42,8 @@ def _parser(prog):
     a("--seed", type=int, default=0, help="seed of the tuner, shuffling and augmentation (default 0)")
     a("--overwrite", action="store_true", help="start the search in --output over")
     a("--export", action="store_true",
-      help="train the best hyperparameters anew, save best/model.keras, export a SavedModel")
+      help="train the best hyperparameters anew, save best/model.keras, export a SavedModel "
+      "to saved_models/<search folder>-best/<version>")
     a("--final-epochs", type=int, default=None, help="epochs of the --export training (default --epochs)")
     a("--verbose", type=int, default=None, choices=(0, 1, 2), help="keras-tuner's and fit's verbosity")
     return p

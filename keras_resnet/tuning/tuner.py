@@ -330,7 +330,7 @@ def _write_trials_csv(path, rows):
 def train_best(result, *, epochs=None, export=True, verbose="auto"):
     """Train the best hyperparameters of a :func:`search` result anew on full epochs,
     evaluate on the test split, save ``best/model.keras`` and export a SavedModel to
-    ``best/saved_model/<version>`` (when :mod:`keras_resnet.export` is installed).
+    ``saved_models/<search folder name>-best/<version>``, where train and export put theirs.
 
     Returns ``best/metrics.json``'s content.
     """
@@ -356,16 +356,12 @@ def train_best(result, *, epochs=None, export=True, verbose="auto"):
                    val_accuracy=[float(v) for v in history.history.get("val_accuracy", [])],
                    model_path=model_path, export_path=None, hyperparameters=values)
     if export:
-        try:
-            from keras_resnet.export import export_saved_model
-        except ModuleNotFoundError as e:
-            if e.name != "keras_resnet.export":
-                raise
-            print("keras_resnet.export is not available: skipping the SavedModel export.")
-        else:
-            metrics["export_path"] = export_saved_model(
-                model, os.path.join(folder, "saved_model"), class_names=list(final.data.class_names),
-                preprocessing=common["preprocessing"])
+        from keras_resnet.export.saved_model import DEFAULT_EXPORT_ROOT, export_saved_model
+
+        name = os.path.basename(os.path.normpath(output)) + "-best"  # the one export location
+        metrics["export_path"] = export_saved_model(
+            model, os.path.abspath(os.path.join(DEFAULT_EXPORT_ROOT, name)),
+            class_names=list(final.data.class_names), preprocessing=common["preprocessing"])
     write_json_atomic(os.path.join(folder, "metrics.json"), metrics)
     return metrics
 

@@ -7,7 +7,9 @@
   code execution; :mod:`~keras_resnet.weights.checkpoint`: every checkpoint format;
 - :mod:`~keras_resnet.weights.convert`: torchvision / timm tensors to our variables;
 - :mod:`~keras_resnet.weights.published`: the named torchvision / timm / CIFAR sets, their
-  eval transforms, and recognising their files by hash; :mod:`~keras_resnet.weights.loading`: what ``weights=`` accepts.
+  eval transforms, and recognising their files by hash; :mod:`~keras_resnet.weights.loading`:
+  what ``weights=`` accepts;
+- :mod:`~keras_resnet.weights.video`: torchvision's video ResNets (R3D, MC3, R(2+1)D).
 
 Nothing here imports TensorFlow at import time.
 """

@@ -24,14 +24,16 @@ _STRUCTURAL = ("width_multiplier", "groups", "width_per_group", "se_ratio", "sho
                "preact", "stride_on", "stride_block", "conv_bias", "stem", "avg_down")
 
 
-def check_imagenet(depth: int, variant: str, options: dict) -> None:
-    """Refuse weights='imagenet' where keras.applications publishes no such file."""
+def check_imagenet(depth: int, variant: str, options: dict, *, instead: str = "") -> None:
+    """Refuse weights='imagenet' where keras.applications publishes no such file;
+    ``instead`` (e.g. "; this model's published weights: weights='torchvision'") goes before
+    the ``Received:`` part."""
     name = imagenet_weights_name(depth, variant)
-    if name not in WEIGHTS_HASHES:
+    if variant not in ("v1", "v2") or name not in WEIGHTS_HASHES:  # v1.5 / v1d: not these files
         raise ValueError(
             "weights='imagenet' exists for variant 'v1' and 'v2' at depths 50, 101, 152 "
-            f"(the keras.applications files). Received: weights='imagenet', depth={depth}, "
-            f"variant={variant!r}"
+            f"(the keras.applications files){instead}. Received: weights='imagenet', "
+            f"depth={depth}, variant={variant!r}"
         )
     changed = sorted(k for k in options if k in _STRUCTURAL)
     if changed:

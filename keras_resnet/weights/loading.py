@@ -77,6 +77,17 @@ def _check_classes(outputs, include_top, classes, received):
             "keras_resnet.weights.load_checkpoint(model, path, skip_classifier=True)")
 
 
+def _published_instead(depth, variant, options) -> str:
+    """Where weights='imagenet' does not exist: the named sets this model has, if any."""
+    name = named_model_for(depth, variant, options)
+    sets = published.sets_for(name) if name else []
+    if not sets:
+        return ""
+    sources = sorted({s.source for s in sets})
+    return (f"; {name} has published weights: " + " or ".join(f"weights={s!r}" for s in sources)
+            + " (`keras-resnet list --weights`)")
+
+
 def plan(weights, *, depth: int, variant: str, options: dict, include_top: bool,
          classes: int) -> Plan | None:
     """Validate ``weights`` for ``ResNet(depth, variant=..., **options)`` before building;
@@ -84,7 +95,7 @@ def plan(weights, *, depth: int, variant: str, options: dict, include_top: bool,
     if weights is None:
         return None
     if weights == "imagenet":
-        applications.check_imagenet(depth, variant, options)
+        applications.check_imagenet(depth, variant, options, instead=_published_instead(depth, variant, options))
         return Plan("imagenet", depth=depth, variant=variant)
     if published.is_set_name(weights):
         name = named_model_for(depth, variant, options)
@@ -274,7 +285,7 @@ def weight_set_of(model) -> published.WeightSet | None:
     return ws if isinstance(ws, published.WeightSet) else None
 
 
-def transform_of(model) -> published.EvalTransform | None:
+def transform_of(model) -> published.PublishedTransform | None:
     """The eval transform of the set ``model`` was loaded from (None if none)."""
     ws = weight_set_of(model)
     return None if ws is None else ws.transform

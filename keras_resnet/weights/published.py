@@ -35,8 +35,10 @@ _RSB, _RSB_RW, _RW = _GH.format("huggingface", "rsb-"), _GH.format("rwightman", 
 
 
 @dataclasses.dataclass(frozen=True)
-class EvalTransform:
-    """How the publisher evaluated: resize the shorter side to ``resize``, center-crop
+class PublishedTransform:
+    """How the publisher evaluated (``resize`` and ``crop`` in pixels; the export's
+    :class:`keras_resnet.export.EvalTransform` is what serving applies, derived from this by
+    :func:`keras_resnet.weights.serving_transform`): resize the shorter side to ``resize``, center-crop
     ``crop`` x ``crop``, scale to [0, 1], subtract ``mean`` and divide by ``std`` (RGB)."""
 
     resize: int
@@ -54,9 +56,9 @@ class EvalTransform:
                 "interpolation": self.interpolation, "mean": list(self.mean), "std": list(self.std)}
 
 
-def timm_transform(crop_pct: float, interpolation: str, size: int = 224) -> EvalTransform:
+def timm_transform(crop_pct: float, interpolation: str, size: int = 224) -> PublishedTransform:
     """timm's eval transform: resize to ``floor(size / crop_pct)``, center-crop ``size``."""
-    return EvalTransform(resize=math.floor(size / crop_pct), crop=size, interpolation=interpolation)
+    return PublishedTransform(resize=math.floor(size / crop_pct), crop=size, interpolation=interpolation)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -93,7 +95,7 @@ class WeightSet:
     license: str
     top1: float
     top1_at: int
-    transform: EvalTransform
+    transform: PublishedTransform
     classes: int = 1000
     options: tuple = ()
     layout: str = "torchvision"
@@ -126,8 +128,8 @@ def _hash_of(url):
     return re.search(r"-([0-9a-f]{8,})\.(pth|th|pt)$", url).group(1)
 
 
-_TV_V1 = EvalTransform(resize=256, crop=224, interpolation="bilinear")
-_TV_V2 = EvalTransform(resize=232, crop=224, interpolation="bilinear")
+_TV_V1 = PublishedTransform(resize=256, crop=224, interpolation="bilinear")
+_TV_V2 = PublishedTransform(resize=232, crop=224, interpolation="bilinear")
 
 
 def _tv(model, version, file, top1):
@@ -183,9 +185,9 @@ CIFAR10_MEAN, CIFAR10_STD = (0.4914, 0.4822, 0.4465), (0.2023, 0.1994, 0.201)
 CIFAR100_MEAN, CIFAR100_STD = (0.507, 0.4865, 0.4409), (0.2673, 0.2564, 0.2761)
 
 
-def cifar_transform(mean=IMAGENET_MEAN, std=IMAGENET_STD) -> EvalTransform:
+def cifar_transform(mean=IMAGENET_MEAN, std=IMAGENET_STD) -> PublishedTransform:
     """A CIFAR publisher's eval transform: the 32x32 image, mean / std on [0, 1]."""
-    return EvalTransform(resize=32, crop=32, interpolation="bilinear", mean=mean, std=std)
+    return PublishedTransform(resize=32, crop=32, interpolation="bilinear", mean=mean, std=std)
 
 
 # akamaster/pytorch_resnet_cifar10 (resnet.py, trainer.py, README.md): option A with the new
@@ -342,7 +344,7 @@ def set_of_file_name(name: str) -> WeightSet | None:
     return next((s for s in SETS if name in (s.file_name, s.file_name + ".zip" * s.zipped)), None)
 
 
-def eval_transform(weights: str, model: str) -> EvalTransform:
+def eval_transform(weights: str, model: str) -> PublishedTransform:
     """The eval transform the publisher of set ``weights`` for ``model`` states."""
     return find_set(model, weights).transform
 
