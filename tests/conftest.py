@@ -49,3 +49,15 @@ def copy_weights_by_name(src, dst):
     for layer in dst.layers:
         if layer.weights:
             layer.set_weights(src.get_layer(layer.name).get_weights())
+
+
+def noise_folder(root, n=100, classes=4, size=32):
+    """A folder dataset of random RGB PNGs (``root/<class>/<i>.png``)."""
+    from PIL import Image
+
+    rng = np.random.default_rng(0)
+    for i in range(n):
+        folder = root / f"class{i % classes}"
+        folder.mkdir(parents=True, exist_ok=True)
+        Image.fromarray(rng.integers(0, 256, size=(size, size, 3), dtype=np.uint8)).save(folder / f"{i}.png")
+    return root

@@ -23,6 +23,7 @@ import numpy as np
 import pytest
 
 from keras_resnet import cli, training
+from tests.conftest import noise_folder
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 # A tiny CIFAR ResNet-20 (4/8/16 filters) on 32x32 digits: ~45 steps an epoch.
@@ -239,18 +240,6 @@ def test_mirrored_two_cpus_with_sync_bn_equals_one_device(tmp_path):
     assert unsync > 20 * sync and unsync > 1e-3, values  # per-replica statistics do change the result
 
 
-def _noise_folder(root, n=100, classes=4, size=32):
-    """A folder dataset of random RGB PNGs (``root/<class>/<i>.png``)."""
-    from PIL import Image
-
-    rng = np.random.default_rng(0)
-    for i in range(n):
-        folder = root / f"class{i % classes}"
-        folder.mkdir(parents=True, exist_ok=True)
-        Image.fromarray(rng.integers(0, 256, size=(size, size, 3), dtype=np.uint8)).save(folder / f"{i}.png")
-    return root
-
-
 @pytest.mark.slow
 def test_two_workers_train_to_identical_weights(tmp_path):
     # Two MultiWorkerMirroredStrategy workers on 127.0.0.1 (per-replica batch 16, global
@@ -258,7 +247,7 @@ def test_two_workers_train_to_identical_weights(tmp_path):
     # training at batch 32. (Noise images: on near-constant inputs such as digits'
     # background, Keras' synchronized BatchNorm, E[x^2] - E[x]^2 in float32, drifts from
     # plain BatchNorm by more than 1e-4 within a few steps.)
-    data_dir = _noise_folder(tmp_path / "noise")
+    data_dir = noise_folder(tmp_path / "noise")
     ports = _free_ports(2)
     cluster = {"worker": [f"127.0.0.1:{p}" for p in ports]}
     code = """
@@ -307,7 +296,7 @@ def test_two_workers_train_to_identical_weights(tmp_path):
 def test_survivor_of_a_lost_worker_names_it_in_one_line(tmp_path):
     # Issue 10, item 2: SIGKILL one of two workers; the other exits 1 with one line naming the
     # lost worker and the command that restarts the run, instead of gRPC's traceback.
-    data_dir = _noise_folder(tmp_path / "noise", n=200)
+    data_dir = noise_folder(tmp_path / "noise", n=200)
     ports = _free_ports(2)
     cluster = {"worker": [f"127.0.0.1:{p}" for p in ports]}
     args = ["train", "--data-dir", str(data_dir), "--model-option", "width_multiplier=0.25", "--batch-size", "8",
@@ -502,18 +491,18 @@ def test_evaluate_val_split_of_a_dataset_without_one_is_an_error(tmp_path):
         training.evaluate(str(tmp_path), split="val")
 
 
-def test_small_training_set_clamps_the_batch_and_exports_to_saved_models(tmp_path, monkeypatch, capsys):
+def test_small_training_set_lowers_the_batch_and_exports_to_saved_models(tmp_path, monkeypatch, capsys):
     # 40 images, 20% held out for test, then 10% of each class of the rest for validation:
-    # 28 training images against the CIFAR recipe's batch of 128
-    data_dir = _noise_folder(tmp_path / "noise", n=40)
+    # 28 training images against the CIFAR recipe's batch of 128 (issue 23: not one step an epoch)
+    data_dir = noise_folder(tmp_path / "noise", n=40)
     monkeypatch.chdir(tmp_path)
     output = tmp_path / "elsewhere" / "r1"
     training.train("ResNet20", data_dir=str(data_dir), model_options=dict(width_multiplier=0.25), epochs=1,
                    precision="fp32", output=str(output), verbose=0)
     out = capsys.readouterr().out
-    assert "Note: batch size 128 x 1 replica(s) is more than the 28 training images" in out
+    assert "global batch 8, 3 steps/epoch (batch lowered from the recipe's for 28 training images" in out, out
     config = json.loads((output / "config.json").read_text())
-    assert config["batch_size"] == 28 and config["steps_per_epoch"] == 1
+    assert config["batch_size"] == 8 and config["steps_per_epoch"] == 3
     metrics = json.loads((output / "metrics.json").read_text())
     # the one export location: saved_models/<run name>/<version>, as `keras-resnet export`
     assert metrics["export_path"] == str(tmp_path / "saved_models" / "r1" / "1")

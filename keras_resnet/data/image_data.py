@@ -115,6 +115,14 @@ class ImageData:
             )
         return self.num_train // global_batch_size
 
+    def chance_accuracy(self, split: str) -> float | None:
+        """The accuracy of always answering the commonest class of ``split`` (None when its
+        labels are not known without reading it, e.g. a streamed tfds split)."""
+        labels = getattr(self._split(split), "labels", None)
+        if labels is None or not len(labels):
+            return None
+        return float(np.bincount(np.asarray(labels)).max() / len(labels))
+
     def _split(self, split):
         check_choice("split", split, SPLITS)
         if split == "val" and self.num_val == 0:

@@ -121,7 +121,7 @@ class StateBackup(keras.callbacks.Callback):
     ``signals`` caught a signal, saves at the current step and raises :class:`Interrupted`.
     """
 
-    def __init__(self, path, *, every_steps, steps_per_epoch, learning_rate, write, clock, signals=None):
+    def __init__(self, path, *, every_steps, steps_per_epoch, learning_rate, write, clock, signals=None, phase=0):
         super().__init__()
         self.path = path
         self.every_steps = every_steps
@@ -133,6 +133,7 @@ class StateBackup(keras.callbacks.Callback):
         self.epoch = 0
         self.step_offset = 0
         self.broken = False
+        self.phase = phase  # the training phase the model is compiled for (finetune.Phase.index)
 
     def on_epoch_begin(self, epoch, logs=None):
         self.epoch = epoch
@@ -157,7 +158,7 @@ class StateBackup(keras.callbacks.Callback):
     def _save(self, epoch, step):
         if self.broken or not self.write:
             return
-        meta = dict(epoch=epoch, step=step, lr_holding=float(self.learning_rate.holding.numpy()))
+        meta = dict(epoch=epoch, step=step, phase=self.phase, lr_holding=float(self.learning_rate.holding.numpy()))
         meta.update(self.clock(epoch, step))
         save_state(self.path, self.model, meta)
 

@@ -10,7 +10,8 @@ import json
 import shlex
 
 from keras_resnet.cli import ArgumentParser
-from keras_resnet.training.config import AUGMENTATIONS, PAPER_WARMUP, RECIPE_NAMES, SCHEDULES, STRATEGIES
+from keras_resnet.training.config import (
+    AUGMENTATIONS, FINETUNE_MODES, PAPER_WARMUP, RECIPE_NAMES, SCHEDULES, STRATEGIES)
 from keras_resnet.utils import PRECISIONS
 
 
@@ -44,6 +45,8 @@ def train_parser(prog="keras-resnet train"):
         "continues the newest unfinished run with the same options (--new-run starts afresh)."))
     a = p.add_argument
     a("--model", default="ResNet20", help="a name of `keras-resnet list` (default ResNet20)")
+    a("--weights", help="start from pretrained weights and fine-tune: imagenet, a named set of "
+      "`keras-resnet list --weights`, a weights file or a keras-hub preset; none (default): from scratch")
     a("--dataset", default="digits", help="digits (bundled) or a tfds image-classification name")
     a("--data-dir", help="folder of class subfolders (or train/ test/ [val/] split folders)")
     a("--tfds-data-dir", help="tfds data folder")
@@ -51,7 +54,8 @@ def train_parser(prog="keras-resnet train"):
     a("--epochs", type=int, help="epochs to train (default: the dataset family's recipe)")
     a("--batch-size", type=int, help="per replica; the global batch is this x replicas "
       "(clamped, with a note, to the training set)")
-    a("--image-size", type=int, help="training and evaluation size in pixels (default: the dataset's)")
+    a("--image-size", type=int, help="training and evaluation size in pixels (default: the eval size of "
+      "--weights, else the dataset's)")
     a("--output", help="run folder (default runs/<model>-<dataset>-<time>, or the newest unfinished "
       "run there with the same options)")
     a("--new-run", action="store_true", help="start a new run folder even if runs/ holds an unfinished "
@@ -78,6 +82,14 @@ def train_parser(prog="keras-resnet train"):
     a("--nesterov", action="store_true", help="Nesterov momentum")
     a("--augmentation", choices=AUGMENTATIONS, help="cifar (pad-crop, flip) | imagenet (random resized "
       "crop, flip) | crop (pad-crop, no flip) | none (default: the dataset's)")
+    a("--finetune", choices=FINETUNE_MODES, help="with --weights: full (auto, measured best: all layers "
+      "at --finetune-lr from the start), two-phase (the head alone on a frozen backbone, then all layers; "
+      "auto with --head-epochs) or head (the head alone)")
+    a("--head-epochs", type=int, help="two-phase: epochs of the head alone (default a quarter of the run)")
+    a("--finetune-lr", type=float, help="with --weights: learning rate of the backbone per 256 images "
+      "(default --lr's)")
+    a("--freeze-bn", action=argparse.BooleanOptionalAction, default=None, help="with --weights: "
+      "BatchNorm in inference mode while the backbone trains (default: below a batch of 32)")
     a("--zero-init-residual", action="store_true", help="zero gamma in each block's last BN")
     a("--sync-bn", action="store_true", help="BatchNorm statistics over all replicas")
     a("--model-option", type=_model_option, action="append", default=[], metavar="KEY=VALUE",

@@ -32,6 +32,12 @@ VERBOSITY = ("auto", 0, 1, 2)
 SCHEDULES = ("step", "cosine")
 PAPER_WARMUP = "paper"  # warmup_epochs value: lr / 10 until training error < 80%
 RECIPE_NAMES = ("auto", "paper")  # train(recipe=...): the family defaults fitted to the run, or the paper as is
+# train(finetune=...) with weights (keras_resnet.training.finetune): None / "auto" is the recipe's choice
+FINETUNE_MODES = ("auto", "two-phase", "head", "full")
+# get_model options that train sets itself: the train keyword to use instead (None: from the data)
+OWNED_OPTIONS = {"weights": "weights", "input_shape": "image_size", "zero_init_residual": "zero_init_residual",
+                 "synchronized_bn": "sync_bn", "classes": None, "include_top": None, "input_tensor": None,
+                 "pooling": None, "classifier_activation": None, "name": None}
 
 
 def identity(default: Any = None, **kwargs: Any) -> Any:
@@ -45,6 +51,8 @@ class ModelConfig:
     """Which network: a name of ``keras-resnet list`` and options of ``get_model``."""
 
     model: str = identity("ResNet20")
+    # anything get_model accepts: "imagenet", a named set, a file, a keras-hub preset; None: from scratch
+    weights: Optional[str] = identity(None)
     model_options: dict = identity(default=None)
     zero_init_residual: bool = identity(False)
     sync_bn: bool = identity(False)
@@ -82,6 +90,11 @@ class RecipeConfig:
     weight_decay: Optional[float] = identity(None)
     momentum: float = identity(0.9)
     nesterov: bool = identity(False)
+    # with weights (keras_resnet.training.finetune): how to fine-tune, resolved by the recipe
+    finetune: Optional[str] = identity(None)
+    head_epochs: Optional[int] = identity(None)  # two-phase: epochs of phase 1 (the head alone)
+    finetune_lr: Optional[float] = identity(None)  # per 256 images, for the layers of the backbone
+    freeze_bn: Optional[bool] = identity(None)  # BatchNorm in inference mode while the backbone trains
 
 
 @dataclasses.dataclass
@@ -179,6 +192,8 @@ class TrainConfig(RunRecord):
             fields[f.name] = {k: kwargs.pop(k) for k in list(kwargs) if k in names}
         if kwargs:
             raise TypeError(f"train() got unexpected keyword argument(s) {sorted(kwargs)}")
+        if fields["network"].get("weights") in ("none", "None"):  # --weights none
+            fields["network"]["weights"] = None
         config = cls(**{f.name: f.type(**fields[f.name]) for f in dataclasses.fields(cls)})
         config.check(flags=flags)
         return config
@@ -224,6 +239,23 @@ def _check_in(name, value, choices):
         fail(name, value, f"one of {tuple(c for c in choices if not isinstance(c, bool))}")
 
 
+def _check_weights(argument, weights, model):
+    """A weights value get_model may accept: checked in full when the model is built."""
+    if weights is None:
+        return
+    if not isinstance(weights, (str, os.PathLike)) or not os.fspath(weights):
+        fail(argument, weights, "None, 'imagenet', a named weight set or a file path")
+    from keras_resnet.weights import published
+
+    text = os.fspath(weights)
+    if text == "imagenet" and specs.MODELS[model].family == "cifar":
+        fail(argument, weights, f"a named set or a file for {model} (keras.applications publishes no CIFAR ResNets)")
+    if published.is_set_name(text):
+        published.find_set(model, text)  # ValueError listing the sets the model has
+    elif text != "imagenet" and not os.path.exists(text) and published.set_of_file_name(text) is None:
+        fail(argument, weights, "'imagenet', a named set (keras-resnet list --weights) or an existing file")
+
+
 def _check(config: TrainConfig, name) -> None:
     c = config
     if c.model not in specs.MODELS:
@@ -243,6 +275,24 @@ def _check(config: TrainConfig, name) -> None:
         fail(name("dataset"), c.dataset, "a dataset name")
     if c.model_options is not None and not isinstance(c.model_options, dict):
         fail(name("model_options"), c.model_options, "a dict")
+    for key in sorted(set(c.model_options or {}) & set(OWNED_OPTIONS)):
+        instead = OWNED_OPTIONS[key]
+        use = f"use {name(instead)}" if instead else "train sets it from the data"
+        option = name("model_options").replace("--model-options", "--model-option")  # the flag is singular
+        raise ValueError(f"{option} must be free of {key!r} ({use}). "
+                         f"Received: {option} {key}={c.model_options[key]!r}")
+    _check_weights(name("weights"), c.weights, c.model)
+    _check_in(name("finetune"), c.finetune, FINETUNE_MODES)
+    _check_int(name("head_epochs"), c.head_epochs, 0)
+    _check_number(name("finetune_lr"), c.finetune_lr, 0, math.inf, open_low=True)
+    if c.freeze_bn is not None and not isinstance(c.freeze_bn, bool):
+        fail(name("freeze_bn"), c.freeze_bn, "True, False or None")
+    if not c.weights:
+        for key in ("finetune", "head_epochs", "finetune_lr", "freeze_bn"):
+            if getattr(c, key) not in (None, "auto"):
+                fail(name(key), getattr(c, key), f"left unset without {name('weights')} (nothing to fine-tune)")
+    if c.head_epochs is not None and c.epochs is not None and c.head_epochs > c.epochs:
+        fail(name("head_epochs"), c.head_epochs, f"at most epochs={c.epochs}")
     if c.output is not None and os.path.exists(c.output) and not os.path.isdir(c.output):
         fail(name("output"), c.output, "a folder, not a file")
     _check_number(name("lr"), c.lr, 0, math.inf, open_low=True)

@@ -40,6 +40,10 @@ class WorkerLost(CommandError):
         super().__init__(message, exit_code=EXIT_ENVIRONMENT)
 
 
+# A test top-1 within this of the commonest class's share reads as "no better than chance".
+CHANCE_MARGIN = 0.02
+
+
 def python_resume_command(output):
     return f"train(...) again with the same arguments and output={output!r}"
 
@@ -62,15 +66,21 @@ class FitJob:
             return f"after epoch {epoch} of {self.config.epochs}"
         return f"at epoch {epoch + 1} of {self.config.epochs}, step {step} of {self.steps}"
 
-    def fit(self, net, learning_rate, *, resume, found):
-        """Train to the last epoch, test, and write the finished run; returns (history, net)."""
+    def fit(self, net, learning_rate, *, resume, found, phases, phase, switch):
+        """Train to the last epoch, test, and write the finished run; returns (history, net).
+
+        ``phases`` (:func:`keras_resnet.training.finetune.plan_phases`): ``net`` is compiled
+        for ``phase`` (the backup's when resuming); ``switch(phase)`` compiles it for another
+        and returns that phase's schedule."""
+        self.phases, self.phase, self.switch = phases, phase, switch
         meta = self._restore(net, learning_rate, resume, found)
         self.schedule = learning_rate  # the run's schedule, drawn beside the curves
         began = time.perf_counter()
         clock = lambda epoch, step: dict(train_time_s=meta.get("train_time_s", 0.0) + time.perf_counter() - began)  # noqa: E731
         guard = cb.NaNGuard()
         backup = cb.StateBackup(self.backup_path, every_steps=self.config.backup_steps, steps_per_epoch=self.steps,
-                                learning_rate=learning_rate, write=self.chief, clock=clock, signals=self.signals)
+                                learning_rate=learning_rate, write=self.chief, clock=clock, signals=self.signals,
+                                phase=phase.index)
         display = cb.progress(self.config.verbose, epochs=self.config.epochs, steps_per_epoch=self.steps)
         callbacks = self._callbacks(learning_rate, guard, display) + [backup]  # backup last
         multi = is_multi_worker(self.dist)
@@ -146,23 +156,38 @@ class FitJob:
             dataset = dataset.with_options(options)
         return dataset
 
+    def segments(self, start_epoch, start_step):
+        """``[(phase, first epoch, first step, end epoch)]`` left to train: in each phase the
+        rest of an interrupted epoch, then whole epochs."""
+        segments = []
+        for phase in self.phases:
+            first = max(phase.first_epoch, start_epoch)
+            if first >= phase.end_epoch:
+                continue
+            if first == start_epoch and start_step > 0:  # finish the interrupted epoch first
+                segments.append((phase, first, start_step, first + 1))
+                first += 1
+            if first < phase.end_epoch:
+                segments.append((phase, first, 0, phase.end_epoch))
+        return segments
+
     def _phases(self, net, callbacks, tracked, meta):
-        """The rest of an interrupted epoch, then whole epochs: (histories, images seen)."""
+        """Train the segments left (:meth:`segments`), compiling each new phase: (histories, images seen)."""
         guard, backup, display = tracked
-        epochs, start_epoch, start_step = self.config.epochs, meta["epoch"], meta["step"]
-        phases = []
-        if start_epoch < epochs and start_step > 0:  # finish the interrupted epoch first
-            phases.append((start_epoch, start_step, start_epoch + 1))
-            start_epoch += 1
-        if start_epoch < epochs:
-            phases.append((start_epoch, 0, epochs))
         val_data = None
         if self.data.num_val:
             val_data = self.data.eval_dataset("val", self.config.global_batch_size, **self._eval())
         histories, images = [], 0
-        for first_epoch, first_step, end_epoch in phases:
+        for phase, first_epoch, first_step, end_epoch in self.segments(meta["epoch"], meta["step"]):
             if self.signals.signum is not None:
                 raise cb.Interrupted(self.signals.signum, first_epoch, first_step)
+            if phase.index != self.phase.index:
+                learning_rate = self.switch(phase)
+                self.phase, backup.phase, backup.learning_rate = phase, phase.index, learning_rate
+                self.schedule = learning_rate
+                for callback in callbacks:
+                    if isinstance(callback, cb.LowLrUntilError):
+                        callback.learning_rate = learning_rate
             guard.step_offset = backup.step_offset = first_step
             if isinstance(display, cb.ProgressBar):
                 display.step_offset = first_step
@@ -177,7 +202,7 @@ class FitJob:
         return histories, images
 
     def _backup_position(self):
-        meta = _read_meta(self.backup_path)
+        meta = rf.read_meta(self.backup_path)
         return (meta["epoch"], meta["step"]) if meta else self.saved
 
     def _stopped(self, signum, epoch, step):
@@ -200,6 +225,8 @@ class FitJob:
                 f"(lr={self.config.lr} per 256 images now), precision='fp32', or a warm-up.")
 
     def _lr_curve(self):
+        if len(self.phases) > 1:  # each phase has its own schedule (config.json "phases"): none drawn
+            return None
         return _lr_curve_of(self.schedule, self.config.epochs, self.steps)
 
     def _metrics(self, test, meta, images, train_time):
@@ -213,6 +240,12 @@ class FitJob:
         print(f"Test top-1 {metrics['test_accuracy']:.4f}"
               + (f", top-5 {metrics['test_top5']:.4f}" if "test_top5" in metrics else "")
               + f" after {self.config.epochs} epochs ({metrics['train_time_s']:.0f} s of training).")
+        chance = self.data.chance_accuracy("test") or 1.0 / len(self.facts["class_names"])
+        metrics["chance_accuracy"] = round(chance, 4)
+        if metrics["test_accuracy"] <= chance + CHANCE_MARGIN:
+            print(f"No better than chance: test top-1 {metrics['test_accuracy']:.4f} against "
+                  f"{chance:.4f} for always answering the commonest class; train longer, with more "
+                  "images" + ("." if self.config.weights else ", or from pretrained --weights."))
         return metrics
 
     def _write_finished(self, net, history, metrics):
@@ -221,12 +254,15 @@ class FitJob:
         metrics["model_path"] = os.path.join(output, rf.MODEL)
         metrics["export_path"] = None
         if c.export:
+            from keras_resnet.export import EvalTransform
             from keras_resnet.export.saved_model import DEFAULT_EXPORT_ROOT, export_saved_model
 
             folder = os.path.abspath(os.path.join(c.export_dir or DEFAULT_EXPORT_ROOT,
                                                   os.path.basename(os.path.normpath(output))))
+            transform = self.facts.get("eval_transform")  # the run's own val / test transform
             metrics["export_path"] = export_saved_model(
-                net, folder, class_names=self.facts["class_names"], preprocessing=c.preprocessing)
+                net, folder, class_names=self.facts["class_names"], preprocessing=c.preprocessing,
+                eval_transform=EvalTransform(**transform) if transform else None)
             print(f"Exported a SavedModel to {metrics['export_path']}")
         write_json_atomic(os.path.join(output, rf.CONFIG),
                           {**c.to_json(), **self.facts, "export_path": metrics["export_path"]})
@@ -248,18 +284,6 @@ def _lr_curve_of(schedule, epochs, steps_per_epoch, points=200):
     steps = np.unique(np.linspace(0, total - 1, min(points, total)).round()).astype("float32")
     rates = np.asarray(keras.ops.convert_to_numpy(schedule(steps)), dtype="float64")
     return [float(s) for s in steps / steps_per_epoch], [float(r) for r in np.broadcast_to(rates, steps.shape)]
-
-
-def _read_meta(path):
-    import json
-
-    import numpy as np
-
-    try:
-        with np.load(path) as saved:
-            return json.loads(str(saved["__meta__"]))
-    except (OSError, ValueError, KeyError):
-        return None
 
 
 def _merge(histories):

@@ -69,6 +69,16 @@ def load_state(path, model):
     return meta
 
 
+def read_meta(path):
+    """The metadata of the backup at ``path`` (epoch, step, phase, ...), or None when there
+    is none whole."""
+    try:
+        with np.load(path) as saved:
+            return json.loads(str(saved["__meta__"]))
+    except (OSError, ValueError, KeyError):
+        return None
+
+
 def read_history(path):
     """history.csv as {column: [values]} (empty dict when missing). Keras' CSVLogger
     writes ``val_*`` columns of "NA" when there is no validation data: those are left out."""

@@ -36,6 +36,9 @@ def _parser(prog):
     a("--space", action="append", default=[], metavar="KEY=VALUE",
       help="narrow the search: variant=v1, depth=20,32, lr=0.05:0.4, se=false (repeatable); "
            f"keys: {', '.join(SEARCH_SPACE)}")
+    a("--weights", default=None, help="fine-tune --model from these weights (anything train --weights "
+      "takes): the architecture is fixed and the fine-tuning lr is searched")
+    a("--model", default="ResNet20", help="with --weights: the named model (default ResNet20)")
     a("--seed", type=int, default=0, help="seed of the tuner, shuffling and augmentation (default 0)")
     a("--overwrite", action="store_true", help="start the search in --output over")
     a("--export", action="store_true",
@@ -59,7 +62,9 @@ def cli_main(command, argv):
     result = search(args.dataset, data_dir=args.data_dir, tuner=args.tuner, max_trials=args.max_trials,
                     epochs=args.epochs, objective=args.objective, output=args.output, space=space,
                     image_size=args.image_size, batch_size=args.batch_size, steps_per_epoch=args.steps_per_epoch,
-                    strategy=args.strategy, precision=args.precision, seed=args.seed, overwrite=args.overwrite,
+                    strategy=args.strategy, precision=args.precision, seed=args.seed,
+                    weights=None if args.weights in (None, "none") else args.weights, model=args.model,
+                    overwrite=args.overwrite,
                     new_run=args.new_run, verbose=verbose, resume_command=resume_command(command, argv))
     rows, best = result["trials"], result["best"]
     print()

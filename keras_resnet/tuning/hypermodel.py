@@ -70,8 +70,18 @@ class HyperResNet(keras_tuner.HyperModel):
     """
 
     def __init__(self, data="digits", *, data_dir=None, space=None, image_size=None, batch_size=None,
-                 steps_per_epoch=None, strategy="auto", precision="auto", seed=0, name="hyper_resnet"):
+                 steps_per_epoch=None, strategy="auto", precision="auto", seed=0, weights=None,
+                 model="ResNet20", name="hyper_resnet"):
         super().__init__(name=name, tunable=True)
+        self.weights, self.model_name, self.pretrained, self.inputs = weights, model, None, None
+        if weights is not None:  # fine-tuning: the architecture is the weights', the lr is searched
+            from keras_resnet.training import finetune
+
+            if model not in specs.MODELS:
+                raise ValueError(f"model must be a name from `keras-resnet list`. Received: model={model!r}")
+            self.inputs = finetune.weights_input(model, weights)
+            image_size = image_size or self.inputs["image_size"]
+            space = finetune_space(model, space)
         for key, value in (("image_size", image_size), ("batch_size", batch_size),
                            ("steps_per_epoch", steps_per_epoch)):
             if value is not None:
@@ -117,6 +127,8 @@ class HyperResNet(keras_tuner.HyperModel):
         return {key: _sample(hp, key, entry) for key, entry in self.space.items()}
 
     def preprocessing(self, values):
+        if self.inputs is not None:
+            return self.inputs["preprocessing"]
         return specs.PREPROCESSING["cifar" if self.family == "cifar" else values["variant"]]
 
     def declare_hyperparameters(self, hp):
@@ -136,11 +148,33 @@ class HyperResNet(keras_tuner.HyperModel):
             se_ratio=SE_RATIO if values["se"] else None,
             stochastic_depth_rate=float(values["stochastic_depth_rate"]),
         )
+        if self.weights is not None:
+            return self._build_pretrained(options)
         builder = CifarResNet if self.family == "cifar" else ResNet
         with dtype_policy(self.precision):
             return builder(values["depth"], variant=values["variant"], weights=None,
                            input_shape=(self.image_size, self.image_size, 3),
                            classes=self.num_classes, **options)
+
+    def _build_pretrained(self, options):
+        """The named model with the pretrained backbone loaded and a fresh head, every
+        layer trainable (BatchNorm frozen below a batch of 32, as ``train`` fine-tunes)."""
+        import types
+
+        from keras_resnet import get_model
+        from keras_resnet.training import finetune
+
+        options = dict(self.inputs["options"], bn_momentum=options["bn_momentum"])
+        if self.pretrained is None:  # read the file once per search
+            self.pretrained = finetune.read_pretrained(types.SimpleNamespace(
+                model=self.model_name, weights=self.weights, model_options=options, num_classes=self.num_classes))
+        with dtype_policy(self.precision):
+            net = get_model(self.model_name, weights=None, input_shape=(self.image_size, self.image_size, 3),
+                            classes=self.num_classes, **options)
+        finetune.load_pretrained(net, self.pretrained)
+        finetune.enter_phase(net, finetune.Phase(0, 0, 1, "all", self.batch_size < finetune.FREEZE_BN_BELOW,
+                                                 0.0, 0.0))
+        return net
 
     def fit(self, hp, model, *args, epochs=1, initial_epoch=0, callbacks=None, verbose="auto", **kwargs):
         if args or kwargs:
@@ -150,6 +184,25 @@ class HyperResNet(keras_tuner.HyperModel):
             )
         return fit_with_training(self, model, self.values(hp), epochs=epochs, initial_epoch=initial_epoch,
                                  callbacks=callbacks or [], verbose=verbose)
+
+
+# The lr searched when fine-tuning pretrained weights (per 256 images): around the
+# training recipe's fine-tuning rate (a tenth of the CIFAR / ImageNet rates of 0.2 / 0.1).
+FINETUNE_LR_RANGE = (0.002, 0.2)
+
+
+def finetune_space(model, space):
+    """The search space of a fine-tuning search: the architecture keys fixed to ``model``'s
+    (refused in ``space``), the lr over :data:`FINETUNE_LR_RANGE` unless narrowed."""
+    info = specs.model_info(model)
+    fixed = dict(variant=info["variant"], depth=info["depth"], width_multiplier=1.0, se=False,
+                 stochastic_depth_rate=0.0)
+    space = dict(space or {})
+    given = sorted(set(space) & set(fixed))
+    if given:
+        raise ValueError(f"space must not hold {given} when fine-tuning: the weights fix the architecture "
+                         f"({model}). Received: space={space!r}")
+    return {**fixed, "lr": FINETUNE_LR_RANGE, **space}
 
 
 def fit_with_training(hypermodel, model, values, *, epochs, initial_epoch=0, callbacks=(), verbose="auto"):

@@ -59,6 +59,8 @@ class SearchSection:
     steps_per_epoch: Optional[int] = identity(None)
     space: Optional[dict] = identity(None)  # the narrowed space, as JSON
     family: Optional[str] = None
+    weights: Optional[str] = identity(None)  # fine-tuning from these weights (None: from scratch)
+    model: Optional[str] = identity(None)  # the named model fine-tuned (with weights)
 
 
 @dataclasses.dataclass
@@ -176,7 +178,8 @@ def search_config(hypermodel, *, tuner, objective, max_trials, epochs, seed, dat
     return SearchConfig(
         search=SearchSection(tuner=tuner, objective=objective, max_trials=max_trials,
                              steps_per_epoch=hypermodel.steps_per_epoch, space=_space_json(hypermodel.space),
-                             family=hypermodel.family),
+                             family=hypermodel.family, weights=hypermodel.weights,
+                             model=hypermodel.model_name if hypermodel.weights else None),
         data=DataConfig(dataset=hypermodel.data.name, data_dir=data_dir, image_size=hypermodel.image_size,
                         num_classes=hypermodel.num_classes),
         recipe=RecipeConfig(epochs=epochs, batch_size=hypermodel.batch_size,
@@ -218,7 +221,8 @@ def choose_output(config, output, *, overwrite, new_run, prefix):
 
 def search(data="digits", *, data_dir=None, tuner="random", max_trials=10, epochs=3, objective="val_accuracy",
            output=None, space=None, image_size=None, batch_size=None, steps_per_epoch=None, strategy="auto",
-           precision="auto", seed=0, overwrite=False, new_run=False, verbose="auto", resume_command=None):
+           precision="auto", seed=0, weights=None, model="ResNet20", overwrite=False, new_run=False,
+           verbose="auto", resume_command=None):
     """Run (or continue) a search and write ``best.json`` and ``trials.csv`` in its folder.
 
     ``output`` None: the newest ``runs/tune-<dataset>-<tuner>*`` folder holding a search
@@ -226,6 +230,10 @@ def search(data="digits", *, data_dir=None, tuner="random", max_trials=10, epoch
     the same ``output`` continues the search (keras-tuner reloads its trials): no new trials
     once ``max_trials`` are done. ``overwrite=True`` starts over. SIGINT / SIGTERM stop the
     running trial and raise :class:`keras_resnet.errors.Stopped`; a rerun runs that trial again.
+    ``weights`` (anything ``train(weights=...)`` takes) searches the fine-tuning of ``model``
+    from them: the architecture is fixed, every trial starts from the same pretrained backbone
+    and a fresh head and trains all layers, and ``lr`` (the fine-tuning rate) is searched over
+    :data:`keras_resnet.tuning.hypermodel.FINETUNE_LR_RANGE` unless ``space`` narrows it.
 
     Returns:
         ``{"best": best.json's content, "trials": trial_table rows, "tuner": tuner, ...}``.
@@ -243,7 +251,7 @@ def search(data="digits", *, data_dir=None, tuner="random", max_trials=10, epoch
         fail("output", output, "a folder")
     hypermodel = HyperResNet(data, data_dir=data_dir, space=space, image_size=image_size,
                              batch_size=batch_size, steps_per_epoch=steps_per_epoch, strategy=strategy,
-                             precision=precision, seed=seed)
+                             precision=precision, seed=seed, weights=weights, model=model)
     config = search_config(hypermodel, tuner=tuner, objective=objective, max_trials=max_trials, epochs=epochs,
                            seed=seed, data_dir=data_dir, strategy=strategy, verbose=verbose)
     name = os.path.basename(os.path.normpath(data_dir)) if data_dir else hypermodel.data.name

@@ -1,0 +1,247 @@
+"""Fine-tuning from pretrained weights (``train(weights=...)``, issue 23).
+
+The pretrained file is written here with h5py alone, in the legacy layout keras.applications
+publishes (``layer_names`` / ``weight_names`` attributes), from random arrays: every check
+compares the trained model with the FILE's own tensors, read back with h5py, never with
+what the package loaded.
+"""
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+
+import h5py
+import keras
+import numpy as np
+import pytest
+
+from keras_resnet import cli, get_model, training
+from keras_resnet.training.run_folder import read_meta
+from tests.conftest import noise_folder
+
+REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+OPTIONS = dict(width_multiplier=0.25)
+SMALL = dict(model_options=OPTIONS, precision="fp32", export=False, verbose=0, deterministic=True)
+
+
+def write_pretrained(path, *, classes=10, seed=0, options=OPTIONS):
+    """A legacy Keras .h5 of a ResNet-20 (width 0.25) holding random arrays, by layer name."""
+    model = get_model("ResNet20", classes=classes, **options)
+    rng = np.random.default_rng(seed)
+    with h5py.File(path, "w") as f:
+        named = [layer for layer in model.layers if layer.weights]
+        f.attrs["layer_names"] = [layer.name.encode() for layer in named]
+        for layer in named:
+            group = f.create_group(layer.name)
+            names = [f"{layer.name}/{w.name}:0" for w in layer.weights]
+            group.attrs["weight_names"] = [n.encode() for n in names]
+            for w, n in zip(layer.weights, names):
+                value = rng.normal(0, 0.1, size=w.shape).astype("float32")
+                if "variance" in n:
+                    value = np.abs(value) + 0.5
+                group.create_dataset(n, data=value)
+    return path
+
+
+def file_tensors(path):
+    """``{(layer, weight name): array}`` as stored in the file."""
+    out = {}
+    with h5py.File(path, "r") as f:
+        for layer in f.attrs["layer_names"]:
+            layer = getattr(layer, "decode", lambda: layer)()
+            for name in f[layer].attrs["weight_names"]:
+                name = getattr(name, "decode", lambda: name)()
+                out[(layer, name.split("/", 1)[1].split(":")[0])] = f[layer][name][()]
+    return out
+
+
+def model_tensors(path):
+    model = keras.saving.load_model(path, compile=False)
+    return {(layer.name, w.name): w.numpy() for layer in model.layers for w in layer.weights}
+
+
+@pytest.fixture(scope="module")
+def pretrained(tmp_path_factory):
+    return write_pretrained(tmp_path_factory.mktemp("weights") / "resnet20.h5")
+
+
+# ------------------------------------------------------------------ refused before any work
+
+
+@pytest.mark.parametrize("option, flag", [
+    ("weights=imagenet", "use --weights"), ("classes=5", "train sets it from the data"),
+    ("input_shape=[64,64,3]", "use --image-size"), ("include_top=false", "train sets it from the data"),
+    ("synchronized_bn=true", "use --sync-bn"), ("zero_init_residual=true", "use --zero-init-residual"),
+])
+def test_model_option_that_train_owns_is_refused_before_any_work(tmp_path, capsys, option, flag):
+    output = tmp_path / "run"
+    assert cli.main(["train", "--model-option", option, "--output", str(output)]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "--model-option must be free of" in err[0] and flag in err[0], err
+    assert "Traceback" not in err[0]
+    assert not output.exists()
+    key = option.split("=")[0]
+    with pytest.raises(ValueError, match=f"model_options must be free of '{key}'"):
+        training.train(model_options={key: 1}, output=str(output))
+    assert not output.exists()
+
+
+def test_fine_tuning_keywords_need_weights_and_weights_must_exist(tmp_path):
+    with pytest.raises(ValueError, match="freeze_bn must be left unset without weights"):
+        training.train(freeze_bn=True, output=str(tmp_path / "r"))
+    with pytest.raises(ValueError, match="Received: weights='no-such-file.h5'"):
+        training.train(weights="no-such-file.h5", output=str(tmp_path / "r"))
+    with pytest.raises(ValueError, match="keras.applications publishes no CIFAR ResNets"):
+        training.train("ResNet20", weights="imagenet", output=str(tmp_path / "r"))
+    with pytest.raises(ValueError, match="is not a published set for ResNet20"):
+        training.train("ResNet20", weights="timm:resnet50.a1_in1k", output=str(tmp_path / "r"))
+    assert cli.main(["train", "--weights", "none", "--finetune", "head", "--output", str(tmp_path / "r")]) == 2
+    assert not (tmp_path / "r").exists()
+
+
+# ------------------------------------------------------------------------ what loads, phases
+
+
+def test_phase_one_trains_the_fresh_head_alone_on_the_files_backbone(tmp_path, pretrained):
+    output = tmp_path / "run"
+    training.train("ResNet20", weights=str(pretrained), epochs=1, finetune="two-phase", head_epochs=1,
+                   output=str(output), **SMALL)
+    stored, trained = file_tensors(pretrained), model_tensors(output / "model.keras")
+    backbone = [k for k in stored if k[0] != "predictions"]
+    assert backbone and len(backbone) + 2 == len(stored)
+    for key in backbone:  # kernels, gamma/beta and BN statistics: bit for bit the file's
+        np.testing.assert_array_equal(trained[key], stored[key], err_msg=str(key))
+    # the head is the model's own, not the file's (same shape here: 10 digits, 10 in the file)
+    assert trained[("predictions", "kernel")].shape == stored[("predictions", "kernel")].shape
+    assert not np.allclose(trained[("predictions", "kernel")], stored[("predictions", "kernel")])
+    config = json.loads((output / "config.json").read_text())
+    assert config["pretrained"]["tensors_loaded"] == len(backbone)
+    assert config["pretrained"]["fresh"] == ["predictions/kernel", "predictions/bias"]
+    assert config["weights"] == str(pretrained) and config["phases"][0]["trains"] == "head"
+
+
+@pytest.mark.parametrize("freeze_bn", [True, False])
+def test_phase_two_trains_the_backbone_and_bn_follows_freeze_bn(tmp_path, pretrained, freeze_bn):
+    data_dir = noise_folder(tmp_path / "noise")  # 72 train images: batch 8, 9 steps
+    output = tmp_path / "run"
+    training.train("ResNet20", weights=str(pretrained), data_dir=str(data_dir), epochs=2, finetune="two-phase",
+                   head_epochs=1, freeze_bn=freeze_bn, output=str(output), **SMALL)
+    stored, trained = file_tensors(pretrained), model_tensors(output / "model.keras")
+    assert trained[("predictions", "kernel")].shape == (16, 4)  # rebuilt for 4 classes
+    convs = [k for k in stored if k[0].endswith("_conv")]
+    assert all(not np.array_equal(trained[k], stored[k]) for k in convs)
+    bns = [k for k in stored if k[0].endswith("_bn")]
+    same = [np.array_equal(trained[k], stored[k]) for k in bns]
+    assert all(same) if freeze_bn else not any(same)
+    config = json.loads((output / "config.json").read_text())
+    assert config["batch_size"] == 8 and config["steps_per_epoch"] == 9
+
+
+# ------------------------------------------------------------------------------- resume
+
+
+def _run(args, cwd):
+    env = dict(os.environ, PYTHONPATH=REPO, TF_CPP_MIN_LOG_LEVEL="2", CUDA_VISIBLE_DEVICES="")
+    return subprocess.Popen([sys.executable, "-m", "keras_resnet", *args], cwd=cwd, env=env,
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+
+
+def _kill_at(proc, backup, position):
+    deadline = time.time() + 240
+    while time.time() < deadline and proc.poll() is None:
+        meta = read_meta(backup)
+        if meta and (meta["epoch"], meta["step"]) >= position:
+            break
+        time.sleep(0.05)
+    proc.send_signal(signal.SIGKILL)
+    proc.communicate()
+    return read_meta(backup)
+
+
+@pytest.mark.slow
+def test_sigkill_in_each_phase_resumes_to_the_uninterrupted_weights(tmp_path, pretrained):
+    data_dir = noise_folder(tmp_path / "noise", n=200)  # 144 train images: batch 14, 10 steps
+    args = ["train", "--model", "ResNet20", "--weights", str(pretrained), "--data-dir", str(data_dir),
+            "--model-option", "width_multiplier=0.25", "--epochs", "3", "--finetune", "two-phase",
+            "--head-epochs", "1",
+            "--backup-steps", "2", "--no-export", "--verbose", "2", "--deterministic"]
+    reference = _run([*args, "--output", str(tmp_path / "reference")], tmp_path)
+    out, err = reference.communicate(timeout=600)
+    assert reference.returncode == 0, err[-3000:]
+    run = tmp_path / "run"
+    backup = run / "backup" / "state.npz"
+    meta = _kill_at(_run([*args, "--output", str(run)], tmp_path), backup, (0, 4))
+    assert meta is not None and meta["phase"] == 0 and meta["epoch"] == 0, meta
+    meta = _kill_at(_run([*args, "--output", str(run)], tmp_path), backup, (1, 4))
+    assert meta is not None and meta["phase"] == 1 and meta["epoch"] >= 1, meta
+    assert not (run / "metrics.json").exists()
+    resumed = _run([*args, "--output", str(run)], tmp_path)
+    out, err = resumed.communicate(timeout=600)
+    assert resumed.returncode == 0, err[-3000:]
+    assert "the backup's trained weights (the pretrained file is not read again;" in out, out
+    ours, theirs = model_tensors(run / "model.keras"), model_tensors(tmp_path / "reference" / "model.keras")
+    for key, value in theirs.items():
+        np.testing.assert_array_equal(ours[key], value, err_msg=str(key))
+
+
+# ------------------------------------------------------------- evaluate and the export
+
+
+def test_evaluate_and_the_export_use_the_runs_input(tmp_path, pretrained, monkeypatch):
+    from keras_resnet.export import saved_model_metadata
+
+    monkeypatch.chdir(tmp_path)  # the export goes to saved_models/<run name>/<version>
+    output = tmp_path / "run"
+    training.train("ResNet20", weights=str(pretrained), epochs=1, finetune="head",
+                   output=str(output), **dict(SMALL, export=True))
+    metrics = json.loads((output / "metrics.json").read_text())
+    config = json.loads((output / "config.json").read_text())
+    # evaluate reads the run's image size, preprocessing and transform: the run's own test top-1
+    assert training.evaluate(str(output))["top1"] == pytest.approx(metrics["test_accuracy"], abs=1e-6)
+    served = saved_model_metadata(metrics["export_path"])
+    assert served["preprocessing"] == config["preprocessing"] == "tf"  # the weights' model: a CIFAR ResNet
+    assert served["image_size"] == [32, 32] and config["image_size"] == 32  # the weights' eval size
+    assert served["eval_transform"]["crop_fraction"] == config["eval_transform"]["crop_fraction"] == 1.0
+
+
+# --------------------------------------------------------------------------------- tune
+
+
+def test_tune_searches_the_fine_tuning_lr_from_the_files_backbone(tmp_path):
+    from keras_resnet.tuning import search
+    from keras_resnet.tuning.hypermodel import FINETUNE_LR_RANGE
+
+    weights = write_pretrained(tmp_path / "full.h5", options={})
+    result = search("digits", weights=str(weights), model="ResNet20", max_trials=1, epochs=1, steps_per_epoch=2,
+                    precision="fp32", output=str(tmp_path / "search"), verbose=0)
+    values = result["best"]["hyperparameters"]
+    assert (values["depth"], values["variant"], values["width_multiplier"]) == (20, "v1", 1.0)
+    assert FINETUNE_LR_RANGE[0] <= values["lr"] <= FINETUNE_LR_RANGE[1]
+    from keras_resnet.tuning.tuner import CONFIG
+
+    config = json.loads((tmp_path / "search" / CONFIG).read_text())
+    assert config["weights"] == str(weights) and config["space"]["lr"]["range"] == list(FINETUNE_LR_RANGE)
+    # every trial starts from the file: a model built for a trial holds its backbone
+    net = result["hypermodel"].build_model(values)
+    stored = file_tensors(weights)
+    for layer in net.layers:
+        for w in layer.weights:
+            if layer.name != "predictions":
+                np.testing.assert_array_equal(w.numpy(), stored[(layer.name, w.name)])
+    with pytest.raises(ValueError, match="space must not hold \\['depth'\\] when fine-tuning"):
+        search("digits", weights=str(weights), space={"depth": 32}, output=str(tmp_path / "other"))
+
+
+def test_the_input_follows_akamasters_set_by_name_or_by_file():
+    from keras_resnet.training.finetune import weights_input
+
+    fixture = os.path.join(REPO, "tests", "fixtures", "akamaster", "resnet20-12fca82f.th")
+    for weights in ("akamaster", fixture):
+        facts = weights_input("ResNet20", weights)
+        # akamaster's trainer.py: ToTensor + Normalize(ImageNet mean / std), 32x32 CIFAR-10, no crop
+        assert (facts["preprocessing"], facts["image_size"], facts["trained_on"]) == ("torch", 32, "cifar10")
+        assert facts["eval_transform"]["crop_fraction"] == 1.0 and facts["published_classes"] == 10
+        assert facts["options"]["zero_pad_side"] == "both"  # resnet.py's option A pads both sides
