@@ -321,3 +321,18 @@ def test_export_takes_the_sets_normalisation():
     with pytest.raises(ValueError, match=r"preprocessing must be given .*chenyaofo:cifar100.*"
                                          r"mean \(0.507, 0.4865, 0.4409\)"):
         weight_set_preprocessing(published.find_set("ResNet20", "chenyaofo:cifar100"))
+
+
+def test_export_command_bakes_the_sets_normalisation(tmp_path):
+    """``keras-resnet export --model ResNet20 --weights <akamaster's real file>`` serves
+    akamaster's ImageNet mean / std ("torch"), not the CIFAR family's "tf" (the command used
+    to pass the family's mode and so never asked the set)."""
+    from keras_resnet import export
+    from keras_resnet.export import cli as export_cli
+
+    export_dir = str(tmp_path / "resnet20")
+    args = ["--model", "ResNet20", "--weights", AKAMASTER, "--export-dir", export_dir,
+            "--version", "1", "--no-fold-bn"]
+    assert export_cli.cli_main("export", args) == 0
+    meta = export.saved_model_metadata(os.path.join(export_dir, "1"))
+    assert (meta["preprocessing"], meta["weights"]) == ("torch", "akamaster:cifar10")

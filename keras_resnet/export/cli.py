@@ -42,6 +42,7 @@ def _load_for_cli(args):
         }
         return model, options, config
     from keras_resnet.models import get_model, model_info
+    from keras_resnet.weights import weight_set_of
 
     info = model_info(args.model)
     weights = args.weights
@@ -52,7 +53,10 @@ def _load_for_cli(args):
                           "--weights PATH | torchvision | timm:TAG chooses others", stacklevel=2)
     weights = None if weights == "none" else weights
     model = get_model(args.model, weights=weights)
-    return model, {"preprocessing": info["preprocessing"]}, None
+    # A published set states its own normalisation (akamaster: ImageNet mean / std, "torch"),
+    # which the export reads from model.weight_set; the family's mode is for the rest.
+    preprocessing = None if weight_set_of(model) is not None else info["preprocessing"]
+    return model, {"preprocessing": preprocessing}, None
 
 
 def _sample_images(args, config, image_size, count):
