@@ -105,7 +105,10 @@ def test_a_recipe_training_step_on_jax_equals_tensorflow(tmp_path):
     moved = 0.0
     for i, (ours, start) in enumerate(zip(tf_weights, initial.get_weights())):
         theirs = jax_weights[f"arr_{i}"]
-        np.testing.assert_allclose(theirs, ours, rtol=1e-4, atol=2e-5)
+        # atol 1e-4, a tenth of what the step moves the weights (checked below): after other
+        # tests in the same process TensorFlow's fp32 kernels may differ by ~3e-5 (seen after
+        # an in-process fine-tuning run), which is round-off, not a different step
+        np.testing.assert_allclose(theirs, ours, rtol=1e-4, atol=1e-4)
         moved = max(moved, float(np.max(np.abs(ours - start))))
     assert moved > 1e-3  # the step really changed the weights
 
