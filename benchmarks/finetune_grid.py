@@ -41,6 +41,9 @@ import recipe_grid  # noqa: E402  (its prepared folders and its run_cell)
 
 CELLS = {
     "scratch": [],
+    # what `train --weights W` does by itself (BatchNorm frozen below a per-replica batch of 32)
+    "auto": [],
+    "auto-bnadapt": ["--no-freeze-bn"],
     "head": ["--finetune", "head"],
     "full": ["--finetune", "full", "--freeze-bn"],
     "full-bnadapt": ["--finetune", "full", "--no-freeze-bn"],
