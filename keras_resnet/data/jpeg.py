@@ -25,9 +25,11 @@ resize. For a JPEG (found by its magic bytes: ``tf.io.is_jpeg``) the pipelines n
    axes is enlarged by ``ResizeBilinear`` (the triangle filter without antialiasing is
    bilinear interpolation: within 0.005 of 255, several times cheaper).
 
-Evaluation (resize the shorter side to ``size / 0.875``, center crop) decodes whole
-files, at 1/2, 1/4 or 1/8 scale under ``"scaled"`` only where the reduced image is still
-:data:`EVAL_HEADROOM` times the resized one, and resamples the crop's exact window.
+Evaluation (resize the shorter side to ``size / crop_fraction``, center crop: 0.875 by
+default, a weight set's own when fine-tuning) decodes whole files, at 1/2, 1/4 or 1/8
+scale under ``"scaled"`` only where the reduced image is still :data:`EVAL_HEADROOM` times
+the resized one, and resamples the crop's exact window with the transform's kernel
+(triangle for bilinear, Keys cubic for bicubic).
 
 PNG, BMP and GIF files keep the old path (decode all, crop, resize).
 
@@ -109,18 +111,19 @@ def _decode_scaled(encoded, begin, extent, ratio):
     return pixels, offset, tf.cast(extent, tf.float32) / r
 
 
-def resample(image, offset, extent, out_size):
+def resample(image, offset, extent, out_size, kernel="triangle"):
     """float32 [out_h, out_w, 3]: the window at ``offset`` with ``extent`` (float32 [2],
     pixels of ``image``, fractions allowed) mapped onto an ``out_size`` grid by the
-    antialiased triangle filter of ``tf.image.resize(..., "bilinear", antialias=True)``
-    (the same kernel op, ``ScaleAndTranslate``, given the window's scale and
-    translation instead of the whole image's)."""
+    antialiased ``kernel`` filter: "triangle" is ``tf.image.resize(..., "bilinear",
+    antialias=True)``, "keyscubic" its "bicubic" (the same kernel op,
+    ``ScaleAndTranslate``, given the window's scale and translation instead of the whole
+    image's)."""
     out_f = tf.cast(out_size, tf.float32)
     scale = out_f / extent
     images = tf.cast(image, tf.float32)[None]
     out = tf.raw_ops.ScaleAndTranslate(
         images=images, size=out_size, scale=scale, translation=-offset * scale,
-        kernel_type="triangle", antialias=True,
+        kernel_type=kernel, antialias=True,
     )
     return out[0]
 

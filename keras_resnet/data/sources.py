@@ -16,6 +16,7 @@ import numpy as np
 import tensorflow as tf
 
 from keras_resnet.data.transforms import (
+    as_eval_transform,
     decode,
     eval_image_encoded,
     to_rgb,
@@ -81,7 +82,7 @@ class FileSource:
         return self.n * size * size * 3
 
     def _decode_all(self, kind, size, jpeg_decode):
-        key = (kind, size, jpeg_decode)
+        key = (as_eval_transform(kind), size, jpeg_decode)  # "resize" is the whole-image transform
         if key not in self._cache:
             ds = tf.data.Dataset.from_tensor_slices(self.paths).map(
                 lambda p: to_uint8(

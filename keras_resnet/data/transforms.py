@@ -8,6 +8,7 @@ import numpy as np
 import tensorflow as tf
 
 from keras_resnet.data import jpeg
+from keras_resnet.export.transform import EvalTransform
 from keras_resnet.preprocessing import preprocess_affine, preprocess_input
 from keras_resnet.specs import AUGMENTATIONS  # noqa: F401  (keras_resnet.data.AUGMENTATIONS)
 
@@ -21,6 +22,22 @@ from keras_resnet.specs import AUGMENTATIONS  # noqa: F401  (keras_resnet.data.A
 # "none": resize only.
 # (specs.AUGMENTATIONS names them, for modules that must not load TensorFlow.)
 CENTER_CROP_FRACTION = 0.875
+# The evaluation transforms of the presets, in the export's terms (EvalTransform):
+# "center" (with "imagenet"): shorter side to size / 0.875, bilinear, the central square
+# (torchvision's Resize(256) + CenterCrop(224)); "resize" (the others): the whole image.
+EVAL_KINDS = {
+    "center": EvalTransform(crop_fraction=CENTER_CROP_FRACTION, interpolation="bilinear",
+                            resize="shorter_side"),
+    "resize": EvalTransform(crop_fraction=1.0, interpolation="bilinear", resize="squash"),
+}
+# tf.image.resize(..., antialias=True) runs these methods as ScaleAndTranslate with this
+# kernel ("area" and "nearest" are other ops): the JPEG scaled decode resamples with it.
+SCALE_AND_TRANSLATE_KERNELS = {"bilinear": "triangle", "bicubic": "keyscubic",
+                               "lanczos3": "lanczos3", "lanczos5": "lanczos5",
+                               "gaussian": "gaussian", "mitchellcubic": "mitchellcubic"}
+# Kernels with negative lobes overshoot 0..255 at edges; the result is clipped, as
+# Pillow's uint8 resize (what torchvision and timm evaluate with) clips it.
+OVERSHOOTING = ("bicubic", "lanczos3", "lanczos5", "mitchellcubic")
 
 
 def fold(seed, data):
@@ -28,10 +45,18 @@ def fold(seed, data):
     return tf.random.experimental.stateless_fold_in(seed, tf.cast(data, tf.int64))
 
 
-def resize(image, size):
-    """Bilinear with antialiasing to ``size`` (an int: square, or int32 [2] height, width)."""
+def resize(image, size, interpolation="bilinear"):
+    """Resize to ``size`` (an int: square, or int32 [2] height, width) with the
+    ``tf.image.resize`` method ``interpolation``, antialiased (except "nearest"), clipped
+    to 0..255 for the kernels that overshoot (:data:`OVERSHOOTING`)."""
     shape = [size, size] if isinstance(size, int) else size
-    return tf.image.resize(image, shape, method="bilinear", antialias=True)
+    image = tf.image.resize(image, shape, method=interpolation, antialias=interpolation != "nearest")
+    return clip_overshoot(image, interpolation)
+
+
+def clip_overshoot(image, interpolation):
+    """``image`` clipped to 0..255 where ``interpolation`` can overshoot; else as it is."""
+    return tf.clip_by_value(image, 0.0, 255.0) if interpolation in OVERSHOOTING else image
 
 
 def pad_crop(image, size, seed, flip):
@@ -69,20 +94,55 @@ def split_seed(seed):
     return tf.unstack(tf.random.experimental.stateless_split(seed, 2))
 
 
-def center_geometry(height_width, size):
+def center_geometry(height_width, size, crop_fraction=CENTER_CROP_FRACTION):
     """``(resized shape, crop offset)`` of :func:`center_crop`, int32 [2] each: the image
-    scaled so its shorter side is ``round(size / 0.875)``, then its central square."""
+    scaled so that its shorter side is ``round(size / crop_fraction)`` (for a ``size`` of
+    (height, width): so that it covers ``round(height / crop_fraction)`` rows and
+    ``round(width / crop_fraction)`` columns), then its central ``size``."""
+    target = [size, size] if isinstance(size, int) else list(size)
     shape = tf.cast(height_width, tf.float32)
-    scale = round(size / CENTER_CROP_FRACTION) / tf.reduce_min(shape)
+    covered = tf.constant([round(t / crop_fraction) for t in target], tf.float32)
+    scale = tf.reduce_max(covered / shape)
     new_shape = tf.cast(tf.round(shape * scale), tf.int32)
-    return new_shape, (new_shape - size) // 2
+    return new_shape, (new_shape - target) // 2
 
 
-def center_crop(image, size):
-    """Resize the shorter side to ``size / 0.875``, then take the central square."""
-    new_shape, _ = center_geometry(tf.shape(image)[:2], size)
-    image = tf.image.resize(image, new_shape, method="bilinear", antialias=True)
-    return tf.image.resize_with_crop_or_pad(image, size, size)
+def center_crop(image, size, crop_fraction=CENTER_CROP_FRACTION, interpolation="bilinear"):
+    """Resize the shorter side to ``size / crop_fraction`` with ``interpolation``, then take
+    the center ``size`` (an int: square, or (height, width)): torchvision's
+    ``Resize(size / crop_fraction) + CenterCrop(size)``, timm's eval transform with
+    ``crop_pct=crop_fraction``."""
+    target = [size, size] if isinstance(size, int) else list(size)
+    new_shape, offset = center_geometry(tf.shape(image)[:2], target, crop_fraction)
+    image = resize(image, new_shape, interpolation)
+    return tf.slice(image, tf.concat([offset, [0]], 0), target + [-1])
+
+
+def as_eval_transform(kind):
+    """An evaluation ``kind``: "center" / "resize" (:data:`EVAL_KINDS`) or an
+    :class:`~keras_resnet.export.EvalTransform`, as an EvalTransform."""
+    if isinstance(kind, EvalTransform):
+        return kind
+    if isinstance(kind, str) and kind in EVAL_KINDS:
+        return EVAL_KINDS[kind]
+    raise ValueError("kind must be 'center', 'resize' or a keras_resnet.export.EvalTransform. "
+                     f"Received: kind={kind!r}")
+
+
+def apply_eval(image, transform, height, width):
+    """An image [h, w, 3] through ``transform`` (an :class:`EvalTransform`) to float32
+    ``[height, width, 3]``: the one implementation of the pipelines' evaluation, the
+    export's ``serving_default`` and ``keras-resnet predict``."""
+    image = tf.cast(image, tf.float32)
+    t = transform
+    if t.resize == "shorter_side":
+        return center_crop(image, (height, width), t.crop_fraction, t.interpolation)
+    if t.crop_fraction < 1.0:  # squash: crop the fraction of each side, then resize
+        shape = tf.cast(tf.shape(image)[:2], tf.float32)
+        crop = tf.cast(tf.clip_by_value(tf.round(shape * t.crop_fraction), 1.0, shape), tf.int32)
+        offset = (tf.shape(image)[:2] - crop) // 2
+        image = tf.slice(image, tf.concat([offset, [0]], 0), tf.concat([crop, [-1]], 0))
+    return resize(image, [height, width], t.interpolation)
 
 
 def train_transform(image, augmentation, size, seed):
@@ -108,10 +168,10 @@ def _after_resize(image, augmentation, size, seed):
 
 def eval_image(image, kind, size):
     """One evaluation image, ``size`` x ``size``: ``kind`` "center" (ImageNet-style: the
-    center crop) or "resize" (small images: the whole image). Not to be confused with a
-    weight set's stated transform (:func:`keras_resnet.weights.eval_transform`)."""
-    image = tf.cast(image, tf.float32)
-    image = center_crop(image, size) if kind == "center" else resize(image, size)
+    0.875 center crop), "resize" (small images: the whole image) or an
+    :class:`~keras_resnet.export.EvalTransform` (a weight set's crop fraction and
+    interpolation: :func:`keras_resnet.training.finetune.run_eval_transform`)."""
+    image = apply_eval(image, as_eval_transform(kind), size, size)
     image.set_shape([size, size, 3])
     return image
 
@@ -148,15 +208,20 @@ def eval_image_encoded(encoded, kind, size, jpeg_decode):
     """:func:`eval_image` of an encoded image; a JPEG under ``jpeg_decode="scaled"``
     is decoded at 1/2, 1/4 or 1/8 scale where the reduced image is still twice the
     resized one (``jpeg.EVAL_HEADROOM``: the shorter side at least ``2 r`` times
-    ``round(size / 0.875)`` for "center", both sides ``2 r`` times ``size`` for
-    "resize"), then resampled onto the same grid."""
-    if jpeg_decode != "scaled":
-        return eval_image(decode(encoded), kind, size)
+    ``round(size / crop_fraction)`` for a center crop, both sides ``2 r`` times ``size``
+    for the whole image), then resampled onto the same grid with the transform's own
+    kernel (:data:`SCALE_AND_TRANSLATE_KERNELS`). The "area" and "nearest" methods, and a
+    "squash" crop below the whole image, decode the whole file."""
+    t = as_eval_transform(kind)
+    kernel = SCALE_AND_TRANSLATE_KERNELS.get(t.interpolation)
+    center = t.resize == "shorter_side"
+    if jpeg_decode != "scaled" or kernel is None or not (center or t.crop_fraction == 1.0):
+        return eval_image(decode(encoded), t, size)
 
     def from_scaled():
         height_width = jpeg.header_size(encoded)
-        if kind == "center":
-            new_shape, offset = center_geometry(height_width, size)
+        if center:
+            new_shape, offset = center_geometry(height_width, size, t.crop_fraction)
         else:
             new_shape, offset = tf.constant([size, size], tf.int32), tf.zeros([2], tf.int32)
         # output pixel j of the crop is pixel j + offset of the resized image
@@ -164,24 +229,26 @@ def eval_image_encoded(encoded, kind, size, jpeg_decode):
 
         def decode_at(ratio):
             if ratio == 1:
-                return eval_image(decode(encoded), kind, size)
+                return eval_image(decode(encoded), t, size)
             pixels = tf.io.decode_jpeg(encoded, channels=3, ratio=ratio)
             offset_in_pixels = tf.cast(offset, tf.float32) / scale / ratio
-            return jpeg.resample(pixels, offset_in_pixels, size / scale / ratio,
-                                 tf.constant([size, size], tf.int32))
+            out = jpeg.resample(pixels, offset_in_pixels, size / scale / ratio,
+                                tf.constant([size, size], tf.int32), kernel=kernel)
+            return clip_overshoot(out, t.interpolation)
 
         level = jpeg.dct_level(height_width, new_shape, "scaled", headroom=jpeg.EVAL_HEADROOM)
         return jpeg.by_level(level, decode_at)
 
     image = tf.cond(tf.io.is_jpeg(encoded), from_scaled,
-                    lambda: eval_image(decode(encoded), kind, size))
+                    lambda: eval_image(decode(encoded), t, size))
     image.set_shape([size, size, 3])
     return image
 
 
 def eval_kind(augmentation):
-    """The evaluation transform that goes with a training preset."""
-    return "center" if augmentation == "imagenet" else "resize"
+    """The evaluation transform that goes with a training preset (:data:`EVAL_KINDS`):
+    the 0.875 center crop with "imagenet", the whole image with the others."""
+    return EVAL_KINDS["center" if augmentation == "imagenet" else "resize"]
 
 
 def decode(encoded):

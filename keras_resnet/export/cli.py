@@ -40,6 +40,10 @@ def _load_for_cli(args):
             "preprocessing": config.get("preprocessing"),
             "image_size": config.get("image_size") if model.input_shape[1] is None else None,
         }
+        if config.get("eval_transform"):  # the run's val / test transform (a weight set's, ...)
+            from keras_resnet.export.transform import EvalTransform
+
+            options["eval_transform"] = EvalTransform(**config["eval_transform"])
         return model, options, config
     from keras_resnet.models import get_model, model_info
     from keras_resnet.weights import weight_set_of
@@ -115,13 +119,14 @@ def _input_options(args):
     if args.max_image_pixels < 0:
         raise ValueError("--max-image-pixels must be a positive integer, or 0 for no limit. "
                          f"Received: --max-image-pixels {args.max_image_pixels}")
-    if (args.crop_fraction, args.interpolation, args.resize) == (None, None, None):
-        transform = None  # a published set's own (--weights torchvision ...), else the default
-    else:
-        transform = EvalTransform(
+    inputs = {"max_image_pixels": args.max_image_pixels or None}
+    # without flags: a run's own transform (config.json), a published set's (--weights
+    # torchvision ...), else the default
+    if (args.crop_fraction, args.interpolation, args.resize) != (None, None, None):
+        inputs["eval_transform"] = EvalTransform(
             crop_fraction=1.0 if args.crop_fraction is None else args.crop_fraction,
             interpolation=args.interpolation or "bilinear", resize=args.resize or "squash")
-    return {"max_image_pixels": args.max_image_pixels or None, "eval_transform": transform}
+    return inputs
 
 
 def export_parser(prog="keras-resnet export") -> argparse.ArgumentParser:
@@ -188,7 +193,7 @@ def _write_saved_model(args, model, options, export_dir):
 
     path = export_saved_model(
         model, export_dir, version=args.version, top_k=args.top_k, fold_bn=args.fold_bn,
-        precision=args.precision or "auto", warmup=args.warmup, **options, **_input_options(args)
+        precision=args.precision or "auto", warmup=args.warmup, **{**options, **_input_options(args)}
     )
     meta = saved_model_metadata(path)
     print(
@@ -208,6 +213,7 @@ def _export_lite(args, model, options, config, target):
     from keras_resnet.inference import prepare_for_serving
 
     served, _ = prepare_for_serving(model, fold_bn=args.fold_bn, precision="fp32")
+    options = {k: v for k, v in options.items() if k != "eval_transform"}  # these take pixels
     resolved = resolve_options(served, **options)
     images, check, source = _sample_images(args, config, resolved.height, args.num_calibration)
     if args.format == "onnx":
@@ -317,7 +323,7 @@ def _predict_command(argv):
                                                max_image_pixels=inputs["max_image_pixels"])
     else:
         model, options, _ = _load_for_cli(args)
-        predictor = Predictor.from_model(model, top_k=args.top_k or 5, **options, **inputs)
+        predictor = Predictor.from_model(model, top_k=args.top_k or 5, **{**options, **inputs})
     results = predictor.predict_files(args.images)
     _print_results(results, args.json)
     return 1 if any("error" in r for r in results) else 0

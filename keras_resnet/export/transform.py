@@ -28,9 +28,10 @@ class EvalTransform:
         interpolation: the ``tf.image.resize`` method (``"bilinear"``, ``"bicubic"``, ...).
         resize: ``"squash"``: crop ``crop_fraction`` of the height and of the width, then
             resize to the input size. ``"shorter_side"``: as timm / torchvision evaluate,
-            scale so that the input size covers ``crop_fraction`` of the image with the
-            aspect ratio kept, and take the center (224 px at ``crop_fraction=0.875``
-            is ``Resize(256)`` + ``CenterCrop(224)``).
+            resize the shorter side to ``round(size / crop_fraction)`` with the aspect
+            ratio kept, then take the central ``size`` (224 px at ``crop_fraction=0.875``
+            is ``Resize(256)`` + ``CenterCrop(224)``). The training pipeline evaluates
+            val / test with the same code (:func:`keras_resnet.data.transforms.apply_eval`).
     """
 
     crop_fraction: float = 1.0
@@ -50,22 +51,19 @@ class EvalTransform:
         return dataclasses.asdict(self)
 
     def apply(self, image, height: int, width: int):
-        """A decoded image ``[h, w, 3]`` (any size) -> float32 ``[height, width, 3]`` (TF ops)."""
-        import tensorflow as tf
+        """A decoded image ``[h, w, 3]`` (any size) -> float32 ``[height, width, 3]`` (TF ops):
+        the data pipeline's own evaluation (:func:`keras_resnet.data.transforms.apply_eval`),
+        so that a run's val / test images and its export's agree."""
+        from keras_resnet.data.transforms import apply_eval
 
-        if self.resize == "squash" and self.crop_fraction == 1.0:
-            cropped = image  # the whole image: no crop op in the graph
+        return apply_eval(image, self, height, width)
+
+    def describe(self) -> str:
+        """One line: "center 0.875 of the shorter side, bilinear" / "whole image, bilinear"."""
+        if self.resize == "shorter_side":
+            what = f"center {self.crop_fraction:.4g} of the shorter side"
+        elif self.crop_fraction == 1.0:
+            what = "whole image"
         else:
-            size = tf.cast(tf.shape(image)[:2], tf.float32)
-            if self.resize == "squash":
-                crop = size * self.crop_fraction
-            else:
-                target = tf.constant([height, width], tf.float32)
-                scale = tf.reduce_max(target / (self.crop_fraction * size))
-                crop = target / scale
-            crop = tf.cast(tf.clip_by_value(tf.round(crop), 1.0, size), tf.int32)
-            offset = (tf.shape(image)[:2] - crop) // 2
-            cropped = tf.slice(image, tf.concat([offset, [0]], 0), tf.concat([crop, [-1]], 0))
-        resized = tf.image.resize(cropped, [height, width], method=self.interpolation,
-                                  antialias=self.interpolation != "nearest")
-        return tf.cast(resized, tf.float32)
+            what = f"center {self.crop_fraction:.4g} of each side, squashed"
+        return f"{what}, {self.interpolation}"

@@ -40,9 +40,10 @@ def evaluate(
 ) -> dict:
     """Top-1 / top-5 accuracy of a run folder, a ``.keras`` file or a named model.
 
-    ``run_or_model``: a run folder (its ``model.keras``, dataset, image size and
-    preprocessing from ``config.json``), a ``.keras`` file (inside a run folder or with
-    ``preprocessing`` and ``dataset`` given), or a name from ``keras-resnet list`` with
+    ``run_or_model``: a run folder (its ``model.keras``, dataset, image size,
+    preprocessing and eval transform from ``config.json``: the crop fraction and
+    interpolation its val / test used, kept at another ``image_size``), a ``.keras``
+    file (inside a run folder or with ``preprocessing`` and ``dataset`` given), or a name from ``keras-resnet list`` with
     ImageNet weights. ``split="val"`` needs a dataset with a validation split, or a run
     that held one out of train (the same images again). Returns
     ``{"top1", "top5" (more than 5 classes), "loss", "split", "dataset", "num_images"}``.
@@ -88,9 +89,15 @@ def evaluate(
     if classes > 5:
         metrics.append(keras.metrics.SparseTopKCategoricalAccuracy(k=5, name="top5"))
     net.compile(loss=keras.losses.SparseCategoricalCrossentropy(), metrics=metrics)
-    # the run's augmentation decides the eval crop ("imagenet": the center crop), as in its test
+    # the run's own eval transform (config.json: a weight set's crop fraction and interpolation,
+    # or its augmentation's: "imagenet" the 0.875 center crop), as in its val / test
+    transform = config.get("eval_transform")
+    if transform:
+        from keras_resnet.export.transform import EvalTransform
+
+        transform = EvalTransform(**transform)
     eval_data = data.eval_dataset(split, batch_size, image_size=image_size, preprocessing=preprocessing,
-                                  augmentation=config.get("augmentation"))
+                                  augmentation=config.get("augmentation"), eval_transform=transform)
     result = {k: float(v) for k, v in net.evaluate(eval_data, return_dict=True, verbose=0).items()}
     result.update(split=split, dataset=data.name, num_images=data.num_test if split == "test" else data.num_val)
     return result

@@ -252,13 +252,37 @@ def default_finetune(config, *, steps_per_epoch, batch_size) -> dict:
                           if mode != "head" else "") + ")")
 
 
-def pipeline_eval_transform(augmentation: str) -> dict:
-    """The evaluation transform the data pipeline applies to val / test with the run's
-    ``augmentation`` (:func:`keras_resnet.data.transforms.eval_kind`), in the terms of
-    :class:`keras_resnet.export.EvalTransform`: the export serves the same one."""
-    from keras_resnet.data.transforms import CENTER_CROP_FRACTION, eval_kind
+def run_eval_transform(augmentation: str, published: dict | None, image_size: int,
+                       weights=None) -> tuple:
+    """``(transform, why)``: the evaluation transform of a run's val / test (and of
+    ``evaluate`` on its folder, and of its export), as a dict of
+    :class:`keras_resnet.export.EvalTransform`'s fields, and where it came from.
 
-    if eval_kind(augmentation) == "center":  # shorter side to size / 0.875, center crop
-        return dict(crop_fraction=CENTER_CROP_FRACTION, interpolation="bilinear", resize="shorter_side")
-    return dict(crop_fraction=1.0, interpolation="bilinear", resize="squash")  # the whole image
+    The rule: a set whose published transform crops (``resize > crop``: torchvision's
+    ``Resize(232) + CenterCrop(224)``, timm's ``crop_pct``) gives its crop fraction
+    ``crop / resize`` and its interpolation, with the shorter side resized; at another
+    ``image_size`` than the set's crop the fraction and interpolation are kept, as timm
+    keeps ``crop_pct`` at any input size. A set evaluated on the whole image
+    (``resize == crop``: the CIFAR sets' 32 px images as they are), and a run without
+    such a set (no weights, ``"imagenet"``, a file of no set), use the data pipeline's
+    transform for the ``augmentation`` (:func:`keras_resnet.data.transforms.eval_kind`):
+    the 0.875 center crop (bilinear) for "imagenet", else the whole image, so a folder of
+    larger photos fine-tuned from a CIFAR set is still resized whole, not cropped."""
+    from keras_resnet.export.transform import EvalTransform
 
+    if published and published["resize"] > published["crop"]:
+        transform = EvalTransform(crop_fraction=published["crop"] / published["resize"],
+                                  interpolation=published["interpolation"], resize="shorter_side")
+        source = f"Resize({published['resize']}) + CenterCrop({published['crop']})"
+        if image_size == published["crop"]:
+            why = f"{weights}'s {source}"
+        else:
+            why = (f"{weights}'s crop fraction and interpolation ({source}) at {image_size} px, "
+                   "as timm keeps crop_pct at any size")
+        return transform.metadata(), why
+    from keras_resnet.data.transforms import eval_kind
+
+    why = f"the data pipeline's for augmentation {augmentation}"
+    if published:
+        why += f" ({weights} evaluates the whole {published['crop']} px image)"
+    return eval_kind(augmentation).metadata(), why

@@ -12,6 +12,7 @@ import tensorflow as tf
 import keras
 
 from keras_resnet.errors import EXIT_ENVIRONMENT, CommandError, Stopped
+from keras_resnet.export.transform import EvalTransform
 from keras_resnet.training import callbacks as cb
 from keras_resnet.training import run_folder as rf
 from keras_resnet.training.strategy import _multi_worker_fit_workaround, is_multi_worker, lost_worker
@@ -143,7 +144,9 @@ class FitJob:
 
     def _eval(self):
         c = self.config
-        return dict(image_size=c.image_size, preprocessing=c.preprocessing, augmentation=c.augmentation)
+        transform = self.facts.get("eval_transform")  # the run's val / test transform, the export's too
+        return dict(image_size=c.image_size, preprocessing=c.preprocessing, augmentation=c.augmentation,
+                    eval_transform=EvalTransform(**transform) if transform else None)
 
     def _train_data(self, first_epoch, first_step, end_epoch):
         c = self.config
@@ -254,7 +257,6 @@ class FitJob:
         metrics["model_path"] = os.path.join(output, rf.MODEL)
         metrics["export_path"] = None
         if c.export:
-            from keras_resnet.export import EvalTransform
             from keras_resnet.export.saved_model import DEFAULT_EXPORT_ROOT, export_saved_model
 
             folder = os.path.abspath(os.path.join(c.export_dir or DEFAULT_EXPORT_ROOT,

@@ -68,6 +68,8 @@ def resolve(config, data, strategy):
     if recipe.get("bn_momentum") == "auto" and "bn_momentum" not in options:
         options["bn_momentum"] = bn_momentum_for(steps)
     augmentation, why = _augmentation(config, data)
+    eval_transform, eval_why = ft.run_eval_transform(
+        augmentation, inputs["eval_transform"] if inputs else None, image_size, config.weights)
     reason = recipe["reason"]
     finetune = {}
     if inputs:
@@ -93,7 +95,7 @@ def resolve(config, data, strategy):
         weight_decay_applies_to="conv and dense kernels (L2 in the loss); not BatchNorm, not biases; "
                                 "trainable ones only",
         phases=[dataclasses.asdict(p) for p in ft.plan_phases(resolved)],
-        eval_transform=ft.pipeline_eval_transform(augmentation),  # val, test, evaluate and the export
+        eval_transform=eval_transform, eval_transform_reason=eval_why,  # val, test, evaluate, the export
         pretrained=dict(weights=config.weights, eval_transform=inputs["eval_transform"],
                         trained_on=inputs["trained_on"], published_classes=inputs["published_classes"])
         if inputs else None,
@@ -176,7 +178,7 @@ def header(config, facts, data, strategy, requested_precision):
         f"Data       {source}: {len(data.class_names)} classes, {data.describe_splits()}; "
         f"{config.image_size} px" + (f" ({size_why})" if size_why else "")
         + f", {config.preprocessing} preprocessing, augmentation {config.augmentation} "
-        f"({facts['augmentation_reason']})",
+        f"({facts['augmentation_reason']})" + _eval_line(facts),
         f"Precision  {config.precision} ({precision_reason(requested_precision, config.precision)})",
         f"Strategy   {_STRATEGY_NAMES.get(facts['strategy_class'], facts['strategy_class'])}, "
         f"{facts['replicas']} replica(s): global batch "
@@ -190,23 +192,19 @@ def header(config, facts, data, strategy, requested_precision):
         f"{' nesterov' if config.nesterov else ''}, lr {facts['peak_lr']:.4g} ({config.lr:g} per 256), "
         f"{config.schedule}, warm-up {warmup}, weight decay {config.weight_decay:g}, "
         f"label smoothing {config.label_smoothing:g}",
-        *_transform_note(facts),
         f"Run folder {config.output}",
     ]
 
 
-def _transform_note(facts):
-    """A line when the weights' published eval transform is not the one this run evaluates with."""
-    published = (facts.get("pretrained") or {}).get("eval_transform")
-    ours = facts.get("eval_transform")
-    if not published or not ours:
-        return []
-    if abs(published["crop_fraction"] - ours["crop_fraction"]) < 1e-3 and \
-            published["interpolation"] == ours["interpolation"]:
-        return []
-    return [f"Note       the weights were evaluated on a {published['crop_fraction']:.3g} center crop "
-            f"({published['interpolation']}); this run's val / test / export use {ours['crop_fraction']:.3g} "
-            f"({ours['interpolation']}), the data pipeline's for this augmentation"]
+def _eval_line(facts):
+    """The Data line's end: the val / test / export transform and where it came from."""
+    transform = facts.get("eval_transform")
+    if not transform:
+        return ""
+    from keras_resnet.export.transform import EvalTransform
+
+    why = facts.get("eval_transform_reason")
+    return f"; eval {EvalTransform(**transform).describe()}" + (f" ({why})" if why else "")
 
 
 def weights_line(config, facts):
