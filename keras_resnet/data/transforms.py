@@ -27,7 +27,7 @@ CENTER_CROP_FRACTION = 0.875
 # (torchvision's Resize(256) + CenterCrop(224)); "resize" (the others): the whole image.
 EVAL_KINDS = {
     "center": EvalTransform(crop_fraction=CENTER_CROP_FRACTION, interpolation="bilinear",
-                            resize="shorter_side"),
+                            resize="shorter_side", rounding="nearest"),  # as before weight sets
     "resize": EvalTransform(crop_fraction=1.0, interpolation="bilinear", resize="squash"),
 }
 # tf.image.resize(..., antialias=True) runs these methods as ScaleAndTranslate with this
@@ -94,26 +94,38 @@ def split_seed(seed):
     return tf.unstack(tf.random.experimental.stateless_split(seed, 2))
 
 
-def center_geometry(height_width, size, crop_fraction=CENTER_CROP_FRACTION):
+def center_geometry(height_width, size, crop_fraction=CENTER_CROP_FRACTION, rounding="nearest"):
     """``(resized shape, crop offset)`` of :func:`center_crop`, int32 [2] each: the image
     scaled so that its shorter side is ``round(size / crop_fraction)`` (for a ``size`` of
     (height, width): so that it covers ``round(height / crop_fraction)`` rows and
-    ``round(width / crop_fraction)`` columns), then its central ``size``."""
+    ``round(width / crop_fraction)`` columns), then its central ``size``. ``rounding``
+    as :attr:`keras_resnet.export.EvalTransform.rounding`: "torchvision" (the longer side
+    truncated, the offset rounded half to even) or "nearest" (the longer side rounded,
+    the offset floored)."""
     target = [size, size] if isinstance(size, int) else list(size)
+    covered = [round(t / crop_fraction) for t in target]
+    if rounding == "torchvision":  # integers throughout: int(new_short * long / short)
+        hw = tf.cast(height_width, tf.int32)
+        scale_by_height = covered[0] * hw[1] >= covered[1] * hw[0]  # covered / hw largest on rows
+        new_shape = tf.where(scale_by_height,
+                             tf.stack([covered[0], covered[0] * hw[1] // hw[0]]),
+                             tf.stack([covered[1] * hw[0] // hw[1], covered[1]]))
+        excess = tf.cast(new_shape - target, tf.float32)
+        return new_shape, tf.cast(tf.round(excess / 2), tf.int32)  # half to even, as Python's round
     shape = tf.cast(height_width, tf.float32)
-    covered = tf.constant([round(t / crop_fraction) for t in target], tf.float32)
-    scale = tf.reduce_max(covered / shape)
+    scale = tf.reduce_max(tf.constant(covered, tf.float32) / shape)
     new_shape = tf.cast(tf.round(shape * scale), tf.int32)
     return new_shape, (new_shape - target) // 2
 
 
-def center_crop(image, size, crop_fraction=CENTER_CROP_FRACTION, interpolation="bilinear"):
+def center_crop(image, size, crop_fraction=CENTER_CROP_FRACTION, interpolation="bilinear",
+                rounding="nearest"):
     """Resize the shorter side to ``size / crop_fraction`` with ``interpolation``, then take
     the center ``size`` (an int: square, or (height, width)): torchvision's
     ``Resize(size / crop_fraction) + CenterCrop(size)``, timm's eval transform with
-    ``crop_pct=crop_fraction``."""
+    ``crop_pct=crop_fraction`` (pixel for pixel in geometry with ``rounding="torchvision"``)."""
     target = [size, size] if isinstance(size, int) else list(size)
-    new_shape, offset = center_geometry(tf.shape(image)[:2], target, crop_fraction)
+    new_shape, offset = center_geometry(tf.shape(image)[:2], target, crop_fraction, rounding)
     image = resize(image, new_shape, interpolation)
     return tf.slice(image, tf.concat([offset, [0]], 0), target + [-1])
 
@@ -136,7 +148,7 @@ def apply_eval(image, transform, height, width):
     image = tf.cast(image, tf.float32)
     t = transform
     if t.resize == "shorter_side":
-        return center_crop(image, (height, width), t.crop_fraction, t.interpolation)
+        return center_crop(image, (height, width), t.crop_fraction, t.interpolation, t.rounding)
     if t.crop_fraction < 1.0:  # squash: crop the fraction of each side, then resize
         shape = tf.cast(tf.shape(image)[:2], tf.float32)
         crop = tf.cast(tf.clip_by_value(tf.round(shape * t.crop_fraction), 1.0, shape), tf.int32)
@@ -221,7 +233,7 @@ def eval_image_encoded(encoded, kind, size, jpeg_decode):
     def from_scaled():
         height_width = jpeg.header_size(encoded)
         if center:
-            new_shape, offset = center_geometry(height_width, size, t.crop_fraction)
+            new_shape, offset = center_geometry(height_width, size, t.crop_fraction, t.rounding)
         else:
             new_shape, offset = tf.constant([size, size], tf.int32), tf.zeros([2], tf.int32)
         # output pixel j of the crop is pixel j + offset of the resized image

@@ -12,6 +12,8 @@ from __future__ import annotations
 import dataclasses
 
 RESIZE_MODES = ("squash", "shorter_side")
+# How "shorter_side" turns sizes into whole pixels (see EvalTransform.rounding)
+ROUNDINGS = ("torchvision", "nearest")
 # tf.image.resize methods (antialiased when downscaling, except "nearest")
 INTERPOLATIONS = ("bilinear", "bicubic", "area", "nearest", "lanczos3", "lanczos5",
                   "gaussian", "mitchellcubic")
@@ -32,11 +34,21 @@ class EvalTransform:
             ratio kept, then take the central ``size`` (224 px at ``crop_fraction=0.875``
             is ``Resize(256)`` + ``CenterCrop(224)``). The training pipeline evaluates
             val / test with the same code (:func:`keras_resnet.data.transforms.apply_eval`).
+        rounding: how ``"shorter_side"`` makes whole pixels. ``"torchvision"``: the longer
+            side ``int(shorter * longer / shorter_in)`` and the crop offset
+            ``int(round(excess / 2))`` (half to even), as torchvision's ``Resize(int)`` +
+            ``CenterCrop`` compute them (and timm's eval transform, which runs them): a
+            published set's transform is then reproduced pixel for pixel in geometry.
+            ``"nearest"``: the longer side rounded, the offset ``excess // 2``: the data
+            pipeline's "imagenet" evaluation before weight sets had transforms (kept for
+            runs without weights, so their numbers do not move); it differs from
+            torchvision by one pixel of size or offset on some images.
     """
 
     crop_fraction: float = 1.0
     interpolation: str = "bilinear"
     resize: str = "squash"
+    rounding: str = "torchvision"
 
     def __post_init__(self):
         from keras_resnet.utils import check_choice, fail, is_number
@@ -46,9 +58,14 @@ class EvalTransform:
         object.__setattr__(self, "crop_fraction", float(self.crop_fraction))
         check_choice("interpolation", self.interpolation, INTERPOLATIONS)
         check_choice("resize", self.resize, RESIZE_MODES)
+        check_choice("rounding", self.rounding, ROUNDINGS)
 
     def metadata(self) -> dict:
-        return dataclasses.asdict(self)
+        """The fields as a dict; ``rounding`` only where it is not the default."""
+        fields = dataclasses.asdict(self)
+        if self.rounding == "torchvision":
+            del fields["rounding"]
+        return fields
 
     def apply(self, image, height: int, width: int):
         """A decoded image ``[h, w, 3]`` (any size) -> float32 ``[height, width, 3]`` (TF ops):

@@ -95,7 +95,8 @@ def weights_input(model: str, weights) -> dict:
     """How images enter a model with these weights, from the registry alone (no file read):
     ``{"image_size", "preprocessing", "eval_transform" (the set's, as a dict, or None),
     "trained_on" (the tfds name of the set's data, or None), "published_classes",
-    "options" (builder options the set's architecture needs, e.g. akamaster's shortcut)}``."""
+    "options" (builder options the set's architecture needs, e.g. akamaster's shortcut),
+    "set" (the set's name, only where there is one)}``."""
     info = specs.model_info(model)
     facts = dict(image_size=info["input_size"], preprocessing=info["preprocessing"], eval_transform=None,
                  trained_on="imagenet2012" if weights == "imagenet" else None,
@@ -111,7 +112,7 @@ def weights_input(model: str, weights) -> dict:
     options = ws.builder_options() if hasattr(ws, "builder_options") else {}
     return dict(image_size=t.crop, preprocessing=mode, eval_transform=t.as_dict(),
                 trained_on=_tfds_name(getattr(ws, "dataset", "ImageNet-1k")),
-                published_classes=getattr(ws, "classes", 1000), options=options)
+                published_classes=getattr(ws, "classes", 1000), options=options, set=ws.name)
 
 
 def keeps_head(config, weights_facts) -> bool:

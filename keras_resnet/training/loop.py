@@ -69,7 +69,8 @@ def resolve(config, data, strategy):
         options["bn_momentum"] = bn_momentum_for(steps)
     augmentation, why = _augmentation(config, data)
     eval_transform, eval_why = ft.run_eval_transform(
-        augmentation, inputs["eval_transform"] if inputs else None, image_size, config.weights)
+        augmentation, inputs["eval_transform"] if inputs else None, image_size,
+        (inputs or {}).get("set", config.weights))
     reason = recipe["reason"]
     finetune = {}
     if inputs:
