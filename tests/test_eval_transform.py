@@ -14,6 +14,7 @@ import hashlib
 import io
 import json
 import os
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -182,7 +183,7 @@ def test_a_fine_tuned_run_evaluates_and_exports_with_the_sets_transform(tmp_path
     net, _ = load_run(str(output))
     files = sorted(str(p) for p in (folder / "test").glob("*/*.jpg"))
     labels = np.array([config["class_names"].index(os.path.basename(os.path.dirname(f))) for f in files])
-    encoded = [open(f, "rb").read() for f in files]
+    encoded = [Path(f).read_bytes() for f in files]
 
     def pipeline_images(t):
         return np.stack([transforms.eval_image_encoded(tf.constant(b), t, 32, "scaled").numpy() for b in encoded])
