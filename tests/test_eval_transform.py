@@ -221,3 +221,23 @@ def test_a_fine_tuned_run_evaluates_and_exports_with_the_sets_transform(tmp_path
 
     assert off(ours) < 1e-5
     assert off(default) > 20 * max(off(ours), 1e-7), (off(default), off(ours))
+    # keras-resnet export --run bakes the run's transform too (it used to take the default)
+    from keras_resnet import cli
+
+    again = tmp_path / "again"
+    assert cli.main(["export", "--run", str(output), "--export-dir", str(again), "--no-warmup"]) == 0
+    assert saved_model_metadata(str(again / "1"))["eval_transform"] == expected
+
+
+def test_tune_validates_its_trials_with_the_sets_transform(tmp_path, monkeypatch):
+    from keras_resnet.tuning.hypermodel import HyperResNet
+    from tests.test_finetune import write_pretrained
+
+    timm_row = weights.published.find_set("ResNet50V1_5", "timm:resnet50.a1_in1k")
+    monkeypatch.setattr(finetune, "weight_set",
+                        lambda model, w: dataclasses.replace(timm_row, model=model, options=()))
+    pretrained = write_pretrained(tmp_path / "resnet20.h5", options={})
+    hypermodel = HyperResNet("digits", weights=str(pretrained), image_size=32, precision="fp32")
+    assert hypermodel.eval_transform({"augmentation": "cifar"}) == \
+        EvalTransform(crop_fraction=224 / 235, interpolation="bicubic", resize="shorter_side")
+    assert HyperResNet("digits", precision="fp32").eval_transform({"augmentation": "cifar"}) is None

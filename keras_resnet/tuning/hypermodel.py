@@ -131,6 +131,19 @@ class HyperResNet(keras_tuner.HyperModel):
             return self.inputs["preprocessing"]
         return specs.PREPROCESSING["cifar" if self.family == "cifar" else values["variant"]]
 
+    def eval_transform(self, values):
+        """A trial's validation transform: with weights, what ``train`` would evaluate with
+        (:func:`keras_resnet.training.finetune.run_eval_transform`); else None (the
+        augmentation's)."""
+        if self.inputs is None:
+            return None
+        from keras_resnet.export.transform import EvalTransform
+        from keras_resnet.training import finetune
+
+        transform, _ = finetune.run_eval_transform(values["augmentation"], self.inputs["eval_transform"],
+                                                   self.image_size, self.inputs.get("set"))
+        return EvalTransform(**transform)
+
     def declare_hyperparameters(self, hp):
         self.values(hp)
 
@@ -235,7 +248,8 @@ def fit_with_training(hypermodel, model, values, *, epochs, initial_epoch=0, cal
         global_batch, augmentation=values["augmentation"], seed=hypermodel.seed,
         start_epoch=initial_epoch, epochs=epochs, **common)
     val_data = hypermodel.data.eval_dataset(
-        "val", global_batch, augmentation=values["augmentation"], **common)
+        "val", global_batch, augmentation=values["augmentation"],
+        eval_transform=hypermodel.eval_transform(values), **common)
     history = model.fit(train_data, epochs=epochs, initial_epoch=initial_epoch, steps_per_epoch=steps,
                         validation_data=val_data, callbacks=[nan_guard, StopOnSignal(hypermodel.signals), *callbacks],
                         verbose=verbose)
