@@ -121,17 +121,22 @@ def test_a_jpeg_keeps_the_scaled_decode_and_its_rule_under_a_sets_transform(refe
 def test_which_transform_a_run_uses():
     tv2 = weights.eval_transform("torchvision:IMAGENET1K_V2", "ResNet50V1_5").as_dict()
     at_224, why = finetune.run_eval_transform("cifar", tv2, 224, "torchvision:IMAGENET1K_V2")
-    assert at_224 == {"crop_fraction": 224 / 232, "interpolation": "bilinear", "resize": "shorter_side"}
+    assert at_224 == {"crop_fraction": 224 / 232, "interpolation": "bilinear", "resize": "shorter_side",
+                      "rounding": "torchvision"}
     assert "Resize(232) + CenterCrop(224)" in why
     at_96, why = finetune.run_eval_transform("imagenet", tv2, 96, "torchvision")
     assert at_96 == at_224 and "at 96 px" in why  # the fraction kept at another size, as timm's crop_pct
     # CIFAR sets evaluate the whole 32 px image: the augmentation's own transform stays
     cifar = weights.eval_transform("akamaster", "ResNet20").as_dict()
     assert finetune.run_eval_transform("cifar", cifar, 64, "akamaster")[0] == \
-        {"crop_fraction": 1.0, "interpolation": "bilinear", "resize": "squash"}
-    assert finetune.run_eval_transform("imagenet", cifar, 64, "akamaster")[0] == \
-        transforms.EVAL_KINDS["center"].metadata()
+        {"crop_fraction": 1.0, "interpolation": "bilinear", "resize": "squash", "rounding": "torchvision"}
+    assert EvalTransform(**finetune.run_eval_transform("imagenet", cifar, 64, "akamaster")[0]) == \
+        transforms.EVAL_KINDS["center"]
     assert finetune.run_eval_transform("imagenet", None, 224)[0]["rounding"] == "nearest"  # as before
+    # a run folder from before the rounding field: evaluate / export --run keep its rounding
+    old_run = {"eval_transform": {"crop_fraction": 0.875, "interpolation": "bilinear", "resize": "shorter_side"}}
+    assert finetune.recorded_eval_transform(old_run) == transforms.EVAL_KINDS["center"]
+    assert finetune.recorded_eval_transform({}) is None
 
 
 # ------------------------------------------------- a fine-tuning run, evaluate and the export
@@ -172,7 +177,7 @@ def test_a_fine_tuned_run_evaluates_and_exports_with_the_sets_transform(tmp_path
     config = json.loads((output / "config.json").read_text())
     metrics = json.loads((output / "metrics.json").read_text())
     expected = {"crop_fraction": 224 / 235, "interpolation": "bicubic", "resize": "shorter_side"}
-    assert config["eval_transform"] == expected
+    assert config["eval_transform"] == {**expected, "rounding": "torchvision"}
     assert "eval center 0.9532 of the shorter side, bicubic (timm:resnet50.a1_in1k's crop fraction" in header
     assert "at 32 px" in header and "Note " not in header
     transform = EvalTransform(**expected)

@@ -40,10 +40,11 @@ def _load_for_cli(args):
             "preprocessing": config.get("preprocessing"),
             "image_size": config.get("image_size") if model.input_shape[1] is None else None,
         }
-        if config.get("eval_transform"):  # the run's val / test transform (a weight set's, ...)
-            from keras_resnet.export.transform import EvalTransform
+        from keras_resnet.training.finetune import recorded_eval_transform
 
-            options["eval_transform"] = EvalTransform(**config["eval_transform"])
+        transform = recorded_eval_transform(config)  # the run's val / test transform (a weight set's, ...)
+        if transform is not None:
+            options["eval_transform"] = transform
         return model, options, config
     from keras_resnet.models import get_model, model_info
     from keras_resnet.weights import weight_set_of

@@ -91,11 +91,9 @@ def evaluate(
     net.compile(loss=keras.losses.SparseCategoricalCrossentropy(), metrics=metrics)
     # the run's own eval transform (config.json: a weight set's crop fraction and interpolation,
     # or its augmentation's: "imagenet" the 0.875 center crop), as in its val / test
-    transform = config.get("eval_transform")
-    if transform:
-        from keras_resnet.export.transform import EvalTransform
+    from keras_resnet.training.finetune import recorded_eval_transform
 
-        transform = EvalTransform(**transform)
+    transform = recorded_eval_transform(config)
     eval_data = data.eval_dataset(split, batch_size, image_size=image_size, preprocessing=preprocessing,
                                   augmentation=config.get("augmentation"), eval_transform=transform)
     result = {k: float(v) for k, v in net.evaluate(eval_data, return_dict=True, verbose=0).items()}

@@ -268,7 +268,11 @@ def run_eval_transform(augmentation: str, published: dict | None, image_size: in
     such a set (no weights, ``"imagenet"``, a file of no set), use the data pipeline's
     transform for the ``augmentation`` (:func:`keras_resnet.data.transforms.eval_kind`):
     the 0.875 center crop (bilinear) for "imagenet", else the whole image, so a folder of
-    larger photos fine-tuned from a CIFAR set is still resized whole, not cropped."""
+    larger photos fine-tuned from a CIFAR set is still resized whole, not cropped.
+    ``rounding`` is always in the dict (config.json), so :func:`recorded_eval_transform`
+    can tell a run from before the field."""
+    import dataclasses
+
     from keras_resnet.export.transform import EvalTransform
 
     if published and published["resize"] > published["crop"]:
@@ -280,10 +284,22 @@ def run_eval_transform(augmentation: str, published: dict | None, image_size: in
         else:
             why = (f"{weights}'s crop fraction and interpolation ({source}) at {image_size} px, "
                    "as timm keeps crop_pct at any size")
-        return transform.metadata(), why
+        return dataclasses.asdict(transform), why
     from keras_resnet.data.transforms import eval_kind
 
     why = f"the data pipeline's for augmentation {augmentation}"
     if published:
         why += f" ({weights} evaluates the whole {published['crop']} px image)"
-    return eval_kind(augmentation).metadata(), why
+    return dataclasses.asdict(eval_kind(augmentation)), why
+
+
+def recorded_eval_transform(config: dict):
+    """The :class:`~keras_resnet.export.EvalTransform` a run folder's ``config.json``
+    records (None if none): what ``evaluate`` and ``export --run`` apply. A run recorded
+    before ``rounding`` existed evaluated with the pipeline's "nearest" rounding."""
+    recorded = config.get("eval_transform")
+    if not recorded:
+        return None
+    from keras_resnet.export.transform import EvalTransform
+
+    return EvalTransform(**{"rounding": "nearest", **recorded})
