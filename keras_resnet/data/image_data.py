@@ -23,7 +23,6 @@ from keras_resnet.data.sources import (
 )
 from keras_resnet.data.transforms import (
     AUGMENTATIONS,
-    as_eval_transform,
     batch_and_preprocess,
     eval_kind,
     eval_image,
@@ -307,9 +306,8 @@ class ImageData:
                 ``self.default_augmentation``): ``"imagenet"`` evaluates on the center
                 crop of the image resized to ``image_size / 0.875``, the others on the
                 whole image resized to ``image_size``.
-            eval_transform: a :class:`keras_resnet.export.EvalTransform` that replaces
-                the augmentation's (e.g. a weight set's crop fraction and interpolation,
-                ``resize="shorter_side"``); the same one an export serves.
+            eval_transform: an :class:`keras_resnet.export.EvalTransform` instead of the
+                augmentation's (a weight set's crop fraction and interpolation).
             jpeg_decode: ``"scaled"`` (default) decodes a JPEG at 1/2, 1/4 or 1/8
                 scale where the reduced image is still twice the resized one (at 224
                 and 1/2: a shorter side of 1,024 pixels or more), and resamples that
@@ -325,7 +323,7 @@ class ImageData:
         check_choice("preprocessing", preprocessing, MODES)
         check_choice("augmentation", augmentation, AUGMENTATIONS)
         _check_reading(jpeg_decode, ram_budget, threads)
-        kind = _eval_kind(augmentation, eval_transform)
+        kind = eval_kind(augmentation, eval_transform)
         ds, cache_bytes = self._eval_images(split, image_size, kind, jpeg_decode, ram_budget)
         return batch_and_preprocess(
             ds, global_batch_size, preprocessing, drop_remainder=False,
@@ -367,8 +365,7 @@ class ImageData:
         eval_transform=None,
     ) -> tuple:
         """The first ``n`` images of a split (fewer when the split is smaller) as the
-        evaluation pipeline sees them before preprocessing (``eval_transform`` as for
-        :meth:`eval_dataset`).
+        evaluation pipeline (``eval_transform`` as there) sees them before preprocessing.
 
         Returns:
             ``(uint8 [n, S, S, 3] numpy array, int32 [n] labels)``.
@@ -378,24 +375,13 @@ class ImageData:
         augmentation = self.default_augmentation if augmentation is None else augmentation
         _check_image_size(image_size)
         check_choice("augmentation", augmentation, AUGMENTATIONS)
-        ds, _ = self._eval_images(split, image_size, _eval_kind(augmentation, eval_transform))
+        ds, _ = self._eval_images(split, image_size, eval_kind(augmentation, eval_transform))
         ds = ds.take(n)
         images, labels = [], []
         for x, y in ds.batch(256):
             images.append(to_uint8(x.numpy()))
             labels.append(y.numpy())
         return np.concatenate(images), np.concatenate(labels)
-
-
-def _eval_kind(augmentation, eval_transform):
-    """The evaluation transform: ``eval_transform`` when given, else the augmentation's."""
-    if eval_transform is None:
-        return eval_kind(augmentation)
-    from keras_resnet.export.transform import EvalTransform
-
-    if not isinstance(eval_transform, EvalTransform):
-        fail("eval_transform", eval_transform, "a keras_resnet.export.EvalTransform or None")
-    return as_eval_transform(eval_transform)
 
 
 # ------------------------------------------------------------- training pipeline parts

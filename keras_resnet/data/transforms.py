@@ -257,10 +257,16 @@ def eval_image_encoded(encoded, kind, size, jpeg_decode):
     return image
 
 
-def eval_kind(augmentation):
-    """The evaluation transform that goes with a training preset (:data:`EVAL_KINDS`):
-    the 0.875 center crop with "imagenet", the whole image with the others."""
-    return EVAL_KINDS["center" if augmentation == "imagenet" else "resize"]
+def eval_kind(augmentation, eval_transform=None):
+    """The evaluation transform: ``eval_transform`` (an :class:`EvalTransform`) when given,
+    else the one that goes with the training preset (:data:`EVAL_KINDS`): the 0.875 center
+    crop with "imagenet", the whole image with the others."""
+    if eval_transform is None:
+        return EVAL_KINDS["center" if augmentation == "imagenet" else "resize"]
+    if not isinstance(eval_transform, EvalTransform):
+        raise ValueError("eval_transform must be a keras_resnet.export.EvalTransform or None. "
+                         f"Received: eval_transform={eval_transform!r}")
+    return eval_transform
 
 
 def decode(encoded):

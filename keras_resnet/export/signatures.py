@@ -23,11 +23,13 @@ def decode_image(data, index, options: ServingOptions):
     """
     import tensorflow as tf
 
+    from keras_resnet.data.transforms import apply_eval  # the pipeline's evaluation, the same code
+
     checks = check_image_header(data, index, options.max_image_pixels)
     with tf.control_dependencies(checks):
         image = tf.io.decode_image(data, channels=3, dtype=tf.uint8, expand_animations=False)
     # An image already at the input size passes through unchanged (scale 1).
-    return options.transform.apply(image, options.height, options.width)
+    return apply_eval(image, options.transform, options.height, options.width)
 
 
 def header_checker(max_pixels):

@@ -4,7 +4,8 @@ A model loaded from a published set (``weights="torchvision..."`` / ``"timm:..."
 the one its publisher states (timm's ``crop_pct`` and interpolation, torchvision's
 ``Resize(256) + CenterCrop(224)``: :func:`keras_resnet.weights.serving_transform`);
 otherwise the export chooses it. Its metadata records it, and ``serving_default`` and
-``keras-resnet predict`` apply it.
+``keras-resnet predict`` apply it with the data pipeline's own code
+(:func:`keras_resnet.data.transforms.apply_eval`), which a training run's val / test use too.
 """
 
 from __future__ import annotations
@@ -66,14 +67,6 @@ class EvalTransform:
         if self.rounding == "torchvision":
             del fields["rounding"]
         return fields
-
-    def apply(self, image, height: int, width: int):
-        """A decoded image ``[h, w, 3]`` (any size) -> float32 ``[height, width, 3]`` (TF ops):
-        the data pipeline's own evaluation (:func:`keras_resnet.data.transforms.apply_eval`),
-        so that a run's val / test images and its export's agree."""
-        from keras_resnet.data.transforms import apply_eval
-
-        return apply_eval(image, self, height, width)
 
     def describe(self) -> str:
         """One line: "center 0.875 of the shorter side, bilinear" / "whole image, bilinear"."""
