@@ -343,3 +343,25 @@ def test_export_command_serves_chenyaofos_own_probabilities(tmp_path, monkeypatc
     probabilities = served(pixels=tf.constant(IMAGES.astype(np.float32)))["probabilities"].numpy()
     expected = keras.ops.convert_to_numpy(keras.ops.softmax(REF["chenyaofo_cifar10_resnet20_logits"]))
     np.testing.assert_allclose(probabilities, expected, atol=2e-5)
+
+
+def test_predict_command_with_a_mean_std_flag_gives_chenyaofos_probabilities(
+        tmp_path, monkeypatch, offline, capsys):
+    """``keras-resnet predict --model ResNet20 --weights chenyaofo:cifar10 --preprocessing
+    mean=R,G,B,std=R,G,B`` (CIFAR-10's, written out as chenyaofo's README gives them): the
+    top-3 scores are those of the softmax of chenyaofo's own logits on the same images."""
+    from PIL import Image
+
+    cache_chenyaofo("cifar10", offline, monkeypatch)
+    files = []
+    for i in (0, 6):  # a photo and a noise image
+        files.append(str(tmp_path / f"{i}.png"))
+        Image.fromarray(IMAGES[i]).save(files[-1])
+    flag = "mean=0.4914,0.4822,0.4465,std=0.2023,0.1994,0.201"
+    assert cli.main(["predict", "--model", "ResNet20", "--weights", "chenyaofo:cifar10",
+                     "--preprocessing", flag, "--top-k", "3", "--json", *files]) == 0
+    results = json.loads(capsys.readouterr().out)
+    expected = keras.ops.convert_to_numpy(keras.ops.softmax(REF["chenyaofo_cifar10_resnet20_logits"]))
+    for result, i in zip(results, (0, 6)):
+        best = np.argsort(expected[i])[::-1][:3]
+        np.testing.assert_allclose([p["score"] for p in result["predictions"]], expected[i][best], atol=1e-4)
