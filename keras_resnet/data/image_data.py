@@ -32,7 +32,7 @@ from keras_resnet.data.transforms import (
     train_transform,
     train_transform_encoded,
 )
-from keras_resnet.preprocessing import MODES
+from keras_resnet.preprocessing import check_preprocessing
 from keras_resnet.utils import (
     check_choice,
     check_non_negative_int,
@@ -208,7 +208,7 @@ class ImageData:
         *,
         image_size: int | None = None,
         augmentation: str | None = None,
-        preprocessing: str = "tf",
+        preprocessing: str | dict = "tf",
         seed: int = 0,
         start_epoch: int = 0,
         start_step: int = 0,
@@ -224,7 +224,9 @@ class ImageData:
                 replicas); the last partial batch of each epoch is dropped.
             image_size: side of the square images (default ``self.image_size``).
             augmentation: one of ``AUGMENTATIONS`` (default ``self.default_augmentation``).
-            preprocessing: ``"caffe"``, ``"tf"`` or ``"torch"``.
+            preprocessing: ``"caffe"``, ``"tf"``, ``"torch"`` or ``"kinetics"``, or a
+                publisher's ``{"mean": [r, g, b], "std": [r, g, b]}`` on [0, 1]
+                (:func:`keras_resnet.preprocessing.check_preprocessing`).
             seed: integer; the shuffle order of epoch ``e`` derives from ``(seed, e)``,
                 the augmentation of the ``p``-th image of epoch ``e`` from ``(seed, e, p)``.
             start_epoch: where to begin (a resumed run), with ``start_step``; the batches
@@ -255,7 +257,7 @@ class ImageData:
         augmentation = self.default_augmentation if augmentation is None else augmentation
         _check_image_size(image_size)
         check_choice("augmentation", augmentation, AUGMENTATIONS)
-        check_choice("preprocessing", preprocessing, MODES)
+        preprocessing = check_preprocessing(preprocessing)
         check_seed(seed)
         _check_reading(jpeg_decode, ram_budget, threads)
         steps = self.steps_per_epoch(global_batch_size)
@@ -289,7 +291,7 @@ class ImageData:
         global_batch_size: int,
         *,
         image_size: int | None = None,
-        preprocessing: str = "tf",
+        preprocessing: str | dict = "tf",
         augmentation: str | None = None,
         eval_transform=None,
         jpeg_decode: str = "scaled",
@@ -305,9 +307,8 @@ class ImageData:
             augmentation: the training preset the evaluation goes with (default
                 ``self.default_augmentation``): ``"imagenet"`` evaluates on the center
                 crop of the image resized to ``image_size / 0.875``, the others on the
-                whole image resized to ``image_size``.
-            eval_transform: an :class:`keras_resnet.export.EvalTransform` instead of the
-                augmentation's (a weight set's crop fraction and interpolation).
+                whole image; ``eval_transform`` (an :class:`~keras_resnet.export.EvalTransform`,
+                e.g. a weight set's crop fraction and interpolation) replaces its transform.
             jpeg_decode: ``"scaled"`` (default) decodes a JPEG at 1/2, 1/4 or 1/8
                 scale where the reduced image is still twice the resized one (at 224
                 and 1/2: a shorter side of 1,024 pixels or more), and resamples that
@@ -320,15 +321,13 @@ class ImageData:
         augmentation = self.default_augmentation if augmentation is None else augmentation
         check_positive_int("global_batch_size", global_batch_size)
         _check_image_size(image_size)
-        check_choice("preprocessing", preprocessing, MODES)
+        preprocessing = check_preprocessing(preprocessing)
         check_choice("augmentation", augmentation, AUGMENTATIONS)
         _check_reading(jpeg_decode, ram_budget, threads)
         kind = eval_kind(augmentation, eval_transform)
         ds, cache_bytes = self._eval_images(split, image_size, kind, jpeg_decode, ram_budget)
-        return batch_and_preprocess(
-            ds, global_batch_size, preprocessing, drop_remainder=False,
-            threads=threads, ram_budget=buffer_budget(ram_budget, cache_bytes),
-        )
+        return batch_and_preprocess(ds, global_batch_size, preprocessing, drop_remainder=False,
+                                    threads=threads, ram_budget=buffer_budget(ram_budget, cache_bytes))
 
     def _eval_images(self, split, size, kind, jpeg_decode="scaled", ram_budget=None):
         """(unbatched (float32 image 0..255, int32 label) of a split in order, bytes
@@ -361,11 +360,10 @@ class ImageData:
         ), 0
 
     def raw_images(
-        self, split: str, n: int, *, image_size: int | None = None, augmentation: str | None = None,
-        eval_transform=None,
+        self, split: str, n: int, *, image_size: int | None = None, augmentation: str | None = None
     ) -> tuple:
         """The first ``n`` images of a split (fewer when the split is smaller) as the
-        evaluation pipeline (``eval_transform`` as there) sees them before preprocessing.
+        evaluation pipeline sees them before preprocessing.
 
         Returns:
             ``(uint8 [n, S, S, 3] numpy array, int32 [n] labels)``.
@@ -375,7 +373,7 @@ class ImageData:
         augmentation = self.default_augmentation if augmentation is None else augmentation
         _check_image_size(image_size)
         check_choice("augmentation", augmentation, AUGMENTATIONS)
-        ds, _ = self._eval_images(split, image_size, eval_kind(augmentation, eval_transform))
+        ds, _ = self._eval_images(split, image_size, eval_kind(augmentation))
         ds = ds.take(n)
         images, labels = [], []
         for x, y in ds.batch(256):
