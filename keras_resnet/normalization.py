@@ -90,6 +90,18 @@ class BatchNormalization(keras.layers.BatchNormalization):
         # A frozen layer stays non-trainable when a model above it is made trainable.
         keras.layers.Layer.trainable.fset(self, bool(value) and not self.frozen)
 
+    def add_weight(self, *args, **kwargs):
+        # The moving statistics are updated inside each replica's step. Keras creates them
+        # with aggregation "none": under a tf.distribute strategy every replica (and every
+        # worker) then keeps the statistics of its own shard, the replicas drift apart, and
+        # a saved model holds the first replica's alone. With "mean" each update is averaged
+        # over the replicas and written to all of them, as tf.keras 2 averaged them (on
+        # read); with synchronized BN the updates are equal already. No effect on one
+        # device or other backends. Pinned by tests/test_finetune.py (replicas identical).
+        if kwargs.get("name") in ("moving_mean", "moving_variance"):
+            kwargs.setdefault("aggregation", "mean")
+        return super().add_weight(*args, **kwargs)
+
     def get_config(self):
         # An unfrozen layer's config holds only keras.layers.BatchNormalization's keys. A
         # file still names the class "keras_resnet>BatchNormalization", so loading it needs

@@ -61,3 +61,16 @@ def noise_folder(root, n=100, classes=4, size=32):
         folder.mkdir(parents=True, exist_ok=True)
         Image.fromarray(rng.integers(0, 256, size=(size, size, 3), dtype=np.uint8)).save(folder / f"{i}.png")
     return root
+
+
+def free_ports(n):
+    """``n`` TCP ports on 127.0.0.1 free a moment ago (for multi-worker TF_CONFIG clusters)."""
+    import socket
+
+    sockets = [socket.socket() for _ in range(n)]
+    for s in sockets:
+        s.bind(("127.0.0.1", 0))
+    ports = [s.getsockname()[1] for s in sockets]
+    for s in sockets:
+        s.close()
+    return ports
