@@ -140,6 +140,41 @@ def test_phase_two_trains_the_backbone_and_bn_follows_freeze_bn(tmp_path, pretra
     assert config["batch_size"] == 8 and config["steps_per_epoch"] == 9
 
 
+def test_history_logs_and_draws_the_learning_rate_of_both_phases(tmp_path, pretrained, monkeypatch):
+    """Each phase compiles its own optimizer and cosine schedule, restarting at its first
+    epoch. history.csv's ``lr`` is the rate of each epoch's last step and history.png's
+    learning-rate line has one point per step of both phases: both equal Keras' own
+    ``CosineDecay`` (SGDR's cosine, Loshchilov & Hutter 2017, without restarts or floor) from
+    the peak config.json gives each phase (lr per 256 images x global batch / 256)."""
+    from keras_resnet.training import run_folder as rf
+
+    figures = []
+    plot = rf.plot_history
+    monkeypatch.setattr(rf, "plot_history", lambda *a, **k: figures.append(plot(*a, **k)) or figures[-1])
+    data_dir = noise_folder(tmp_path / "noise")  # 72 train images: batch 8, 9 steps
+    output = tmp_path / "run"
+    training.train("ResNet20", weights=str(pretrained), data_dir=str(data_dir), epochs=2, finetune="two-phase",
+                   head_epochs=1, finetune_lr=0.05, output=str(output), **SMALL)
+    config = json.loads((output / "config.json").read_text())
+    steps, batch = config["steps_per_epoch"], config["global_batch_size"]
+    assert (steps, config["schedule"]) == (9, "cosine")
+    assert [(p["first_epoch"], p["warmup_epochs"]) for p in config["phases"]] == [(0, 0.0), (1, 0.0)]
+    peaks = [config["lr"] * batch / 256, 0.05 * batch / 256]  # the head's lr, then finetune_lr
+    expected = [float(keras.optimizers.schedules.CosineDecay(peak, decay_steps=steps)(step))
+                for peak in peaks for step in range(steps)]
+    history = training.read_history(output / "history.csv")
+    np.testing.assert_allclose(history["lr"], [expected[steps - 1], expected[2 * steps - 1]], rtol=1e-6)
+    (figure,) = figures
+    lr = figure.axes[2]
+    assert lr.get_title() == "learning rate"
+    curve, *marks = lr.get_lines()
+    np.testing.assert_allclose(curve.get_xdata(), [e + s / steps for e in (0, 1) for s in range(steps)], rtol=1e-6)
+    np.testing.assert_allclose(curve.get_ydata(), expected, rtol=1e-6)
+    assert [list(m.get_xdata()) for m in marks] == [[1, 1]]  # where phase 2 begins
+    assert [t.get_text() for t in lr.texts] == ["phase 2"]
+    assert (output / "history.png").stat().st_size > 0
+
+
 # ------------------------------------------------------------------------------- resume
 
 
