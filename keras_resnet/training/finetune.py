@@ -20,9 +20,8 @@ What the weights decide, and what happens to them:
 
   - ``"full"``: every layer from the first step at ``finetune_lr`` (the recipe's own lr by
     default, no warm-up), as timm's ``train.py --pretrained`` and Model Garden's
-    ``init_checkpoint`` fine-tune. Measured best at equal epochs (BENCHMARKS.md): from
-    akamaster's CIFAR-10 ResNet-20 onto 5,000 MNIST digits, 96.8% after 3 epochs against
-    81.4% at a tenth of the lr, 72.4% in two phases and 74.6% from scratch.
+    ``init_checkpoint`` fine-tune. Measured best at equal epochs: the figures are in
+    BENCHMARKS.md, "Fine-tuning from pretrained weights".
   - ``"two-phase"``: phase 1 trains the head alone on a frozen backbone whose BatchNorm is
     in inference mode, at the recipe's lr (keras.io's transfer-learning guide; fastai's
     ``fine_tune`` freeze epoch); phase 2 trains every layer at ``finetune_lr``.
@@ -248,7 +247,8 @@ def default_finetune(config, *, steps_per_epoch, batch_size) -> dict:
         bn_why = f"batch {batch_size} {'<' if freeze_bn else '>='} {FREEZE_BN_BELOW} per replica"
     return dict(epochs=epochs, finetune=mode, head_epochs=head_epochs, freeze_bn=freeze_bn,
                 reason=f"fine-tuning {config.weights} ({mode}"
-                       + (f", BatchNorm {'frozen' if freeze_bn else 'adapting'} in phase 2: {bn_why}"
+                       + (f", BatchNorm {'frozen' if freeze_bn else 'adapting'}"
+                          f"{' in phase 2' if mode == 'two-phase' else ''}: {bn_why}"  # full: one phase
                           if mode != "head" else "") + ")")
 
 
