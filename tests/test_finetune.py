@@ -406,3 +406,18 @@ def test_two_workers_start_from_the_file_and_stay_identical(tmp_path):
     _check_replicas(records)
     config = json.loads((tmp_path / "run" / "config.json").read_text())
     assert config["replicas"] == 2 and config["strategy_class"] == "CollectiveAllReduceStrategy"
+
+
+def test_recipe_line_names_phase_two_only_where_there_is_one():
+    from types import SimpleNamespace
+
+    from keras_resnet.training.finetune import default_finetune
+
+    def reason(finetune, freeze_bn):
+        config = SimpleNamespace(epochs=4, finetune=finetune, head_epochs=None, freeze_bn=freeze_bn, weights="w.h5")
+        return default_finetune(config, steps_per_epoch=10, batch_size=64)["reason"]
+
+    assert reason("full", True) == "fine-tuning w.h5 (full, BatchNorm frozen: as asked)"
+    assert reason("full", False) == "fine-tuning w.h5 (full, BatchNorm adapting: as asked)"  # one phase
+    assert reason("two-phase", False) == "fine-tuning w.h5 (two-phase, BatchNorm adapting in phase 2: as asked)"
+    assert reason("head", None) == "fine-tuning w.h5 (head)"  # the backbone never trains
