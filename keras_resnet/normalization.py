@@ -10,7 +10,8 @@ Grappler/oneDNN can also fuse with the preceding convolution at inference.
 It keeps exactly Keras' constructor, config, variables and variable names
 (``gamma``, ``beta``, ``moving_mean``, ``moving_variance``), so weight files and
 ``keras.applications`` parity are unaffected, and it updates the moving
-statistics exactly as Keras does. Whatever the fused kernel cannot reproduce
+statistics exactly as Keras does, except that under a strategy of several replicas
+every replica holds their mean (see ``add_weight``). Whatever the fused kernel cannot reproduce
 falls back to Keras' own ``call``: other backends, inputs that are not 4-D or
 not normalised over the channel axis, masks, batch renormalization, float64 or
 non-float32 variables, a symbolic ``training`` flag, and ``synchronized=True``
