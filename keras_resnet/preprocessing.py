@@ -11,13 +11,25 @@ Three modes, as in keras.applications' ``imagenet_utils``:
 - ``"kinetics"``: as ``"torch"`` with Kinetics-400's mean and std: torchvision's video
   ResNets (``R3D18``, ``MC3_18``, ``R2Plus1D18``; frames of a clip, channels last).
 
-A model's mode is looked up with :func:`preprocessing_mode`, never guessed from pixels.
+Or a publisher's own per-channel mean / std, ``{"mean": [r, g, b], "std": [r, g, b]}``
+(RGB, in 0..1 units: scale to [0, 1], subtract ``mean``, divide by ``std``), as
+torchvision's ``transforms.Normalize(mean, std)`` after ``ToTensor()``: the CIFAR sets of
+chenyaofo and osmr normalise with CIFAR's statistics, which no mode has. Every function
+taking a preprocessing accepts either; :func:`check_preprocessing` is the one check, and
+its result (a mode name, or that dict with lists of floats) is what ``config.json``, run
+backups and export metadata hold. On a command line the dict is written
+``mean=R,G,B,std=R,G,B`` (:data:`MEAN_STD_SYNTAX`).
+
+A model's mode is looked up with :func:`preprocessing_mode`, never guessed from pixels;
+a published weight set's with :func:`preprocessing_for` of its mean / std.
 """
 
 from __future__ import annotations
 
 import json
 import os
+import re
+from collections.abc import Mapping
 from typing import Any
 
 import numpy as np
@@ -43,9 +55,71 @@ CLASS_INDEX_URL = (
 CLASS_INDEX_FILE = "imagenet_class_index.json"
 
 
-def _check_mode(mode):
-    if mode not in MODES:
-        raise ValueError(f"mode must be one of {MODES}. Received: mode={mode!r}")
+# how a command line writes an explicit mean / std (keras-resnet export / evaluate / predict)
+MEAN_STD_SYNTAX = "mean=R,G,B,std=R,G,B"
+_MEAN_STD_TEXT = re.compile(r"^\s*mean\s*=(?P<mean>[^=]*)[,;\s]\s*std\s*=(?P<std>[^=]*)$")
+
+
+def _three(value):
+    """Three finite floats from a list / tuple / array or "a,b,c" text, else None."""
+    if isinstance(value, str):
+        value = value.split(",")
+    try:
+        numbers = [float(v) for v in value]
+    except (TypeError, ValueError):
+        return None
+    return numbers if len(numbers) == 3 and all(np.isfinite(numbers)) else None
+
+
+def check_preprocessing(value: Any, argument: str = "preprocessing") -> str | dict:
+    """The canonical form of a preprocessing, or ``ValueError`` naming ``argument`` and
+    ``value``: a mode of :data:`MODES` as it is, or ``{"mean": [r, g, b], "std": [r, g, b]}``
+    (three floats each, RGB in 0..1 units, every std > 0) from such a mapping or from the
+    text ``"mean=R,G,B,std=R,G,B"``. The result survives JSON unchanged."""
+    if isinstance(value, str) and value in MODES:
+        return value
+    pair = value
+    if isinstance(value, str):
+        match = _MEAN_STD_TEXT.match(value)
+        pair = match.groupdict() if match else None
+    elif not isinstance(value, Mapping) or set(value) != {"mean", "std"}:
+        pair = None
+    mean, std = (_three(pair["mean"]), _three(pair["std"])) if pair else (None, None)
+    if mean is None or std is None or min(std) <= 0:
+        raise ValueError(
+            f"{argument} must be one of {MODES}, or a per-channel mean / std: "
+            f"{{'mean': [r, g, b], 'std': [r, g, b]}} or '{MEAN_STD_SYNTAX}' (RGB on [0, 1], "
+            f"three numbers each, std > 0). Received: {argument}={value!r}")
+    return {"mean": mean, "std": std}
+
+
+def _mean_std(preprocessing) -> tuple:
+    """(mean, std) float64 [3] of a checked "torch" / "kinetics" / mean-std preprocessing."""
+    if isinstance(preprocessing, dict):
+        return np.array(preprocessing["mean"]), np.array(preprocessing["std"])
+    return (_TORCH_MEAN, _TORCH_STD) if preprocessing == "torch" else (_KINETICS_MEAN, _KINETICS_STD)
+
+
+def preprocessing_for(mean, std) -> str | dict:
+    """The preprocessing that normalises with a publisher's ``mean`` / ``std`` (RGB, 0..1
+    units): the mode that reproduces them to the 4 decimals publishers give ("torch" for
+    ImageNet's, "kinetics", "tf" for 0.5 / 0.5), else the checked mean / std itself."""
+    given = check_preprocessing({"mean": mean, "std": std}, "mean / std")
+    same = lambda a, b: tuple(round(float(v), 4) for v in a) == tuple(round(float(v), 4) for v in b)  # noqa: E731
+    for mode, (m, s) in (("torch", (_TORCH_MEAN, _TORCH_STD)), ("kinetics", (_KINETICS_MEAN, _KINETICS_STD)),
+                         ("tf", ((0.5,) * 3, (0.5,) * 3))):
+        if same(given["mean"], m) and same(given["std"], s):
+            return mode
+    return given
+
+
+def describe_preprocessing(preprocessing) -> str:
+    """One phrase for a header or a message: the mode, or "mean 0.4914/0.4822/0.4465 std ..."."""
+    preprocessing = check_preprocessing(preprocessing)
+    if isinstance(preprocessing, str):
+        return preprocessing
+    short = lambda values: "/".join(f"{v:.4g}" for v in values)  # noqa: E731
+    return f"mean {short(preprocessing['mean'])} std {short(preprocessing['std'])}"
 
 
 def preprocessing_mode(name):
@@ -56,7 +130,7 @@ def preprocessing_mode(name):
     return specs.get_spec(name).preprocessing
 
 
-def preprocess_input(x: Any, data_format: str | None = None, *, mode: str) -> Any:
+def preprocess_input(x: Any, data_format: str | None = None, *, mode: str | dict) -> Any:
     """Preprocess RGB images in 0..255 for a ResNet, as keras.applications does.
 
     Args:
@@ -64,14 +138,16 @@ def preprocess_input(x: Any, data_format: str | None = None, *, mode: str) -> An
             in place (keras.applications modifies a float NumPy array in place).
         data_format: "channels_last" (..., height, width, 3) or "channels_first"
             (..., 3, height, width); None reads ``keras.config.image_data_format()``.
-        mode: ``"caffe"``, ``"tf"`` or ``"torch"`` (see the module docstring);
-            :func:`preprocessing_mode` gives the right one for a model or variant.
+        mode: ``"caffe"``, ``"tf"``, ``"torch"`` or ``"kinetics"``, or a per-channel
+            ``{"mean": [r, g, b], "std": [r, g, b]}`` on [0, 1] (torchvision's ``Normalize``;
+            see the module docstring); :func:`preprocessing_mode` gives the right one for a
+            model or variant, :func:`preprocessing_for` for a publisher's mean / std.
 
     Returns:
         An array (for NumPy input) or tensor of the same shape: float16 / float64 input
         keeps its dtype, anything else becomes float32.
     """
-    _check_mode(mode)
+    mode = check_preprocessing(mode, "mode")
     if data_format is None:
         import keras
 
@@ -101,26 +177,25 @@ def preprocess_input(x: Any, data_format: str | None = None, *, mode: str) -> An
     shape = (3,) if channel_axis == -1 else (3, 1, 1)  # broadcast over the channel axis
     if mode == "tf":
         return x / constant(np.array(127.5)) - constant(np.array(1.0))
-    if mode in ("torch", "kinetics"):
-        mean, std = (_TORCH_MEAN, _TORCH_STD) if mode == "torch" else (_KINETICS_MEAN, _KINETICS_STD)
-        mean, std = mean.reshape(shape), std.reshape(shape)
+    if mode != "caffe":  # "torch", "kinetics" or a mean / std
+        mean, std = (v.reshape(shape) for v in _mean_std(mode))
         return (x / constant(np.array(255.0)) - constant(mean)) / constant(std)
     return flip(x) - constant(_CAFFE_MEAN_BGR.reshape(shape))
 
 
-def preprocess_affine(mode: str) -> tuple | None:
+def preprocess_affine(mode: str | dict) -> tuple | None:
     """``(scale, offset)``, float32 [3] each, with ``preprocess_input(x, mode=mode)`` equal
     to ``x * scale + offset`` (channels last, to float32 rounding) for ``"tf"``,
-    ``"torch"`` and ``"kinetics"``: one multiply-add per value where ``preprocess_input``
+    ``"torch"``, ``"kinetics"`` and a mean / std: one multiply-add per value where ``preprocess_input``
     makes two or three passes (the input pipelines use it on every batch). None for
     ``"caffe"``, which also reverses the channels."""
-    _check_mode(mode)
+    mode = check_preprocessing(mode, "mode")
     if mode == "caffe":
         return None
     if mode == "tf":
         scale, offset = np.full(3, 1 / 127.5), np.full(3, -1.0)
     else:
-        mean, std = (_TORCH_MEAN, _TORCH_STD) if mode == "torch" else (_KINETICS_MEAN, _KINETICS_STD)
+        mean, std = _mean_std(mode)
         scale, offset = 1 / (255.0 * std), -mean / std
     return scale.astype(np.float32), offset.astype(np.float32)
 

@@ -74,3 +74,42 @@ def free_ports(n):
     for s in sockets:
         s.close()
     return ports
+
+
+@pytest.fixture
+def offline(monkeypatch, tmp_path):
+    """An empty Keras cache in ``tmp_path/models`` and no network: any download fails."""
+    import urllib.request
+
+    monkeypatch.setenv("KERAS_HOME", str(tmp_path))
+    os.makedirs(tmp_path / "models")
+
+    def refuse(*args, **kwargs):
+        raise OSError("offline")
+
+    monkeypatch.setattr(urllib.request, "urlopen", refuse)
+    return tmp_path / "models"
+
+
+def cache_chenyaofo(data, cache, monkeypatch, **changes):
+    """chenyaofo's ResNet-20 ``data`` set ("cifar10" / "cifar100") in the Keras cache ``cache``
+    under its published name, in its real layout, holding the deterministic tensors of
+    ``tests/fixtures/cifar_reference.json`` (whose logits chenyaofo's own model code gave);
+    the file's hash put into the table, and any ``changes`` to the set's row. Returns the row."""
+    import dataclasses
+    import json
+
+    from keras_resnet import weights
+    from keras_resnet.weights import published
+    from tests.torch_files import state_from_manifest, write_torch_zip
+
+    info = json.load(open(os.path.join(os.path.dirname(__file__), "fixtures", "cifar_reference.json")))
+    state = state_from_manifest(info["models"][f"chenyaofo_{data}_resnet20"]["manifest"])
+    ws = published.find_set("ResNet20", f"chenyaofo:{data}")
+    path = str(cache / ws.file_name)
+    if not os.path.exists(path):
+        write_torch_zip(path, state)
+    patched = dataclasses.replace(ws, hash_prefix=weights.file_hash(path)[:8], **changes)
+    monkeypatch.setattr(published, "SETS", tuple(patched if s.name == ws.name and s.model == ws.model else s
+                                                  for s in published.SETS))
+    return patched

@@ -26,6 +26,7 @@ from keras_resnet import cli, weights
 from keras_resnet.layers import ZeroPadShortcut
 from keras_resnet.utils import dtype_policy
 from keras_resnet.weights import published
+from tests.conftest import cache_chenyaofo
 from tests.torch_files import state_from_manifest, write_torch_zip
 
 FIXTURES = os.path.join(os.path.dirname(__file__), "fixtures")
@@ -48,19 +49,6 @@ def _rel(ours, ref):
 def _cifar(depth=20, **kwargs):
     with dtype_policy("fp32"):  # numbers are compared: float32 whatever the global policy
         return kr.CifarResNet(depth, classifier_activation=None, **kwargs)
-
-
-@pytest.fixture
-def offline(monkeypatch, tmp_path):
-    """An empty Keras cache in ``tmp_path/models`` and no network: any download fails."""
-    monkeypatch.setenv("KERAS_HOME", str(tmp_path))
-    os.makedirs(tmp_path / "models")
-
-    def refuse(*args, **kwargs):
-        raise OSError("offline")
-
-    monkeypatch.setattr(urllib.request, "urlopen", refuse)
-    return tmp_path / "models"
 
 
 # ------------------------------------------------------------------ option A, both sides
@@ -168,12 +156,7 @@ def test_chenyaofo_layout_gives_its_logits(data, classes, tmp_path, monkeypatch,
     key = f"chenyaofo_{data}_resnet20"
     state = state_from_manifest(INFO["models"][key]["manifest"])
     assert "layer2.0.downsample.0.weight" in state and "fc.weight" in state  # option B, fc
-    ws = published.find_set("ResNet20", f"chenyaofo:{data}")
-    path = str(offline / ws.file_name)
-    write_torch_zip(path, state)
-    # the file in the cache under its published name, its hash put into the table
-    patched = published.dataclasses.replace(ws, hash_prefix=weights.file_hash(path)[:8])
-    monkeypatch.setattr(published, "SETS", tuple(patched if s is ws else s for s in published.SETS))
+    patched = cache_chenyaofo(data, offline, monkeypatch)
     with dtype_policy("fp32"):
         model = kr.get_model("ResNet20", weights=f"chenyaofo:{data}", classifier_activation=None)
     assert model.output_shape == (None, classes) and model.weight_set == patched
@@ -310,7 +293,8 @@ def test_osmr_preresnet_sets_need_v2():
 
 def test_export_takes_the_sets_normalisation():
     """akamaster normalises with ImageNet's mean / std on [0, 1]: the export's "torch" mode,
-    not the CIFAR family's default "tf"; CIFAR statistics have no mode and must be named."""
+    not the CIFAR family's default "tf"; CIFAR statistics have no mode: the set's own mean /
+    std (chenyaofo's README and training logs) are taken as they are."""
     from keras_resnet.export.options import resolve_options, weight_set_preprocessing
 
     model = _cifar(weights=AKAMASTER)
@@ -318,9 +302,8 @@ def test_export_takes_the_sets_normalisation():
     assert (options.preprocessing, options.weights) == ("torch", "akamaster:cifar10")
     assert resolve_options(kr.CifarResNet(20), class_names=[f"c{i}" for i in range(10)]
                            ).preprocessing == "tf"
-    with pytest.raises(ValueError, match=r"preprocessing must be given .*chenyaofo:cifar100.*"
-                                         r"mean \(0.507, 0.4865, 0.4409\)"):
-        weight_set_preprocessing(published.find_set("ResNet20", "chenyaofo:cifar100"))
+    assert weight_set_preprocessing(published.find_set("ResNet20", "chenyaofo:cifar100")) == {
+        "mean": [0.507, 0.4865, 0.4409], "std": [0.2673, 0.2564, 0.2761]}
 
 
 def test_export_command_bakes_the_sets_normalisation(tmp_path):
@@ -336,3 +319,49 @@ def test_export_command_bakes_the_sets_normalisation(tmp_path):
     assert export_cli.cli_main("export", args) == 0
     meta = export.saved_model_metadata(os.path.join(export_dir, "1"))
     assert (meta["preprocessing"], meta["weights"]) == ("torch", "akamaster:cifar10")
+
+
+def test_export_command_serves_chenyaofos_own_probabilities(tmp_path, monkeypatch, offline):
+    """``keras-resnet export --model ResNet20 --weights chenyaofo:cifar10`` bakes chenyaofo's
+    CIFAR-10 mean / std, which no mode has (the command refused it before): the SavedModel's
+    ``predict_pixels`` on raw 0..255 pixels gives the softmax of the logits chenyaofo's own
+    model code gave on the same images, normalised as its eval transform does
+    (tools/make_cifar_fixtures.py)."""
+    import tensorflow as tf
+
+    from keras_resnet import export
+    from keras_resnet.export import cli as export_cli
+
+    cache_chenyaofo("cifar10", offline, monkeypatch)
+    export_dir = str(tmp_path / "resnet20")
+    args = ["--model", "ResNet20", "--weights", "chenyaofo:cifar10", "--export-dir", export_dir,
+            "--version", "1", "--no-fold-bn", "--precision", "fp32", "--no-warmup"]
+    assert export_cli.cli_main("export", args) == 0
+    meta = export.saved_model_metadata(os.path.join(export_dir, "1"))
+    assert meta["preprocessing"] == {"mean": list(published.CIFAR10_MEAN), "std": list(published.CIFAR10_STD)}
+    served = tf.saved_model.load(os.path.join(export_dir, "1")).signatures["predict_pixels"]
+    probabilities = served(pixels=tf.constant(IMAGES.astype(np.float32)))["probabilities"].numpy()
+    expected = keras.ops.convert_to_numpy(keras.ops.softmax(REF["chenyaofo_cifar10_resnet20_logits"]))
+    np.testing.assert_allclose(probabilities, expected, atol=2e-5)
+
+
+def test_predict_command_with_a_mean_std_flag_gives_chenyaofos_probabilities(
+        tmp_path, monkeypatch, offline, capsys):
+    """``keras-resnet predict --model ResNet20 --weights chenyaofo:cifar10 --preprocessing
+    mean=R,G,B,std=R,G,B`` (CIFAR-10's, written out as chenyaofo's README gives them): the
+    top-3 scores are those of the softmax of chenyaofo's own logits on the same images."""
+    from PIL import Image
+
+    cache_chenyaofo("cifar10", offline, monkeypatch)
+    files = []
+    for i in (0, 6):  # a photo and a noise image
+        files.append(str(tmp_path / f"{i}.png"))
+        Image.fromarray(IMAGES[i]).save(files[-1])
+    flag = "mean=0.4914,0.4822,0.4465,std=0.2023,0.1994,0.201"
+    assert cli.main(["predict", "--model", "ResNet20", "--weights", "chenyaofo:cifar10",
+                     "--preprocessing", flag, "--top-k", "3", "--json", *files]) == 0
+    results = json.loads(capsys.readouterr().out)
+    expected = keras.ops.convert_to_numpy(keras.ops.softmax(REF["chenyaofo_cifar10_resnet20_logits"]))
+    for result, i in zip(results, (0, 6)):
+        best = np.argsort(expected[i])[::-1][:3]
+        np.testing.assert_allclose([p["score"] for p in result["predictions"]], expected[i][best], atol=1e-4)

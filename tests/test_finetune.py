@@ -421,3 +421,70 @@ def test_recipe_line_names_phase_two_only_where_there_is_one():
     assert reason("full", False) == "fine-tuning w.h5 (full, BatchNorm adapting: as asked)"  # one phase
     assert reason("two-phase", False) == "fine-tuning w.h5 (two-phase, BatchNorm adapting in phase 2: as asked)"
     assert reason("head", None) == "fine-tuning w.h5 (head)"  # the backbone never trains
+
+
+# ------------------------------------------------------- a set normalised with its own mean / std
+
+
+@pytest.mark.slow  # two short runs of a full-width ResNet-20 and a SavedModel: about a minute
+def test_chenyaofo_set_fine_tunes_evaluates_exports_and_resumes_with_its_mean_std(
+        tmp_path, monkeypatch, offline, capsys):
+    """chenyaofo's CIFAR-10 ResNet-20 normalises with CIFAR-10's mean / std, which no mode has
+    (train refused it before). The run records them, and its test split, ``evaluate`` and the
+    export all normalise as torchvision's ``Normalize`` does (tests/fixtures/normalize_reference:
+    the test images of the folder are its four images, normalised by torchvision itself).
+    A resume reads the recorded normalisation back: with the set's row changed meanwhile, the
+    run continues with what it trained with instead of re-deriving it from the name."""
+    import tensorflow as tf
+    from PIL import Image
+
+    from keras_resnet.export import saved_model_metadata
+    from keras_resnet.weights import published
+    from tests.conftest import cache_chenyaofo
+
+    ref = np.load(os.path.join(REPO, "tests", "fixtures", "normalize_reference.npz"))
+    images, normalised = ref["images"], ref["cifar10_normalized"]  # torchvision, CIFAR-10's mean / std
+    labels = np.array([0, 0, 1, 2])
+    data_dir = tmp_path / "data"
+    noise_folder(data_dir / "train", n=30, classes=3)
+    for i, (image, label) in enumerate(zip(images, labels)):
+        (data_dir / "test" / f"class{label}").mkdir(parents=True, exist_ok=True)
+        Image.fromarray(image).save(data_dir / "test" / f"class{label}" / f"{i}.png")
+    cache_chenyaofo("cifar10", offline, monkeypatch)
+    output = tmp_path / "run"
+    args = dict(weights="chenyaofo:cifar10", data_dir=str(data_dir), epochs=1, output=str(output),
+                precision="fp32", export=False, verbose=0, deterministic=True)
+    training.train("ResNet20", **args)
+    mean_std = {"mean": list(published.CIFAR10_MEAN), "std": list(published.CIFAR10_STD)}
+    config = json.loads((output / "config.json").read_text())
+    assert config["preprocessing"] == mean_std and config["image_size"] == 32
+    assert "mean 0.4914/0.4822/0.4465 std 0.2023/0.1994/0.201 preprocessing" in capsys.readouterr().out
+
+    net = keras.saving.load_model(output / "model.keras", compile=False)
+    expected = keras.ops.convert_to_numpy(net(normalised, training=False))
+    # evaluate: its loss over the four test images is the model's on torchvision's tensors
+    # (cross-entropy, plus the L2 weight decay the run's kernels carry into every loss)
+    result = training.evaluate(str(output))
+    assert result["num_images"] == 4
+    loss = -np.mean(np.log(expected[np.arange(4), labels])) + sum(float(v) for v in net.losses)
+    assert result["loss"] == pytest.approx(loss, rel=1e-5)
+    # the export bakes the same normalisation: raw pixels in, the model's probabilities out
+    export_dir = tmp_path / "exports"
+    assert cli.main(["export", "--run", str(output), "--export-dir", str(export_dir), "--version", "1",
+                     "--precision", "fp32", "--no-fold-bn", "--no-warmup"]) == 0
+    assert saved_model_metadata(str(export_dir / "1"))["preprocessing"] == mean_std
+    served = tf.saved_model.load(str(export_dir / "1")).signatures["predict_pixels"]
+    probabilities = served(pixels=tf.constant(images.astype("float32")))["probabilities"].numpy()
+    np.testing.assert_allclose(probabilities, expected, atol=1e-5)
+
+    # a resume (stopped after its last backup, before metrics.json) keeps the recorded mean / std
+    metrics = json.loads((output / "metrics.json").read_text())
+    os.remove(output / "metrics.json")
+    cache_chenyaofo("cifar10", offline, monkeypatch, transform=published.cifar_transform(
+        published.CIFAR100_MEAN, published.CIFAR100_STD))
+    capsys.readouterr()
+    training.train("ResNet20", **args)
+    assert "Resuming" in capsys.readouterr().out
+    assert json.loads((output / "config.json").read_text())["preprocessing"] == mean_std
+    resumed = json.loads((output / "metrics.json").read_text())
+    assert resumed["test_loss"] == pytest.approx(metrics["test_loss"], rel=1e-6)

@@ -32,7 +32,7 @@ from keras_resnet.data.transforms import (
     train_transform,
     train_transform_encoded,
 )
-from keras_resnet.preprocessing import MODES
+from keras_resnet.preprocessing import check_preprocessing
 from keras_resnet.utils import (
     check_choice,
     check_non_negative_int,
@@ -208,7 +208,7 @@ class ImageData:
         *,
         image_size: int | None = None,
         augmentation: str | None = None,
-        preprocessing: str = "tf",
+        preprocessing: str | dict = "tf",
         seed: int = 0,
         start_epoch: int = 0,
         start_step: int = 0,
@@ -224,7 +224,9 @@ class ImageData:
                 replicas); the last partial batch of each epoch is dropped.
             image_size: side of the square images (default ``self.image_size``).
             augmentation: one of ``AUGMENTATIONS`` (default ``self.default_augmentation``).
-            preprocessing: ``"caffe"``, ``"tf"`` or ``"torch"``.
+            preprocessing: ``"caffe"``, ``"tf"``, ``"torch"`` or ``"kinetics"``, or a
+                publisher's ``{"mean": [r, g, b], "std": [r, g, b]}`` on [0, 1]
+                (:func:`keras_resnet.preprocessing.check_preprocessing`).
             seed: integer; the shuffle order of epoch ``e`` derives from ``(seed, e)``,
                 the augmentation of the ``p``-th image of epoch ``e`` from ``(seed, e, p)``.
             start_epoch: where to begin (a resumed run), with ``start_step``; the batches
@@ -255,7 +257,7 @@ class ImageData:
         augmentation = self.default_augmentation if augmentation is None else augmentation
         _check_image_size(image_size)
         check_choice("augmentation", augmentation, AUGMENTATIONS)
-        check_choice("preprocessing", preprocessing, MODES)
+        preprocessing = check_preprocessing(preprocessing)
         check_seed(seed)
         _check_reading(jpeg_decode, ram_budget, threads)
         steps = self.steps_per_epoch(global_batch_size)
@@ -289,7 +291,7 @@ class ImageData:
         global_batch_size: int,
         *,
         image_size: int | None = None,
-        preprocessing: str = "tf",
+        preprocessing: str | dict = "tf",
         augmentation: str | None = None,
         jpeg_decode: str = "scaled",
         ram_budget: int | None = None,
@@ -317,7 +319,7 @@ class ImageData:
         augmentation = self.default_augmentation if augmentation is None else augmentation
         check_positive_int("global_batch_size", global_batch_size)
         _check_image_size(image_size)
-        check_choice("preprocessing", preprocessing, MODES)
+        preprocessing = check_preprocessing(preprocessing)
         check_choice("augmentation", augmentation, AUGMENTATIONS)
         _check_reading(jpeg_decode, ram_budget, threads)
         ds, cache_bytes = self._eval_images(

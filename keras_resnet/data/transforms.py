@@ -8,7 +8,7 @@ import numpy as np
 import tensorflow as tf
 
 from keras_resnet.data import jpeg
-from keras_resnet.preprocessing import preprocess_affine, preprocess_input
+from keras_resnet.preprocessing import check_preprocessing, preprocess_affine, preprocess_input
 from keras_resnet.specs import AUGMENTATIONS  # noqa: F401  (keras_resnet.data.AUGMENTATIONS)
 
 # Training augmentation presets:
@@ -207,9 +207,10 @@ def to_rgb(images):
 
 def batch_and_preprocess(ds, batch_size, preprocessing, *, drop_remainder, threads=None,
                          ram_budget=None):
-    """Batch, ``preprocess_input(mode=preprocessing)``, deterministic order, prefetch
-    (autotuned); ``threads``: a private thread pool of that size and the autotuner's CPU
+    """Batch, ``preprocess_input(mode=preprocessing)`` (a mode or a ``{"mean", "std"}``),
+    deterministic order, prefetch (autotuned); ``threads``: a private thread pool of that size and the autotuner's CPU
     budget; ``ram_budget``: the autotuner's RAM budget in bytes (None: tf.data's)."""
+    preprocessing = check_preprocessing(preprocessing)
     ds = ds.batch(batch_size, drop_remainder=drop_remainder)
     affine = preprocess_affine(preprocessing)
     if affine is None:

@@ -37,7 +37,7 @@ def _load_for_cli(args):
             )
         options = {
             "class_names": config.get("class_names"),
-            "preprocessing": config.get("preprocessing"),
+            "preprocessing": args.preprocessing or config.get("preprocessing"),
             "image_size": config.get("image_size") if model.input_shape[1] is None else None,
         }
         return model, options, config
@@ -53,10 +53,11 @@ def _load_for_cli(args):
                           "--weights PATH | torchvision | timm:TAG chooses others", stacklevel=2)
     weights = None if weights == "none" else weights
     model = get_model(args.model, weights=weights)
-    # A published set states its own normalisation (akamaster: ImageNet mean / std, "torch"),
-    # which the export reads from model.weight_set; the family's mode is for the rest.
+    # A published set states its own normalisation (akamaster: ImageNet mean / std, "torch";
+    # chenyaofo: CIFAR's), which the export reads from model.weight_set; the family's mode is
+    # for the rest; --preprocessing overrides both.
     preprocessing = None if weight_set_of(model) is not None else info["preprocessing"]
-    return model, {"preprocessing": preprocessing}, None
+    return model, {"preprocessing": args.preprocessing or preprocessing}, None
 
 
 def _sample_images(args, config, image_size, count):
@@ -93,7 +94,15 @@ def _report_agreement(label, reference, candidate):
 
 
 def _add_input_flags(parser, *, in_process_only=""):
-    """--max-image-pixels, --crop-fraction, --interpolation, --resize."""
+    """--preprocessing, --max-image-pixels, --crop-fraction, --interpolation, --resize."""
+    from keras_resnet.preprocessing import MEAN_STD_SYNTAX, MODES
+
+    parser.add_argument(
+        "--preprocessing", metavar="MODE|MEAN_STD",
+        help=f"normalisation baked in: a mode ({' | '.join(MODES)}) or a per-channel RGB mean / std "
+             f"on [0, 1], as torchvision's Normalize: {MEAN_STD_SYNTAX}, e.g. "
+             "mean=0.4914,0.4822,0.4465,std=0.2023,0.1994,0.201 (default: the run's, the weight "
+             f"set's, else the model's mode){in_process_only}")
     parser.add_argument(
         "--max-image-pixels", type=int, default=DEFAULT_MAX_IMAGE_PIXELS, metavar="N",
         help="refuse an image whose header gives more pixels, before decoding it "
@@ -108,8 +117,17 @@ def _add_input_flags(parser, *, in_process_only=""):
                              f"the aspect ratio, as timm / torchvision (default squash){in_process_only}")
 
 
+def _check_preprocessing_flag(args):
+    """--preprocessing in its canonical form (a mode or {"mean", "std"}), or ValueError."""
+    from keras_resnet.preprocessing import check_preprocessing
+
+    if args.preprocessing is not None:
+        args.preprocessing = check_preprocessing(args.preprocessing, "--preprocessing")
+
+
 def _input_options(args):
-    """export / resolve_options keywords from the flags of _add_input_flags."""
+    """export / resolve_options keywords from the flags of _add_input_flags (but
+    --preprocessing, which _load_for_cli resolves with the model)."""
     from keras_resnet.export.transform import EvalTransform
 
     if args.max_image_pixels < 0:
@@ -168,6 +186,7 @@ def _check_export_args(args):
         )
     if not (args.model or args.run):
         raise ValueError("one of --model NAME or --run RUN_DIR is needed. Received: neither")
+    _check_preprocessing_flag(args)
     if args.format != "saved_model" and (
         (args.crop_fraction, args.interpolation, args.resize) != (None, None, None)
         or args.max_image_pixels != DEFAULT_MAX_IMAGE_PIXELS
@@ -308,10 +327,11 @@ def _predict_command(argv):
     if args.saved_model and (args.model or args.run):
         raise ValueError("--saved-model cannot be combined with --model or --run. Received: both")
     inputs = _input_options(args)
+    _check_preprocessing_flag(args)
     if args.saved_model:
-        if (args.crop_fraction, args.interpolation, args.resize) != (None, None, None):
-            raise ValueError("--crop-fraction, --interpolation and --resize apply to --model "
-                             "and --run; a SavedModel keeps the transform it was exported with. "
+        if (args.preprocessing, args.crop_fraction, args.interpolation, args.resize) != (None,) * 4:
+            raise ValueError("--preprocessing, --crop-fraction, --interpolation and --resize apply to "
+                             "--model and --run; a SavedModel keeps what it was exported with. "
                              f"Received: --saved-model {args.saved_model}")
         predictor = Predictor.from_saved_model(args.saved_model, top_k=args.top_k,
                                                max_image_pixels=inputs["max_image_pixels"])

@@ -51,7 +51,8 @@ def export_onnx(model, path, *, class_names=None, preprocessing=None, image_size
     fold_pool_padding(proto.graph)
     for key, value in (
         ("class_names", json.dumps(list(options.class_names))),
-        ("preprocessing", options.preprocessing),
+        ("preprocessing", options.preprocessing if isinstance(options.preprocessing, str)
+         else json.dumps(options.preprocessing)),
         ("image_size", json.dumps([options.height, options.width])),
         ("input_range", "RGB 0..255"),
     ):

@@ -24,7 +24,7 @@ class ServingOptions:
 
     height: int
     width: int
-    preprocessing: str
+    preprocessing: str | dict  # a mode or {"mean", "std"} (keras_resnet.preprocessing.check_preprocessing)
     class_names: tuple
     top_k: int
     add_softmax: bool  # the model ends in logits: the export appends a softmax
@@ -132,24 +132,17 @@ def model_preprocessing(model) -> str | None:
     return None
 
 
-def weight_set_preprocessing(weight_set) -> str:
-    """The preprocessing mode that normalises as a published set's publisher did: "torch"
-    for ImageNet's mean / std on [0, 1] (torchvision, timm, akamaster's CIFAR sets);
-    ``ValueError`` for other mean / std (CIFAR statistics), which no mode has."""
-    from keras_resnet.preprocessing import MODES
-    from keras_resnet.weights.published import IMAGENET_MEAN, IMAGENET_STD
+def weight_set_preprocessing(weight_set) -> str | dict:
+    """The preprocessing that normalises as a published set's publisher did: "torch" for
+    ImageNet's mean / std on [0, 1] (torchvision, timm, akamaster's CIFAR sets), else the
+    set's own ``{"mean", "std"}`` (chenyaofo's and osmr's CIFAR statistics)."""
+    from keras_resnet.preprocessing import preprocessing_for
 
-    t = weight_set.transform
-    if (tuple(t.mean), tuple(t.std)) == (IMAGENET_MEAN, IMAGENET_STD):
-        return "torch"
-    raise ValueError(
-        f"preprocessing must be given for a model loaded from {weight_set.name}: its publisher "
-        f"normalises with mean {t.mean} / std {t.std}, which none of {MODES} does. "
-        "Received: preprocessing=None")
+    return preprocessing_for(weight_set.transform.mean, weight_set.transform.std)
 
 
 def _resolve_preprocessing(model, preprocessing):
-    from keras_resnet.preprocessing import MODES
+    from keras_resnet.preprocessing import MEAN_STD_SYNTAX, MODES, check_preprocessing
     from keras_resnet.weights import weight_set_of
 
     if preprocessing is None and weight_set_of(model) is not None:
@@ -158,15 +151,12 @@ def _resolve_preprocessing(model, preprocessing):
         preprocessing = model_preprocessing(model)
         if preprocessing is None:
             raise ValueError(
-                f"preprocessing must be one of {MODES} for model {model.name!r}: it is not "
-                "a keras_resnet model under its default name (see 'keras-resnet list'), so "
-                "its preprocessing cannot be looked up. Received: preprocessing=None"
+                f"preprocessing must be one of {MODES} or '{MEAN_STD_SYNTAX}' for model "
+                f"{model.name!r}: it is not a keras_resnet model under its default name (see "
+                "'keras-resnet list'), so its preprocessing cannot be looked up. "
+                "Received: preprocessing=None"
             )
-    if preprocessing not in MODES:
-        raise ValueError(
-            f"preprocessing must be one of {MODES}. Received: preprocessing={preprocessing!r}"
-        )
-    return preprocessing
+    return check_preprocessing(preprocessing)
 
 
 def cached_imagenet_class_names() -> list | None:

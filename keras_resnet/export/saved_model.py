@@ -142,7 +142,7 @@ def export_saved_model(
     *,
     version: int | None = None,
     class_names: list | None = None,
-    preprocessing: str | None = None,
+    preprocessing: str | dict | None = None,
     top_k: int = 5,
     fold_bn: bool = True,
     precision: str = "auto",
@@ -163,7 +163,9 @@ def export_saved_model(
             existing version (1 for an empty folder). Never overwritten.
         class_names: one name per class for ``labels``. ``None``: the ImageNet names for
             1000-class models when a class index is cached locally, else ``class_<i>``.
-        preprocessing: ``"caffe"``, ``"tf"`` or ``"torch"``; ``None`` looks it up for
+        preprocessing: ``"caffe"``, ``"tf"``, ``"torch"``, ``"kinetics"`` or a per-channel
+            ``{"mean": [r, g, b], "std": [r, g, b]}`` on [0, 1] (torchvision's ``Normalize``);
+            ``None`` takes a published set's own (``model.weight_set``), else looks it up for
             models built by this package (:func:`~keras_resnet.export.options.model_preprocessing`).
         top_k: how many classes ``serving_default`` returns (at most the class count).
         fold_bn: fold each BatchNormalization that follows a convolution into it

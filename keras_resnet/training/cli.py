@@ -115,7 +115,12 @@ def evaluate_parser(prog="keras-resnet evaluate"):
     p.add_argument("--split", default="test", choices=SPLITS, help="test, or val (when the dataset has one)")
     p.add_argument("--batch-size", type=int, default=64, help="evaluation batch (default 64)")
     p.add_argument("--image-size", type=int, help="evaluation size (default: the run's)")
-    p.add_argument("--preprocessing", choices=("caffe", "tf", "torch"), help="for a .keras file outside a run")
+    from keras_resnet.preprocessing import MEAN_STD_SYNTAX, MODES
+
+    p.add_argument("--preprocessing", metavar="MODE|MEAN_STD",
+                   help=f"a mode ({' | '.join(MODES)}) or a per-channel RGB mean / std on [0, 1], as "
+                        f"torchvision's Normalize: {MEAN_STD_SYNTAX} (default: the run's; needed for "
+                        "a .keras file outside a run)")
     return p
 
 

@@ -35,7 +35,7 @@ def evaluate(
     tfds_data_dir: str | None = None,
     split: str = "test",
     batch_size: int = 64,
-    preprocessing: str | None = None,
+    preprocessing: str | dict | None = None,
     image_size: int | None = None,
 ) -> dict:
     """Top-1 / top-5 accuracy of a run folder, a ``.keras`` file or a named model.
@@ -43,18 +43,24 @@ def evaluate(
     ``run_or_model``: a run folder (its ``model.keras``, dataset, image size and
     preprocessing from ``config.json``), a ``.keras`` file (inside a run folder or with
     ``preprocessing`` and ``dataset`` given), or a name from ``keras-resnet list`` with
-    ImageNet weights. ``split="val"`` needs a dataset with a validation split, or a run
+    ImageNet weights. ``preprocessing`` (a mode, or a ``{"mean", "std"}`` on [0, 1];
+    :func:`keras_resnet.preprocessing.check_preprocessing`) replaces the run's. ``split="val"`` needs a dataset with a validation split, or a run
     that held one out of train (the same images again). Returns
     ``{"top1", "top5" (more than 5 classes), "loss", "split", "dataset", "num_images"}``.
     """
+    from keras_resnet.preprocessing import check_preprocessing
+
     check_choice("split", split, SPLITS)
     check_positive_int("batch_size", batch_size)
+    if preprocessing is not None:
+        preprocessing = check_preprocessing(preprocessing)
     if image_size is not None and not (is_int(image_size) and image_size >= 8):
         fail("image_size", image_size, "an integer >= 8")
     what, path, config = _locate(run_or_model, dataset)
     preprocessing = preprocessing or config.get("preprocessing")
     if preprocessing is None:
         fail("preprocessing", None, "given for a .keras file outside a run folder")
+    preprocessing = check_preprocessing(preprocessing)  # the run's, as config.json holds it
     dataset = dataset or config.get("dataset")
     data_dir = data_dir or (config.get("data_dir") if not dataset or dataset == config.get("dataset") else None)
     if not dataset and not data_dir:

@@ -11,7 +11,8 @@ What the weights decide, and what happens to them:
   CIFAR-10): then the published head is kept too. As Model Garden's ``init_checkpoint``
   with ``init_checkpoint_modules: backbone``. A resumed run never reads the file again: its
   backup holds the trained weights.
-- **How images enter** (:func:`weights_input`). The preprocessing (caffe / tf / torch mode),
+- **How images enter** (:func:`weights_input`). The preprocessing (caffe / tf / torch mode,
+  or the set's own mean / std where no mode has it),
   the default image size (the set's eval crop: 224, or 32 for the CIFAR sets) and the
   evaluation transform follow the weights; an explicit ``image_size`` wins.
 - **How training goes** (:func:`plan_phases`). ``finetune`` says how (``"auto"``: the
@@ -76,15 +77,6 @@ def weight_set(model: str, weights) -> object | None:
     return ws if ws is not None and ws.model == model else None
 
 
-def _mode_for(mean, std) -> str | None:
-    from keras_resnet.preprocessing import _TORCH_MEAN, _TORCH_STD
-
-    if tuple(round(m, 4) for m in mean) == tuple(round(float(m), 4) for m in _TORCH_MEAN) and \
-            tuple(round(s, 4) for s in std) == tuple(round(float(s), 4) for s in _TORCH_STD):
-        return "torch"
-    return None
-
-
 def _tfds_name(dataset: str) -> str:
     """A set's dataset ("ImageNet-1k", "CIFAR-10") as the tfds name ``--dataset`` takes."""
     return {"imagenet-1k": "imagenet2012"}.get(dataset.lower(), dataset.lower().replace("-", ""))
@@ -92,7 +84,9 @@ def _tfds_name(dataset: str) -> str:
 
 def weights_input(model: str, weights) -> dict:
     """How images enter a model with these weights, from the registry alone (no file read):
-    ``{"image_size", "preprocessing", "eval_transform" (the set's, as a dict, or None),
+    ``{"image_size", "preprocessing" (the mode that reproduces the set's mean / std, else
+    ``{"mean", "std"}`` themselves: chenyaofo's and osmr's CIFAR statistics),
+    "eval_transform" (the set's, as a dict, or None),
     "trained_on" (the tfds name of the set's data, or None), "published_classes",
     "options" (builder options the set's architecture needs, e.g. akamaster's shortcut)}``."""
     info = specs.model_info(model)
@@ -102,13 +96,11 @@ def weights_input(model: str, weights) -> dict:
     ws = weight_set(model, weights)
     if ws is None:
         return facts
+    from keras_resnet.preprocessing import preprocessing_for
+
     t = ws.transform
-    mode = _mode_for(t.mean, t.std)
-    if mode is None:
-        raise ValueError(f"weights={weights!r} normalises with mean {t.mean} and std {t.std}, which no "
-                         f"preprocessing mode of keras_resnet.preprocessing reproduces. Received: weights={weights!r}")
     options = ws.builder_options() if hasattr(ws, "builder_options") else {}
-    return dict(image_size=t.crop, preprocessing=mode, eval_transform=t.as_dict(),
+    return dict(image_size=t.crop, preprocessing=preprocessing_for(t.mean, t.std), eval_transform=t.as_dict(),
                 trained_on=_tfds_name(getattr(ws, "dataset", "ImageNet-1k")),
                 published_classes=getattr(ws, "classes", 1000), options=options)
 

@@ -161,6 +161,7 @@ _STRATEGY_NAMES = {"_DefaultDistributionStrategy": "one device (TensorFlow's def
 def header(config, facts, data, strategy, requested_precision):
     """The lines printed before the first epoch: what will run, on what, and where."""
     from keras_resnet.hardware import precision_reason
+    from keras_resnet.preprocessing import describe_preprocessing
 
     info = facts["model_info"]
     options = ", ".join(f"{k}={v}" for k, v in sorted(config.model_options.items()))
@@ -175,7 +176,7 @@ def header(config, facts, data, strategy, requested_precision):
         f"Weights    {weights_line(config, facts)}",
         f"Data       {source}: {len(data.class_names)} classes, {data.describe_splits()}; "
         f"{config.image_size} px" + (f" ({size_why})" if size_why else "")
-        + f", {config.preprocessing} preprocessing, augmentation {config.augmentation} "
+        + f", {describe_preprocessing(config.preprocessing)} preprocessing, augmentation {config.augmentation} "
         f"({facts['augmentation_reason']})",
         f"Precision  {config.precision} ({precision_reason(requested_precision, config.precision)})",
         f"Strategy   {_STRATEGY_NAMES.get(facts['strategy_class'], facts['strategy_class'])}, "
@@ -322,6 +323,8 @@ def run(config, *, overwrite=False, new_run=False, resume_command=python_resume_
         config = config.replace(output=output)
         if state == "finished":
             return _finished(output)
+        if state == "resume":  # the normalisation the run trained with, as recorded, not re-derived
+            config = config.replace(preprocessing=rf.read_config(output).get("preprocessing", config.preprocessing))
         chief = is_chief(dist)
         pretrained = _pretrained(config, facts, state)
         facts["started"] = _prepare_folder(config, facts, state, chief)

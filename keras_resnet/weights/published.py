@@ -351,6 +351,7 @@ def eval_transform(weights: str, model: str) -> PublishedTransform:
 
 def print_table() -> None:
     """``keras-resnet list --weights``: per model, its sets, source, license and top-1."""
+    from keras_resnet.preprocessing import describe_preprocessing
     from keras_resnet.specs import MODELS
     from keras_resnet.weights.applications import WEIGHTS_HASHES
 
@@ -365,11 +366,8 @@ def print_table() -> None:
         t = s.transform
         top1 = f"{s.top1:.2f}" + ("" if s.top1_at == 224 else f"@{s.top1_at}")
         if t.resize == t.crop:  # CIFAR: the image as it is
-            how = f"{t.crop}x{t.crop} {s.dataset}, mean {_short(t.mean)} std {_short(t.std)}"
+            how = f"{t.crop}x{t.crop} {s.dataset}, {describe_preprocessing({'mean': t.mean, 'std': t.std})}"
         else:
             how = f"resize {t.resize}, crop {t.crop}, {t.interpolation}"
         print(f"{s.model:<18} {s.name:<32} {s.source:<18} {s.license:<13} {top1:>7}  {how}")
 
-
-def _short(values):
-    return "/".join(f"{v:.4g}" for v in values)
