@@ -10,7 +10,8 @@ Grappler/oneDNN can also fuse with the preceding convolution at inference.
 It keeps exactly Keras' constructor, config, variables and variable names
 (``gamma``, ``beta``, ``moving_mean``, ``moving_variance``), so weight files and
 ``keras.applications`` parity are unaffected, and it updates the moving
-statistics exactly as Keras does. Whatever the fused kernel cannot reproduce
+statistics exactly as Keras does, except that under a strategy of several replicas
+every replica holds their mean (see ``add_weight``). Whatever the fused kernel cannot reproduce
 falls back to Keras' own ``call``: other backends, inputs that are not 4-D or
 not normalised over the channel axis, masks, batch renormalization, float64 or
 non-float32 variables, a symbolic ``training`` flag, and ``synchronized=True``
@@ -89,6 +90,18 @@ class BatchNormalization(keras.layers.BatchNormalization):
     def trainable(self, value):
         # A frozen layer stays non-trainable when a model above it is made trainable.
         keras.layers.Layer.trainable.fset(self, bool(value) and not self.frozen)
+
+    def add_weight(self, *args, **kwargs):
+        # The moving statistics are updated inside each replica's step. Keras creates them
+        # with aggregation "none": under a tf.distribute strategy every replica (and every
+        # worker) then keeps the statistics of its own shard, the replicas drift apart, and
+        # a saved model holds the first replica's alone. With "mean" each update is averaged
+        # over the replicas and written to all of them, as tf.keras 2 averaged them (on
+        # read); with synchronized BN the updates are equal already. No effect on one
+        # device or other backends. Pinned by tests/test_finetune.py (replicas identical).
+        if kwargs.get("name") in ("moving_mean", "moving_variance"):
+            kwargs.setdefault("aggregation", "mean")
+        return super().add_weight(*args, **kwargs)
 
     def get_config(self):
         # An unfrozen layer's config holds only keras.layers.BatchNormalization's keys. A

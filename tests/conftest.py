@@ -63,6 +63,19 @@ def noise_folder(root, n=100, classes=4, size=32):
     return root
 
 
+def free_ports(n):
+    """``n`` TCP ports on 127.0.0.1 free a moment ago (for multi-worker TF_CONFIG clusters)."""
+    import socket
+
+    sockets = [socket.socket() for _ in range(n)]
+    for s in sockets:
+        s.bind(("127.0.0.1", 0))
+    ports = [s.getsockname()[1] for s in sockets]
+    for s in sockets:
+        s.close()
+    return ports
+
+
 @pytest.fixture
 def offline(monkeypatch, tmp_path):
     """An empty Keras cache in ``tmp_path/models`` and no network: any download fails."""

@@ -140,6 +140,41 @@ def test_phase_two_trains_the_backbone_and_bn_follows_freeze_bn(tmp_path, pretra
     assert config["batch_size"] == 8 and config["steps_per_epoch"] == 9
 
 
+def test_history_logs_and_draws_the_learning_rate_of_both_phases(tmp_path, pretrained, monkeypatch):
+    """Each phase compiles its own optimizer and cosine schedule, restarting at its first
+    epoch. history.csv's ``lr`` is the rate of each epoch's last step and history.png's
+    learning-rate line has one point per step of both phases: both equal Keras' own
+    ``CosineDecay`` (SGDR's cosine, Loshchilov & Hutter 2017, without restarts or floor) from
+    the peak config.json gives each phase (lr per 256 images x global batch / 256)."""
+    from keras_resnet.training import run_folder as rf
+
+    figures = []
+    plot = rf.plot_history
+    monkeypatch.setattr(rf, "plot_history", lambda *a, **k: figures.append(plot(*a, **k)) or figures[-1])
+    data_dir = noise_folder(tmp_path / "noise")  # 72 train images: batch 8, 9 steps
+    output = tmp_path / "run"
+    training.train("ResNet20", weights=str(pretrained), data_dir=str(data_dir), epochs=2, finetune="two-phase",
+                   head_epochs=1, finetune_lr=0.05, output=str(output), **SMALL)
+    config = json.loads((output / "config.json").read_text())
+    steps, batch = config["steps_per_epoch"], config["global_batch_size"]
+    assert (steps, config["schedule"]) == (9, "cosine")
+    assert [(p["first_epoch"], p["warmup_epochs"]) for p in config["phases"]] == [(0, 0.0), (1, 0.0)]
+    peaks = [config["lr"] * batch / 256, 0.05 * batch / 256]  # the head's lr, then finetune_lr
+    expected = [float(keras.optimizers.schedules.CosineDecay(peak, decay_steps=steps)(step))
+                for peak in peaks for step in range(steps)]
+    history = training.read_history(output / "history.csv")
+    np.testing.assert_allclose(history["lr"], [expected[steps - 1], expected[2 * steps - 1]], rtol=1e-6)
+    (figure,) = figures
+    lr = figure.axes[2]
+    assert lr.get_title() == "learning rate"
+    curve, *marks = lr.get_lines()
+    np.testing.assert_allclose(curve.get_xdata(), [e + s / steps for e in (0, 1) for s in range(steps)], rtol=1e-6)
+    np.testing.assert_allclose(curve.get_ydata(), expected, rtol=1e-6)
+    assert [list(m.get_xdata()) for m in marks] == [[1, 1]]  # where phase 2 begins
+    assert [t.get_text() for t in lr.texts] == ["phase 2"]
+    assert (output / "history.png").stat().st_size > 0
+
+
 # ------------------------------------------------------------------------------- resume
 
 
@@ -245,6 +280,149 @@ def test_the_input_follows_akamasters_set_by_name_or_by_file():
         assert (facts["preprocessing"], facts["image_size"], facts["trained_on"]) == ("torch", 32, "cifar10")
         assert facts["eval_transform"]["crop_fraction"] == 1.0 and facts["published_classes"] == 10
         assert facts["options"]["zero_pad_side"] == "both"  # resnet.py's option A pads both sides
+
+
+# ---------------------------------------------------------- replicas and workers (item 5)
+
+AKAMASTER = os.path.join(REPO, "tests", "fixtures", "akamaster", "resnet20-12fca82f.th")
+# One process of a distributed fine-tuning run from akamaster's real file. It records every
+# variable on every replica of this process (``experimental_local_results``) as fit starts,
+# i.e. before the first step, and again after the run (optimizer slots included).
+REPLICA_RUN = """
+import sys
+import numpy as np
+import tensorflow as tf
+strategy, data_dir, output, record = sys.argv[1:5]
+if strategy == "mirrored":
+    cpu = tf.config.list_physical_devices("CPU")[0]
+    tf.config.set_logical_device_configuration(cpu, [tf.config.LogicalDeviceConfiguration()] * 2)
+from keras_resnet import training
+from keras_resnet.training.fit import FitJob
+
+def replicas(variables, dist):
+    return {v.path: np.stack([x.numpy() for x in dist.experimental_local_results(v.value)]) for v in variables}
+
+fit, seen = FitJob.fit, {}
+def recording_fit(job, net, *args, **kwargs):
+    seen["before"] = replicas(net.variables, job.dist)
+    result = fit(job, net, *args, **kwargs)
+    seen["after"] = replicas(net.variables + net.optimizer.variables, job.dist)
+    return result
+FitJob.fit = recording_fit
+training.train("ResNet20", weights=sys.argv[5], data_dir=data_dir, epochs=2, finetune="two-phase", head_epochs=1,
+               freeze_bn=False, batch_size=8, strategy=strategy, precision="fp32", deterministic=True,
+               export=False, verbose=0, output=output)
+np.savez(record, **{f"{when}:{path}": value for when in seen for path, value in seen[when].items()})
+"""
+
+
+def akamaster_tensors():
+    """akamaster's state dict, read with :func:`tests.torch_files.read_torch_legacy`, by the
+    Keras variable path each tensor belongs to (``conv2_block1_1_bn/moving_mean``): his
+    ``layer{s}.{b}.conv{k}`` / ``bn{k}`` are stage s+1, block b+1, unit k; kernels go from
+    PyTorch's (out, in, h, w) / (out, in) to Keras' (h, w, in, out) / (in, out)."""
+    from tests.torch_files import read_torch_legacy
+
+    out = {}
+    for name, value in read_torch_legacy(AKAMASTER)["state_dict"].items():
+        parts = name.removeprefix("module.").split(".")
+        if parts[0] == "linear":
+            out[f"predictions/{dict(weight='kernel', bias='bias')[parts[1]]}"] = value.T
+            continue
+        prefix, unit = ("conv1", parts[0]) if len(parts) == 2 else \
+            (f"conv{int(parts[0][5:]) + 1}_block{int(parts[1]) + 1}_{parts[2][-1]}", parts[2])
+        kind = "conv" if unit.startswith("conv") else "bn"
+        leaf = {"weight": "kernel" if kind == "conv" else "gamma", "bias": "beta", "running_mean": "moving_mean",
+                "running_var": "moving_variance"}[parts[-1]]
+        out[f"{prefix}_{kind}/{leaf}"] = value.transpose(2, 3, 1, 0) if value.ndim == 4 else value
+    return out
+
+
+def _replica_runs(tmp_path, strategy, processes):
+    """Run :data:`REPLICA_RUN` in ``processes`` processes (a TF_CONFIG cluster when several);
+    ``[{"before" | "after": {path: array stacked over this process's replicas}}]``."""
+    from tests.conftest import free_ports
+
+    data_dir = noise_folder(tmp_path / "noise")  # 72 train images of 4 classes at 32 px
+    env = dict(os.environ, PYTHONPATH=REPO, TF_CPP_MIN_LOG_LEVEL="2", CUDA_VISIBLE_DEVICES="")
+    cluster = {"worker": [f"127.0.0.1:{p}" for p in free_ports(processes)]}
+    procs = []
+    for index in range(processes):
+        if processes > 1:
+            env = dict(env, TF_CONFIG=json.dumps({"cluster": cluster, "task": {"type": "worker", "index": index}}))
+        procs.append(subprocess.Popen(
+            [sys.executable, "-c", REPLICA_RUN, strategy, str(data_dir), str(tmp_path / "run"),
+             str(tmp_path / f"record{index}.npz"), AKAMASTER],
+            cwd=tmp_path, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True))
+    outputs = [p.communicate(timeout=300)[0] for p in procs]
+    for p, out in zip(procs, outputs):
+        assert p.returncode == 0, out[-3000:]
+    records = []
+    for index in range(processes):
+        with np.load(tmp_path / f"record{index}.npz") as saved:
+            record = {"before": {}, "after": {}}
+            for key in saved.files:
+                when, path = key.split(":", 1)
+                record[when][path] = saved[key]
+            records.append(record)
+    return records
+
+
+def _check_replicas(replicas):
+    """``replicas``: ``[{"before", "after"}]``, each value stacked over replicas: every replica
+    starts from akamaster's tensors, bit for bit, and all end equal to each other."""
+    stored = akamaster_tensors()
+    before = {path: np.concatenate([r["before"][path] for r in replicas]) for path in replicas[0]["before"]}
+    after = {path: np.concatenate([r["after"][path] for r in replicas]) for path in replicas[0]["after"]}
+    backbone = [p for p in stored if not p.startswith("predictions/")]
+    assert len(backbone) == 95 and set(backbone) <= set(before)
+    for path in backbone:  # every replica, every variable: the file's tensor
+        for copy in before[path]:
+            np.testing.assert_array_equal(copy, stored[path], err_msg=path)
+    head = before["predictions/kernel"]
+    assert head.shape[-1] == 4 and all(np.array_equal(copy, head[0]) for copy in head)  # fresh, one for all
+    for path, copies in after.items():  # weights, BN statistics, seeds, momentum: one value on all replicas
+        for copy in copies[1:]:
+            np.testing.assert_array_equal(copy, copies[0], err_msg=path)
+    # phase 2 moved the backbone and, BatchNorm adapting, its moving statistics
+    for path in ("conv4_block3_2_conv/kernel", "conv1_bn/moving_mean", "conv3_block2_1_bn/moving_variance"):
+        assert not np.array_equal(after[path][0], stored[path]), path
+    return before, after
+
+
+@pytest.mark.slow
+def test_mirrored_replicas_start_from_the_file_and_stay_identical(tmp_path):
+    (record,) = _replica_runs(tmp_path, "mirrored", 1)
+    assert record["before"]["conv1_conv/kernel"].shape[0] == 2  # two logical CPUs: two replicas
+    _check_replicas([record])
+    config = json.loads((tmp_path / "run" / "config.json").read_text())
+    assert config["replicas"] == 2 and config["strategy_class"] == "MirroredStrategy"
+
+
+@pytest.mark.slow
+def test_two_workers_start_from_the_file_and_stay_identical(tmp_path):
+    records = _replica_runs(tmp_path, "multi-worker", 2)
+    assert all(r["before"]["conv1_conv/kernel"].shape[0] == 1 for r in records)  # one replica a worker
+    _check_replicas(records)
+    config = json.loads((tmp_path / "run" / "config.json").read_text())
+    assert config["replicas"] == 2 and config["strategy_class"] == "CollectiveAllReduceStrategy"
+
+
+def test_recipe_line_names_phase_two_only_where_there_is_one():
+    from types import SimpleNamespace
+
+    from keras_resnet.training.finetune import default_finetune
+
+    def reason(finetune, freeze_bn):
+        config = SimpleNamespace(epochs=4, finetune=finetune, head_epochs=None, freeze_bn=freeze_bn, weights="w.h5")
+        return default_finetune(config)["reason"]
+
+    assert reason("full", True) == "fine-tuning w.h5 (full, BatchNorm frozen: as asked)"
+    assert reason("full", False) == "fine-tuning w.h5 (full, BatchNorm adapting: as asked)"  # one phase
+    assert reason("two-phase", False) == "fine-tuning w.h5 (two-phase, BatchNorm adapting in phase 2: as asked)"
+    assert reason("head", None) == "fine-tuning w.h5 (head)"  # the backbone never trains
+    # left to the recipe, BatchNorm adapts at any batch (BENCHMARKS.md: frozen lost at 11 and 128)
+    assert reason("full", None).startswith("fine-tuning w.h5 (full, BatchNorm adapting: the default")
 
 
 # ------------------------------------------------------- a set normalised with its own mean / std

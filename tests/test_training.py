@@ -12,7 +12,6 @@ import math
 import os
 import shlex
 import signal
-import socket
 import subprocess
 import sys
 import textwrap
@@ -23,7 +22,7 @@ import numpy as np
 import pytest
 
 from keras_resnet import cli, training
-from tests.conftest import noise_folder
+from tests.conftest import free_ports as _free_ports, noise_folder
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 # A tiny CIFAR ResNet-20 (4/8/16 filters) on 32x32 digits: ~45 steps an epoch.
@@ -55,16 +54,6 @@ def _python(code, cwd, timeout=300, **env):
 
 def _weights(path):
     return keras.saving.load_model(path, compile=False).get_weights()
-
-
-def _free_ports(n):
-    sockets = [socket.socket() for _ in range(n)]
-    for s in sockets:
-        s.bind(("127.0.0.1", 0))
-    ports = [s.getsockname()[1] for s in sockets]
-    for s in sockets:
-        s.close()
-    return ports
 
 
 # ----------------------------------------------------------------------- recipe pieces

@@ -378,3 +378,60 @@ def write_tf2cv_h5(path, manifest):
             group.attrs["weight_names"] = np.array([name.encode() for name, _ in weights])
             for name, shape in weights:
                 group.create_dataset(name, data=tf2cv_tensor_for(name, shape))
+
+
+# ------------------------------------------------------------ reading the legacy layout
+
+_DTYPES = {"FloatStorage": np.float32, "DoubleStorage": np.float64, "HalfStorage": np.float16,
+           "LongStorage": np.int64, "IntStorage": np.int32}
+
+
+def read_torch_legacy(path):
+    """The object of a legacy ``torch.save`` file (see :func:`write_torch_legacy`), its
+    tensors as numpy arrays: an independent reader, numpy and ``pickle`` only, for tests that
+    compare what the package loaded with the file's own tensors. Only the globals torch
+    writes for tensors and ordered dicts are accepted."""
+    import collections
+    import pickle
+
+    storages = {}  # key -> dtype, as the object pickle names them
+
+    def rebuild(storage, offset, size, stride, *_):
+        return ("tensor", storage, int(offset), tuple(size), tuple(stride))
+
+    class Unpickler(pickle.Unpickler):
+        def find_class(self, module, name):
+            if (module, name) == ("collections", "OrderedDict"):
+                return collections.OrderedDict
+            if module == "torch._utils" and name in ("_rebuild_tensor", "_rebuild_tensor_v2"):
+                return rebuild
+            if module == "torch" and name in _DTYPES:
+                return name
+            raise pickle.UnpicklingError(f"unexpected global {module}.{name}")
+
+        def persistent_load(self, pid):
+            _, kind, key = pid[:3]
+            storages[key] = _DTYPES[kind]
+            return key
+
+    with open(path, "rb") as f:
+        magic, protocol, _ = (pickle.load(f) for _ in range(3))
+        assert magic == _LEGACY_MAGIC and protocol == 1001, (magic, protocol)
+        obj = Unpickler(f).load()
+        raw = {}
+        for key in pickle.load(f):
+            (count,) = struct.unpack("<q", f.read(8))
+            dtype = np.dtype(storages[key]).newbyteorder("<")
+            raw[key] = np.frombuffer(f.read(count * dtype.itemsize), dtype=dtype)
+
+    def build(value):
+        if isinstance(value, tuple) and value[:1] == ("tensor",):
+            _, key, offset, size, stride = value
+            flat = raw[key][offset:]
+            strides = tuple(s * flat.itemsize for s in stride)
+            return np.lib.stride_tricks.as_strided(flat, size, strides).astype(flat.dtype.newbyteorder("="))
+        if isinstance(value, dict):
+            return type(value)((k, build(v)) for k, v in value.items())
+        return value
+
+    return build(obj)

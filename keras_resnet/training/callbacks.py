@@ -45,6 +45,23 @@ class LowLrUntilError(keras.callbacks.Callback):
             print(f"Warm-up done after epoch {epoch + 1}: training error {1 - accuracy:.3f} < {self.threshold}")
 
 
+class LearningRateLog(keras.callbacks.Callback):
+    """Adds ``lr`` to each epoch's logs (so to history.csv): the rate of the epoch's last
+    step under the phase's schedule. A fine-tuning phase compiles its own optimizer, whose
+    schedule counts steps from ``first_epoch``, the phase's first epoch; :class:`FitJob`
+    sets both when a phase begins. Keras logs no rate for a schedule; its
+    ``ReduceLROnPlateau`` writes ``learning_rate`` only when it changes one."""
+
+    def __init__(self, learning_rate, *, steps_per_epoch, first_epoch=0):
+        super().__init__()
+        self.learning_rate, self.steps_per_epoch, self.first_epoch = learning_rate, steps_per_epoch, first_epoch
+
+    def on_epoch_end(self, epoch, logs=None):
+        if logs is not None:
+            step = (epoch + 1 - self.first_epoch) * self.steps_per_epoch - 1
+            logs["lr"] = float(keras.ops.convert_to_numpy(self.learning_rate(step)))
+
+
 class NaNGuard(keras.callbacks.TerminateOnNaN):
     """Keras' TerminateOnNaN that also remembers where it fired, for a clear message."""
 
@@ -192,7 +209,8 @@ class EpochLine(keras.callbacks.Callback):
         self.began = time.perf_counter()
 
     def on_epoch_end(self, epoch, logs=None):
-        values = " ".join(f"{k} {v:.4f}" for k, v in (logs or {}).items() if isinstance(v, (int, float)))
+        values = " ".join(f"{k} {v:{'.4g' if k == 'lr' else '.4f'}}" for k, v in (logs or {}).items()
+                          if isinstance(v, (int, float)))
         seconds = time.perf_counter() - (self.began or time.perf_counter())
         print(f"Epoch {epoch + 1}/{self.epochs}: {values} ({seconds:.0f} s)", file=self.stream or sys.stdout,
               flush=True)

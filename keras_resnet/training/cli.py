@@ -89,7 +89,7 @@ def train_parser(prog="keras-resnet train"):
     a("--finetune-lr", type=float, help="with --weights: learning rate of the backbone per 256 images "
       "(default --lr's)")
     a("--freeze-bn", action=argparse.BooleanOptionalAction, default=None, help="with --weights: "
-      "BatchNorm in inference mode while the backbone trains (default: below a batch of 32)")
+      "BatchNorm in inference mode while the backbone trains (default: no, BatchNorm adapts)")
     a("--zero-init-residual", action="store_true", help="zero gamma in each block's last BN")
     a("--sync-bn", action="store_true", help="BatchNorm statistics over all replicas")
     a("--model-option", type=_model_option, action="append", default=[], metavar="KEY=VALUE",

@@ -21,16 +21,19 @@ What the weights decide, and what happens to them:
 
   - ``"full"``: every layer from the first step at ``finetune_lr`` (the recipe's own lr by
     default, no warm-up), as timm's ``train.py --pretrained`` and Model Garden's
-    ``init_checkpoint`` fine-tune. Measured best at equal epochs (BENCHMARKS.md): from
-    akamaster's CIFAR-10 ResNet-20 onto 5,000 MNIST digits, 96.8% after 3 epochs against
-    81.4% at a tenth of the lr, 72.4% in two phases and 74.6% from scratch.
+    ``init_checkpoint`` fine-tune. Measured best at equal epochs: the figures are in
+    BENCHMARKS.md, "Fine-tuning from pretrained weights".
   - ``"two-phase"``: phase 1 trains the head alone on a frozen backbone whose BatchNorm is
     in inference mode, at the recipe's lr (keras.io's transfer-learning guide; fastai's
     ``fine_tune`` freeze epoch); phase 2 trains every layer at ``finetune_lr``.
   - ``"head"``: the head alone for the whole run (a linear probe on frozen features).
 
-  BatchNorm adapts while the backbone trains from a per-replica batch of 32 up, and is
-  frozen below (``freeze_bn``; timm and detectron2 freeze it for small batches).
+  BatchNorm adapts while the backbone trains (its batch statistics normalise, its moving
+  statistics follow the new data) unless ``freeze_bn=True`` keeps the pretrained ones.
+  Adapting was measured ahead of frozen both at a batch of 128 and at the batch of 11 the
+  auto recipe picks for a folder of 120 images (BENCHMARKS.md), so it is the default at
+  every batch; freezing (detectron2's practice for batches of 1-2 images a device) stays
+  a choice.
 
 Frozen variables cost nothing: they are ``trainable=False`` when the phase is compiled, so
 the train step asks the tape for no gradient of them (TensorFlow does not back-propagate
@@ -56,9 +59,10 @@ FINETUNE_EPOCHS = 8  # benchmarks/finetune_grid.py's budget
 # it 100x) fine-tuned ResNet-20 from CIFAR-10 onto MNIST 15 points worse (BENCHMARKS.md).
 FINETUNE_LR_FACTOR = 1.0
 HEAD_EPOCH_FRACTION = 0.25  # two-phase: the first quarter of the run (at least one epoch) trains the head
-# BatchNorm adapts in phase 2 from this per-replica batch up; below it the batch statistics
-# are too noisy and the pretrained ones are kept (timm / detectron2 freeze BN for small batches).
-FREEZE_BN_BELOW = 32
+# BatchNorm adapts by default at any batch: frozen BN lost to adapting BN at a batch of 128
+# (collapsing to chance in 4 of 9 runs) and at the auto recipe's batch of 11 for 120 images
+# (BENCHMARKS.md, "Fine-tuning from pretrained weights").
+FREEZE_BN = False
 # Small datasets: the auto recipe lowers the batch (never below MIN_BATCH) so that an epoch
 # has about MIN_STEPS steps.
 MIN_STEPS, MIN_BATCH = 10, 8
@@ -226,7 +230,7 @@ def enter_phase(net, phase: Phase) -> None:
         freeze_batch_norm(net)
 
 
-def default_finetune(config, *, steps_per_epoch, batch_size) -> dict:
+def default_finetune(config) -> dict:
     """The fine-tuning fields a run with weights leaves open, and why (``"reason"``)."""
     epochs = config.epochs or FINETUNE_EPOCHS
     mode = config.finetune if config.finetune not in (None, "auto") else (
@@ -234,14 +238,13 @@ def default_finetune(config, *, steps_per_epoch, batch_size) -> dict:
     head_epochs = config.head_epochs
     if head_epochs is None:
         head_epochs = max(1, math.floor(HEAD_EPOCH_FRACTION * epochs)) if mode == "two-phase" else 0
-    freeze_bn = config.freeze_bn
-    bn_why = "as asked"
+    freeze_bn, bn_why = config.freeze_bn, "as asked"
     if freeze_bn is None:
-        freeze_bn = batch_size < FREEZE_BN_BELOW
-        bn_why = f"batch {batch_size} {'<' if freeze_bn else '>='} {FREEZE_BN_BELOW} per replica"
+        freeze_bn, bn_why = FREEZE_BN, "the default, measured ahead of frozen at batches 11 and 128"
     return dict(epochs=epochs, finetune=mode, head_epochs=head_epochs, freeze_bn=freeze_bn,
                 reason=f"fine-tuning {config.weights} ({mode}"
-                       + (f", BatchNorm {'frozen' if freeze_bn else 'adapting'} in phase 2: {bn_why}"
+                       + (f", BatchNorm {'frozen' if freeze_bn else 'adapting'}"
+                          f"{' in phase 2' if mode == 'two-phase' else ''}: {bn_why}"  # full: one phase
                           if mode != "head" else "") + ")")
 
 

@@ -75,7 +75,6 @@ class FitJob:
         and returns that phase's schedule."""
         self.phases, self.phase, self.switch = phases, phase, switch
         meta = self._restore(net, learning_rate, resume, found)
-        self.schedule = learning_rate  # the run's schedule, drawn beside the curves
         began = time.perf_counter()
         clock = lambda epoch, step: dict(train_time_s=meta.get("train_time_s", 0.0) + time.perf_counter() - began)  # noqa: E731
         guard = cb.NaNGuard()
@@ -83,7 +82,9 @@ class FitJob:
                                 learning_rate=learning_rate, write=self.chief, clock=clock, signals=self.signals,
                                 phase=phase.index)
         display = cb.progress(self.config.verbose, epochs=self.config.epochs, steps_per_epoch=self.steps)
-        callbacks = self._callbacks(learning_rate, guard, display) + [backup]  # backup last
+        # the rate first (before the warm-up's release, the display and history.csv), backup last
+        rate = cb.LearningRateLog(learning_rate, steps_per_epoch=self.steps, first_epoch=phase.first_epoch)
+        callbacks = [rate] + self._callbacks(learning_rate, guard, display) + [backup]
         multi = is_multi_worker(self.dist)
         sample = next(iter(self._train_data(0, 0, 1))) if multi else None
         try:
@@ -187,10 +188,11 @@ class FitJob:
             if phase.index != self.phase.index:
                 learning_rate = self.switch(phase)
                 self.phase, backup.phase, backup.learning_rate = phase, phase.index, learning_rate
-                self.schedule = learning_rate
                 for callback in callbacks:
-                    if isinstance(callback, cb.LowLrUntilError):
+                    if isinstance(callback, (cb.LowLrUntilError, cb.LearningRateLog)):
                         callback.learning_rate = learning_rate
+                    if isinstance(callback, cb.LearningRateLog):
+                        callback.first_epoch = phase.first_epoch
             guard.step_offset = backup.step_offset = first_step
             if isinstance(display, cb.ProgressBar):
                 display.step_offset = first_step
@@ -228,9 +230,21 @@ class FitJob:
                 f"(lr={self.config.lr} per 256 images now), precision='fp32', or a warm-up.")
 
     def _lr_curve(self):
-        if len(self.phases) > 1:  # each phase has its own schedule (config.json "phases"): none drawn
-            return None
-        return _lr_curve_of(self.schedule, self.config.epochs, self.steps)
+        """``(epochs, rates)`` over the whole run: each phase's schedule (its own optimizer,
+        from its first epoch), rebuilt from the phase as :func:`compile_phase` compiles it and
+        drawn after any paper warm-up's hold (which ends when the training error allows)."""
+        from keras_resnet.training.recipe import learning_rate_schedule
+
+        epochs, rates = [], []
+        for phase in self.phases:
+            schedule = learning_rate_schedule(
+                lr=phase.lr, global_batch_size=self.config.global_batch_size, steps_per_epoch=self.steps,
+                epochs=phase.epochs, schedule=self.config.schedule, warmup_epochs=phase.warmup_epochs)
+            schedule.holding.assign(0.0)
+            x, y = _lr_curve_of(schedule, phase.epochs, self.steps)
+            epochs += [phase.first_epoch + e for e in x]
+            rates += y
+        return epochs, rates
 
     def _metrics(self, test, meta, images, train_time):
         metrics = dict(
@@ -270,6 +284,7 @@ class FitJob:
                           {**c.to_json(), **self.facts, "export_path": metrics["export_path"]})
         if history:
             rf.plot_history(history, os.path.join(output, "history.png"), learning_rate=self._lr_curve(),
+                            phase_starts=[p.first_epoch for p in self.phases[1:]],
                             title=f"{c.model} on {self.data.name} ({os.path.basename(os.path.normpath(output))})")
         write_json_atomic(os.path.join(output, rf.METRICS), metrics)  # last: marks the run finished
         print(f"Run folder: {output}")

@@ -74,8 +74,7 @@ def resolve(config, data, strategy):
     reason = recipe["reason"]
     finetune = {}
     if inputs:
-        finetune = ft.default_finetune(config.replace(epochs=filled["epochs"]), steps_per_epoch=steps,
-                                       batch_size=filled["batch_size"])
+        finetune = ft.default_finetune(config.replace(epochs=filled["epochs"]))
         reason = f"{config.recipe_name}: {finetune.pop('reason')}; " + reason.split(": ", 1)[1]
         finetune.pop("epochs")
         finetune["finetune_lr"] = config.finetune_lr or filled["lr"] * ft.FINETUNE_LR_FACTOR
@@ -266,7 +265,7 @@ def train(
     "two-phase" (``head_epochs`` epochs of the head alone on a frozen backbone with frozen
     BatchNorm at ``lr``, then all layers at ``finetune_lr``; chosen when ``head_epochs`` is
     given) or "head" (the head alone); ``freeze_bn`` keeps BatchNorm in inference mode
-    while the backbone trains (default: below a per-replica batch of 32). A run with
+    while the backbone trains (default: False, BatchNorm adapts). A run with
     weights defaults to 8 epochs without warm-up.
     ``model_options`` go to :func:`keras_resnet.get_model` (``width_multiplier``,
     ``stochastic_depth_rate``, ``bn_momentum``, ...); those train sets itself

@@ -228,6 +228,19 @@ def _check_recipe(*, lr, schedule, warmup_epochs, label_smoothing, weight_decay,
         raise ValueError(f"momentum must be in [0, 1). Received: momentum={momentum!r}")
 
 
+def learning_rate_schedule(*, lr, global_batch_size, steps_per_epoch, epochs, schedule, warmup_epochs):
+    """The :class:`ResNetLearningRate` :func:`compile_model` gives an optimizer: ``lr`` (per
+    256 images) scaled to the global batch, over ``epochs`` of ``steps_per_epoch`` steps."""
+    paper = warmup_epochs == PAPER_WARMUP
+    return ResNetLearningRate(
+        lr * global_batch_size / 256.0,
+        steps_per_epoch * epochs,
+        schedule=schedule,
+        warmup_steps=0 if paper else round(warmup_epochs * steps_per_epoch),
+        hold_low=paper,
+    )
+
+
 def compile_model(
     model,
     *,
@@ -260,14 +273,9 @@ def compile_model(
     scope = strategy.scope() if strategy is not None else contextlib.nullcontext()
     with scope:
         apply_weight_decay(model, weight_decay)
-        paper = warmup_epochs == PAPER_WARMUP
-        learning_rate = ResNetLearningRate(
-            lr * global_batch_size / 256.0,
-            steps_per_epoch * epochs,
-            schedule=schedule,
-            warmup_steps=0 if paper else round(warmup_epochs * steps_per_epoch),
-            hold_low=paper,
-        )
+        learning_rate = learning_rate_schedule(lr=lr, global_batch_size=global_batch_size,
+                                               steps_per_epoch=steps_per_epoch, epochs=epochs,
+                                               schedule=schedule, warmup_epochs=warmup_epochs)
         optimizer = keras.optimizers.SGD(learning_rate=learning_rate, momentum=momentum, nesterov=nesterov)
         if label_smoothing > 0:
             loss = SparseCrossentropyWithSmoothing(label_smoothing)

@@ -2,9 +2,11 @@
 
     runs/ResNet20-digits-20250101-120000/
         config.json    the TrainConfig (every resolved option) and the facts of the run
-        history.csv    one row per epoch (appended across resumes, never repeated)
+        history.csv    one row per epoch (appended across resumes, never repeated); ``lr``: the
+                       rate of the epoch's last step
         metrics.json   test top-1/top-5, epochs, time, images/s, export path: marks it finished
-        history.png    loss and accuracy curves, train and validation
+        history.png    loss and accuracy curves, train and validation; the learning rate
+                       (every phase's schedule, a dashed line where phase 2 begins)
         model.keras    the final model;  best.keras  the best by validation accuracy
         logs/          TensorBoard
         backup/        state.npz: weights, optimizer, RNG states, epoch and step
@@ -109,14 +111,16 @@ def truncate_history(path, epochs_done):
     atomic_write(path, "".join(kept))
 
 
-def plot_history(history, path, *, title=None, learning_rate=None):
+def plot_history(history, path, *, title=None, learning_rate=None, phase_starts=()):
     """Loss, accuracy and the learning rate of a run to a PNG (matplotlib, no global backend);
     returns the figure.
 
     ``title`` names the run (model and data). The loss axis is logarithmic, so one spike
     (a validation loss of 15 among values near 1) does not flatten the other curves.
     ``learning_rate``: ``(epochs, rates)``, the schedule sampled over the run, x as the
-    epochs done (0 to the run's epochs; a third panel, left out when None).
+    epochs done (0 to the run's epochs; a third panel, left out when None). ``phase_starts``:
+    the epochs (from 0) where a fine-tuning phase after the first begins: a dashed vertical
+    line on every panel, labelled "phase 2", ... on the learning-rate panel.
     """
     from matplotlib.backends.backend_agg import FigureCanvasAgg
     from matplotlib.figure import Figure
@@ -140,6 +144,11 @@ def plot_history(history, path, *, title=None, learning_rate=None):
         steps, rates = learning_rate
         axes[2].plot(steps, rates)  # epochs done: the loss of epoch e (from 0) is drawn at e + 1
         axes[2].set_title("learning rate")
+    for number, start in enumerate(phase_starts, start=2):
+        for axis in axes:
+            axis.axvline(start, color="grey", linestyle="--", linewidth=1)
+        axes[-1].annotate(f"phase {number}", (start, 1.0), xycoords=("data", "axes fraction"),
+                          xytext=(3, -12), textcoords="offset points", color="grey")
     for axis in axes:
         axis.set_xlabel("epoch")
         axis.grid(alpha=0.3)

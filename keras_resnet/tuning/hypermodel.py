@@ -185,8 +185,7 @@ class HyperResNet(keras_tuner.HyperModel):
             net = get_model(self.model_name, weights=None, input_shape=(self.image_size, self.image_size, 3),
                             classes=self.num_classes, **options)
         finetune.load_pretrained(net, self.pretrained)
-        finetune.enter_phase(net, finetune.Phase(0, 0, 1, "all", self.batch_size < finetune.FREEZE_BN_BELOW,
-                                                 0.0, 0.0))
+        finetune.enter_phase(net, finetune.Phase(0, 0, 1, "all", finetune.FREEZE_BN, 0.0, 0.0))
         return net
 
     def fit(self, hp, model, *args, epochs=1, initial_epoch=0, callbacks=None, verbose="auto", **kwargs):
