@@ -171,7 +171,7 @@ class HyperResNet(keras_tuner.HyperModel):
 
     def _build_pretrained(self, options):
         """The named model with the pretrained backbone loaded and a fresh head, every
-        layer trainable (BatchNorm frozen below a batch of 32, as ``train`` fine-tunes)."""
+        layer trainable (BatchNorm adapting, as ``train`` fine-tunes by default)."""
         import types
 
         from keras_resnet import get_model
