@@ -12,8 +12,8 @@ import tensorflow as tf
 import keras
 
 from keras_resnet.errors import EXIT_ENVIRONMENT, CommandError, Stopped
-from keras_resnet.export.transform import EvalTransform
 from keras_resnet.training import callbacks as cb
+from keras_resnet.training.finetune import recorded_eval_transform
 from keras_resnet.training import run_folder as rf
 from keras_resnet.training.strategy import _multi_worker_fit_workaround, is_multi_worker, lost_worker
 from keras_resnet.utils import write_json_atomic
@@ -145,9 +145,9 @@ class FitJob:
 
     def _eval(self):
         c = self.config
-        transform = self.facts.get("eval_transform")  # the run's val / test transform, the export's too
+        # the run's val / test transform, the export's too (as evaluate reads it back from config.json)
         return dict(image_size=c.image_size, preprocessing=c.preprocessing, augmentation=c.augmentation,
-                    eval_transform=EvalTransform(**transform) if transform else None)
+                    eval_transform=recorded_eval_transform(self.facts))
 
     def _train_data(self, first_epoch, first_step, end_epoch):
         c = self.config
@@ -275,10 +275,9 @@ class FitJob:
 
             folder = os.path.abspath(os.path.join(c.export_dir or DEFAULT_EXPORT_ROOT,
                                                   os.path.basename(os.path.normpath(output))))
-            transform = self.facts.get("eval_transform")  # the run's own val / test transform
             metrics["export_path"] = export_saved_model(
                 net, folder, class_names=self.facts["class_names"], preprocessing=c.preprocessing,
-                eval_transform=EvalTransform(**transform) if transform else None)
+                eval_transform=recorded_eval_transform(self.facts))  # the run's own val / test transform
             print(f"Exported a SavedModel to {metrics['export_path']}")
         write_json_atomic(os.path.join(output, rf.CONFIG),
                           {**c.to_json(), **self.facts, "export_path": metrics["export_path"]})
