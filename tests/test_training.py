@@ -5,6 +5,7 @@ Runs that configure devices (logical CPUs, TF_CONFIG) or get killed happen in
 subprocesses: TensorFlow fixes its devices when it first initialises.
 """
 
+import csv
 import glob
 import io
 import json
@@ -611,3 +612,33 @@ def test_history_png_names_the_run_draws_the_learning_rate_and_survives_a_spike(
     to_axes = loss.transAxes.inverted()
     low, high = (to_axes.transform(loss.transData.transform((1, y)))[1] for y in (1.0, 2.0))
     assert high - low > 0.15  # the train loss from 2.0 to 1.0, as a share of the panel's height
+
+
+def test_resumed_history_keeps_the_columns_of_its_file(tmp_path):
+    """A history.csv written before ``lr`` was logged, appended by a resumed run that logs
+    it: Keras' own CSVLogger shifts the new row under the old header (its ``val_accuracy``
+    column reads the rate); HistoryCSV keeps the file's columns, so every value reads back under
+    its own name."""
+    from keras_resnet.training.callbacks import HistoryCSV
+
+    old = "epoch,accuracy,loss,val_accuracy,val_loss\n0,0.5,1.25,0.25,2.5\n"
+    logs = {"accuracy": 0.75, "loss": 0.5, "lr": 0.125, "val_accuracy": 0.625, "val_loss": 1.5}
+    for name, logger in (("keras.csv", lambda p: keras.callbacks.CSVLogger(p, append=True)),
+                         ("ours.csv", HistoryCSV)):
+        path = tmp_path / name
+        path.write_text(old)
+        callback = logger(str(path))
+        callback.on_train_begin()
+        callback.on_epoch_end(1, dict(logs))
+        callback.on_train_end()
+    with open(tmp_path / "keras.csv", newline="") as f:
+        assert list(csv.DictReader(f))[1]["val_accuracy"] == "0.125"  # the rate, misread
+    assert training.read_history(tmp_path / "ours.csv") == {
+        "epoch": [0, 1], "accuracy": [0.5, 0.75], "loss": [1.25, 0.5], "val_accuracy": [0.25, 0.625],
+        "val_loss": [2.5, 1.5]}
+    fresh = tmp_path / "fresh.csv"  # a new file: Keras' columns, lr included
+    callback = HistoryCSV(str(fresh))
+    callback.on_train_begin()
+    callback.on_epoch_end(0, dict(logs))
+    callback.on_train_end()
+    assert fresh.read_text().splitlines()[0] == "epoch,accuracy,loss,lr,val_accuracy,val_loss"

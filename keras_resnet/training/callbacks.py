@@ -62,6 +62,25 @@ class LearningRateLog(keras.callbacks.Callback):
             logs["lr"] = float(keras.ops.convert_to_numpy(self.learning_rate(step)))
 
 
+class HistoryCSV(keras.callbacks.CSVLogger):
+    """Keras' CSVLogger appending to history.csv, keeping the columns of a file that has
+    them. Keras' logger writes each row in the order of the current logs' sorted keys under
+    a header written only for a new file, so a run resumed from a history with other
+    columns (one written before ``lr`` was logged) would get rows shifted under the old
+    header. Here an existing header fixes the columns: a new log key is left out of that
+    file, a missing one is written "NA" (as Keras writes it), and the rows stay aligned."""
+
+    def __init__(self, filename):
+        super().__init__(filename, append=True)
+
+    def on_train_begin(self, logs=None):
+        super().on_train_begin(logs)
+        with open(self.filename, newline="") as f:
+            header = f.readline().strip()
+        if header:
+            self.keys = header.split(self.sep)[1:]  # the first column is "epoch"
+
+
 class NaNGuard(keras.callbacks.TerminateOnNaN):
     """Keras' TerminateOnNaN that also remembers where it fired, for a clear message."""
 

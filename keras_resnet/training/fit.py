@@ -134,7 +134,7 @@ class FitJob:
             callbacks.append(cb.LowLrUntilError(learning_rate))
         if self.chief:
             previous = rf.read_history(self.history_path).get("val_accuracy", [])
-            callbacks.append(keras.callbacks.CSVLogger(self.history_path, append=True))
+            callbacks.append(cb.HistoryCSV(self.history_path))
             if self.data.num_val:  # selected on validation data only, never on test
                 callbacks.append(cb.BestModel(os.path.join(self.output, "best.keras"),
                                               best=max(previous, default=-math.inf)))
